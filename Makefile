@@ -1,0 +1,51 @@
+# mlops-nb: `make run` sets everything up and trains on the demo data; `make test` sets up and tests.
+# Every target creates .venv on demand from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: setup run test check export clean-nbs nbdev-test pytest ui lab bench distclean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## the main job: the training pipeline on the demo data (pass ARGS="-p model=rf ..." to change it)
+run: setup
+	$(BIN)/mlops-nb run pipelines/train.yaml $(ARGS)
+
+## everything CI checks: export in sync, notebooks clean, notebook tests, pytest
+test: check nbdev-test pytest
+
+check: setup
+	@$(BIN)/python .ci/check_sync.py
+
+nbdev-test: setup
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: setup
+	$(BIN)/python -m pytest
+
+## regenerate mlops_nb/ from notebooks/ and clean notebooks (run before committing)
+export: setup
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean --fname notebooks
+	$(BIN)/nbdev-clean --fname pipelines
+
+ui: setup
+	$(BIN)/mlops-nb ui
+
+lab: setup
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/pipelines/ingest.ipynb
+
+bench: setup
+	$(BIN)/python bench/pipeline_overhead.py
+
+distclean:
+	rm -rf $(VENV) mlflow.db mlartifacts runs _docs _proc

@@ -1,0 +1,63 @@
+"""Fixtures: a throw-away project (its own settings, pipelines, git repo and MLflow store) and a CLI runner."""
+import os, shutil, subprocess, sys
+from dataclasses import dataclass
+from pathlib import Path
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MLOPS_NB = str(Path(sys.executable).parent / "mlops-nb")
+
+
+@dataclass
+class Project:
+    root: Path
+
+    @property
+    def tracking(self) -> str: return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    def run(self, *args, check=False, timeout=600) -> subprocess.CompletedProcess:
+        "Run `mlops-nb ARGS` in the project, as a user would."
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+        env["COLUMNS"] = "160"
+        r = subprocess.run([MLOPS_NB, *map(str, args)], cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"mlops-nb {' '.join(map(str, args))} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def client(self):
+        from mlflow import MlflowClient
+        return MlflowClient(self.tracking, registry_uri=self.tracking)
+
+    def pipeline_runs(self):
+        c = self.client()
+        exp = c.get_experiment_by_name("mlops-nb")
+        return [] if exp is None else c.search_runs([exp.experiment_id], "tags.mlops_nb.kind = 'pipeline'", order_by=["attributes.start_time ASC"])
+
+    def versions(self, name="assembly-defect"):
+        from mlflow.exceptions import MlflowException
+        try: return sorted(int(v.version) for v in self.client().search_model_versions(f"name = '{name}'"))
+        except MlflowException: return []
+
+
+def make_project(folder: Path) -> Project:
+    "A copy of the project's settings and pipelines in `folder`, committed to a fresh git repository."
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "settings.ini", folder / "settings.ini")
+    shutil.copytree(REPO / "pipelines", folder / "pipelines", ignore=shutil.ignore_patterns(".*"))
+    git = lambda *a: subprocess.run(["git", *a], cwd=folder, check=True, capture_output=True)
+    git("init", "-q"); git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project")
+    return Project(folder)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[Project, str]:
+    "A project in which the train pipeline ran once on 2,000 demo rows; returns it and the run id."
+    project = make_project(tmp_path_factory.mktemp("trained"))
+    r = project.run("run", "pipelines/train.yaml", "-p", "n_rows=2000", check=True)
+    return project, project.pipeline_runs()[-1].info.run_id
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    return make_project(tmp_path / "project")

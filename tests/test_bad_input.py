@@ -1,0 +1,97 @@
+"""Every kind of bad input: one clear message, a non-zero exit, and nothing already recorded damaged."""
+import json
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def write(project, name, text):
+    (project.root / name).write_text(text)
+    return name
+
+
+def snapshot(project):
+    "What must survive a failed invocation unchanged: earlier runs' statuses and registered versions."
+    return [(r.info.run_id, r.info.status) for r in project.pipeline_runs()], project.versions()
+
+
+# (id, arguments (a callable of the project), exit code, text the message must contain, does it get as far as a run)
+CASES = [
+    ("missing file", lambda p: ["-p", "data=no-such.csv"], 2, "file no-such.csv not found", False),
+    ("unknown parameter", lambda p: ["-p", "modle=rf"], 2, "unknown parameter 'modle' (did you mean 'model'?)", False),
+    ("wrong type", lambda p: ["-p", "n_rows=many"], 2, "parameter 'n_rows' expects int, got 'many'", False),
+    ("not a choice", lambda p: ["-p", "model=xgb"], 2, "parameter 'model' must be one of linear, rf, hgb", False),
+    ("not KEY=VALUE", lambda p: ["-p", "model"], 2, "is not KEY=VALUE", False),
+    ("empty file", lambda p: ["-p", f"data={write(p, 'empty.csv', '')}"], 1, "is empty (0 bytes)", True),
+    ("unparsable csv", lambda p: ["-p", f"data={write(p, 'bad.csv', 'a,b' + chr(10) + '1,2' + chr(10) + '1,2,3,4' + chr(10))}"], 1,
+     "does not parse as CSV", True),
+    ("target absent", lambda p: ["-p", f"data={write(p, 'abc.csv', 'a,b,c' + chr(10) + '1,2,3' + chr(10))}", "-p", "target=label"], 1,
+     "target column 'label' not found", True),
+    ("single class", lambda p: ["-p", f"data={write(p, 'one.csv', 'x,y' + chr(10) + ''.join(f'{i},1' + chr(10) for i in range(50)))}", "-p", "target=y"], 1,
+     "has a single value (1)", True),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_run_arguments(trained, case):
+    project, _ = trained
+    _, args, code, message, recorded = case
+    before = snapshot(project)
+    r = project.run("run", "pipelines/train.yaml", *args(project))
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == code, out
+    assert message in out
+    assert "Traceback" not in out
+    runs_after, versions_after = snapshot(project)
+    assert runs_after[:len(before[0])] == before[0] and versions_after == before[1]
+    new = runs_after[len(before[0]):]
+    assert [s for _, s in new] == (["FAILED"] if recorded else [])
+    if recorded:  # the failing step keeps its executed notebook, with the error in it
+        assert "executed notebook:" in out
+        nb = out.split("executed notebook: ")[1].split(" ")[0]
+        cells = json.load(open(nb))["cells"]
+        assert any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
+
+
+def spec_case(project, text):
+    (project.root / "pipelines" / "bad.yaml").write_text(text)
+    return project.run("run", "pipelines/bad.yaml")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nsteps: [\n", "is not valid YAML"),
+    ("steps:\n  - {name: a, notebook: missing.ipynb}\n", "names notebook missing.ipynb, which does not exist"),
+    ("steps: 3\n", "must be a mapping with a non-empty 'steps' list"),
+    ("steps:\n  - {name: a, notebook: ingest.ipynb, needs: [b]}\n", "needs 'b', which is not a step"),
+], ids=["malformed yaml", "missing notebook", "no steps", "unknown need"])
+def test_bad_pipeline_spec(project, text, message):
+    r = spec_case(project, text)
+    assert r.returncode == 2 and message in " ".join(r.stderr.split()) and "Traceback" not in r.stderr
+    assert project.pipeline_runs() == []
+
+
+def test_step_notebook_without_parameters_cell(project):
+    nb = json.loads((project.root / "pipelines" / "ingest.ipynb").read_text())
+    for c in nb["cells"]: c.get("metadata", {}).pop("tags", None)
+    (project.root / "pipelines" / "untagged.ipynb").write_text(json.dumps(nb))
+    r = spec_case(project, "steps:\n  - {name: a, notebook: untagged.ipynb}\n")
+    assert r.returncode == 2 and "has no cell tagged 'parameters'" in " ".join(r.stderr.split())
+    assert project.pipeline_runs() == []
+
+
+def test_validation_failure_stops_dependents_and_keeps_the_report(trained):
+    project, _ = trained
+    from mlops_nb.data import make_demo_data
+    make_demo_data(800, seed=3).drop(columns=["pressure"]).to_csv(project.root / "no_pressure.csv", index=False)
+    before = snapshot(project)
+    r = project.run("run", "pipelines/train.yaml", "-p", "data=no_pressure.csv")
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1 and "step 'validate' failed" in out and "column 'pressure' is missing" in out
+    run = project.pipeline_runs()[-1]
+    assert run.info.status == "FAILED" and run.data.tags["mlops_nb.failed_step"] == "validate"
+    steps = project.client().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert {s.data.tags["mlops_nb.step"]: s.info.status for s in steps} == {"ingest": "FINISHED", "validate": "FAILED"}
+    validate = next(s for s in steps if s.data.tags["mlops_nb.step"] == "validate")
+    report = project.client().download_artifacts(validate.info.run_id, "validation.md")
+    assert "pressure" in open(report).read()
+    assert snapshot(project)[1] == before[1]

@@ -1,0 +1,111 @@
+"""The step cache: hits are visible, one parameter re-runs exactly its dependents, re-saved notebooks still hit,
+and an interrupted run (Ctrl-C or kill -9) leaves no cache entry and no run stuck RUNNING."""
+import json, os, signal, subprocess, time
+from pathlib import Path
+import pytest
+from conftest import MLOPS_NB
+
+pytestmark = pytest.mark.slow
+STEPS = ["ingest", "validate", "train", "evaluate", "register"]
+
+
+def steps_of(project, run):
+    c = project.client()
+    kids = c.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    return {k.data.tags["mlops_nb.step"]: k for k in kids}
+
+
+def executed(project, run):
+    return sorted(n for n, k in steps_of(project, run).items() if k.data.tags.get("mlops_nb.cached") != "true")
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+    from conftest import make_project
+    project = make_project(tmp_path_factory.mktemp("cache"))
+    project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", check=True)
+    return project
+
+
+def test_unchanged_rerun_is_all_cached_and_visible(cached):
+    first = cached.pipeline_runs()[-1]
+    r = cached.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", check=True)
+    assert r.stdout.count("cached") >= 5 and "every step was cached" in r.stdout
+    cached.run("runs", check=True)  # reading runs records the background journal first
+    second = cached.pipeline_runs()[-1]
+    assert second.info.run_id != first.info.run_id and second.info.status == "FINISHED"
+    assert second.data.metrics["test_roc_auc"] == first.data.metrics["test_roc_auc"]
+    originals = {n: k.info.run_id for n, k in steps_of(cached, first).items()}
+    for name, k in steps_of(cached, second).items():
+        assert k.data.tags["mlops_nb.cached"] == "true" and k.data.tags["mlops_nb.cached_from"] == originals[name]
+
+
+@pytest.mark.parametrize("param, reruns", [("slice_by=shift", ["evaluate", "register"]),
+                                           ("model=linear", ["evaluate", "register", "train"]),
+                                           ("test_size=0.3", STEPS)])
+def test_one_parameter_reruns_exactly_its_dependents(cached, param, reruns):
+    cached.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "-p", param, check=True)
+    assert executed(cached, cached.pipeline_runs()[-1]) == sorted(reruns)
+
+
+def test_force_one_step_and_force_all(cached):
+    cached.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "--force", "train", check=True)
+    assert "train" in executed(cached, cached.pipeline_runs()[-1]) and "ingest" not in executed(cached, cached.pipeline_runs()[-1])
+    cached.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "--force", check=True)
+    assert executed(cached, cached.pipeline_runs()[-1]) == sorted(STEPS)
+
+
+def test_resaving_a_notebook_with_outputs_keeps_the_cache(cached):
+    run = cached.pipeline_runs()[-1]
+    executed_nb = Path(run.data.tags["mlops_nb.run_dir"]) / "evaluate" / "evaluate.ipynb"
+    assert any(c.get("outputs") for c in json.loads(executed_nb.read_text())["cells"])
+    original = cached.root / "pipelines" / "evaluate.ipynb"
+    saved = original.read_text()
+    try:
+        nb = json.loads(executed_nb.read_text())  # as if run and saved in JupyterLab: outputs, counts, metadata
+        nb["cells"] = [c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+        assert [c["source"] for c in nb["cells"]] == [c["source"] for c in json.loads(saved)["cells"]]
+        original.write_text(json.dumps(nb, indent=2))
+        r = cached.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", check=True)
+        assert "every step was cached" in r.stdout
+    finally:
+        original.write_text(saved)
+
+
+def start(project, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    return subprocess.Popen([MLOPS_NB, "run", "pipelines/train.yaml", *args], cwd=project.root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for_step(project, step, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        hits = list((project.root / "runs").glob(f"*/{step}"))
+        if hits: return hits[0].parent.name
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} did not start")
+
+
+def cache_entries(project):
+    return {json.loads(p.read_text())["step"] for p in (project.root / "runs" / ".cache").rglob("*.json")}
+
+
+@pytest.mark.parametrize("how", ["sigint", "sigkill"])
+def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how):
+    p = start(project, "-p", "n_rows=1500", "-p", "n_estimators=3000", "-p", "learning_rate=0.001")  # a long train step
+    run_id = wait_for_step(project, "train")
+    time.sleep(1.0)
+    os.kill(p.pid, signal.SIGINT if how == "sigint" else signal.SIGKILL)
+    code = p.wait(60)
+    assert code == (130 if how == "sigint" else -signal.SIGKILL)
+    assert cache_entries(project) == {"ingest", "validate"}  # train never finished: no entry for it
+    project.run("runs", check=True)  # a later invocation closes what a killed runner left RUNNING
+    run = project.client().get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert steps_of(project, run)["train"].info.status == "KILLED"
+    time.sleep(1.5)  # the forked kernel and the zygote watch the runner and go with it
+    leftovers = subprocess.run(["pgrep", "-f", "mlops_nb.kernels import serve"], capture_output=True, text=True).stdout.split()
+    assert not [pid for pid in leftovers if f"owner={p.pid})" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")]
+    project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "-p", "n_estimators=20", check=True)
+    assert executed(project, project.pipeline_runs()[-1]) == ["evaluate", "register", "train"]  # resumed after validate

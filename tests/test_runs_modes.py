@@ -1,0 +1,105 @@
+"""Warm kernels give what cold kernels give; sweeps; reproduce; Dask; a real MLflow tracking server."""
+import json, os, re, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+import pytest
+from conftest import make_project
+
+pytestmark = pytest.mark.slow
+
+
+def texts(notebook: Path) -> list:
+    "The text outputs of an executed notebook, with run-specific folders and ids masked."
+    out = []
+    for c in json.loads(notebook.read_text())["cells"]:
+        if "injected-parameters" in c.get("metadata", {}).get("tags", []): continue
+        for o in c.get("outputs", []):
+            t = "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+            out.append(re.sub(r"[0-9a-f]{32}", "<id>", t))
+    return out
+
+
+def test_warm_and_cold_kernels_give_identical_notebooks_and_results(tmp_path):
+    runs = {}
+    for mode in ("warm", "cold"):
+        project = make_project(tmp_path / mode)
+        project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", *(["--cold"] if mode == "cold" else []), check=True)
+        runs[mode] = (project, project.pipeline_runs()[-1])
+    (pw, rw), (pc, rc) = runs["warm"], runs["cold"]
+    assert {k: v for k, v in rw.data.metrics.items() if not k.endswith("seconds")} == \
+           {k: v for k, v in rc.data.metrics.items() if not k.endswith("seconds")}
+    for step in ("ingest", "validate", "train", "evaluate"):
+        a = Path(rw.data.tags["mlops_nb.run_dir"]) / step / f"{step}.ipynb"
+        b = Path(rc.data.tags["mlops_nb.run_dir"]) / step / f"{step}.ipynb"
+        assert texts(a) == texts(b), step
+
+
+def test_sweep_runs_the_grid_under_one_run_shares_upstream_and_ranks(project):
+    r = project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "--sweep", "model=linear,hgb", "--sweep", "max_depth=3", check=True)
+    c = project.client()
+    exp = c.get_experiment_by_name("mlops-nb").experiment_id
+    sweep = c.search_runs([exp], "tags.mlops_nb.kind = 'sweep'")[0]
+    members = c.search_runs([exp], f"tags.mlflow.parentRunId = '{sweep.info.run_id}'")
+    assert sweep.info.status == "FINISHED" and len(members) == 2
+    assert {json.loads(m.data.tags["mlops_nb.member"])["model"] for m in members} == {"linear", "hgb"}
+    ingests = [s for m in members for s in c.search_runs([exp], f"tags.mlflow.parentRunId = '{m.info.run_id}' and tags.mlops_nb.step = 'ingest'")]
+    assert sorted(s.data.tags.get("mlops_nb.cached", "false") for s in ingests) == ["false", "true"]  # ran once, reused once
+    best = max(members, key=lambda m: m.data.metrics["test_roc_auc"])
+    assert sweep.data.tags["mlops_nb.best_run"] == best.info.run_id
+    ranking = Path(c.download_artifacts(sweep.info.run_id, "sweep_ranking.csv")).read_text().splitlines()
+    assert len(ranking) == 3 and best.info.run_id in ranking[1]
+    assert "best:" in r.stdout
+
+
+def test_reproduce_gives_identical_metrics_and_names_a_changed_data_file(project):
+    from mlops_nb.data import make_demo_data
+    data = project.root / "parts.csv"
+    make_demo_data(1500, seed=11).to_csv(data, index=False)
+    project.run("run", "pipelines/train.yaml", "-p", "data=parts.csv", "-p", "model=rf", "-p", "n_estimators=30", check=True)
+    original = project.pipeline_runs()[-1].info.run_id
+    r = project.run("reproduce", original, check=True)
+    assert "identical" in r.stdout and "✓ data (data): same" in r.stdout and "✓ git commit: same" in r.stdout
+    rerun = project.pipeline_runs()[-1]
+    assert rerun.data.tags["mlops_nb.reproduces"] == original
+    assert all(k.data.tags.get("mlops_nb.cached") != "true" for k in project.client().search_runs(
+        [rerun.info.experiment_id], f"tags.mlflow.parentRunId = '{rerun.info.run_id}'"))  # the cache was off
+    make_demo_data(1500, seed=12).to_csv(data, index=False)
+    r = project.run("reproduce", original)
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 1 and "✗ data (data): DIFFERS" in out and "metrics differ" in out
+
+
+def test_dask_executor_runs_steps_on_a_local_cluster(project):
+    project.run("run", "pipelines/train.yaml", "-p", "n_rows=1000", "--executor", "dask", "--workers", "2", check=True)
+    run = project.pipeline_runs()[-1]
+    assert run.info.status == "FINISHED" and run.data.metrics["registered_version"] == 1
+
+
+def free_port():
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def test_pipeline_against_a_real_tracking_server(project, tmp_path):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts"),
+                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"{url}/health", timeout=1).status == 200: break
+            except OSError: time.sleep(0.25)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+        r = subprocess.run([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/train.yaml", "-p", "n_rows=1000"],
+                           cwd=project.root, env={**env, "MLFLOW_TRACKING_URI": url}, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        from mlflow import MlflowClient
+        c = MlflowClient(url)
+        run = c.search_runs([c.get_experiment_by_name("mlops-nb").experiment_id], "tags.mlops_nb.kind = 'pipeline'")[0]
+        assert run.info.status == "FINISHED"
+        evaluate = c.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.mlops_nb.step = 'evaluate'")[0]
+        assert {f.path for f in c.list_artifacts(evaluate.info.run_id, "notebook")} == {"notebook/evaluate.ipynb", "notebook/evaluate.html"}
+        assert str(c.get_model_version_by_alias("assembly-defect", "champion").version) == "1"
+        assert not (project.root / "mlflow.db").exists()  # nothing went to the embedded store
+    finally:
+        os.killpg(server.pid, 15); server.wait(30)

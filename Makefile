@@ -46,6 +46,8 @@ lab: setup
 
 bench: setup
 	$(BIN)/python bench/pipeline_overhead.py
+	$(BIN)/python bench/cached_run.py
+	$(BIN)/python bench/scale.py
 
 distclean:
 	rm -rf $(VENV) mlflow.db mlartifacts runs _docs _proc

@@ -72,6 +72,17 @@ def test_resaving_a_notebook_with_outputs_keeps_the_cache(cached):
         original.write_text(saved)
 
 
+def test_cached_run_imports_no_heavy_library(cached):
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "from mlops_nb.cli import main; main()", "run", "pipelines/train.yaml",
+                        "-p", "n_rows=1500"], cwd=cached.root, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "every step was cached" in r.stdout, r.stdout + r.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "mlops_nb.pipeline" in imported
+    assert not {"mlflow", "pandas", "sklearn", "papermill", "numpy"} & imported
+
+
 def start(project, *args):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
     return subprocess.Popen([MLOPS_NB, "run", "pipelines/train.yaml", *args], cwd=project.root, env=env,

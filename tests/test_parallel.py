@@ -1,0 +1,44 @@
+"""Independent steps run at the same time, up to --workers; a step waits for all it needs."""
+import json
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.slow
+
+STEP = '''import time, json, os
+from mlops_nb.step import StepContext
+ctx = StepContext.open({name!r}, out_dir=out_dir, upstream=upstream, mlflow_run_id=mlflow_run_id)
+start = time.time(); time.sleep(seconds); end = time.time()
+ctx.finish(start=start, end=end)'''
+
+
+def diamond(project):
+    "a and b are independent (2 s each); c needs both."
+    for name in "abc":
+        cells = [nbformat.v4.new_code_cell('seconds: float = 2.0  # how long the step works\nout_dir: str = ""  # set by the runner\n'
+                                           'upstream: str = ""  # set by the runner\nmlflow_run_id: str = ""  # set by the runner'),
+                 nbformat.v4.new_code_cell(STEP.format(name=name))]
+        cells[0].metadata["tags"] = ["parameters"]
+        nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        nbformat.write(nb, project.root / "pipelines" / f"{name}.ipynb")
+    (project.root / "pipelines" / "diamond.yaml").write_text(
+        "name: diamond\nsteps:\n  - {name: a, notebook: a.ipynb}\n  - {name: b, notebook: b.ipynb}\n  - {name: c, notebook: c.ipynb, needs: [a, b]}\n")
+
+
+def intervals(project):
+    run = project.pipeline_runs()[-1]
+    out = {}
+    for step in "abc":
+        o = json.loads((project.root / "runs" / run.info.run_id / step / "outputs.json").read_text())
+        out[step] = (o["start"], o["end"])
+    return out
+
+
+@pytest.mark.parametrize("workers, overlap", [(2, True), (1, False)])
+def test_independent_steps_overlap_only_with_enough_workers(project, workers, overlap):
+    diamond(project)
+    project.run("run", "pipelines/diamond.yaml", "--workers", str(workers), "--no-cache", check=True)
+    t = intervals(project)
+    a, b, c = t["a"], t["b"], t["c"]
+    assert (a[0] < b[1] and b[0] < a[1]) == overlap  # a and b ran at the same time iff two workers
+    assert c[0] >= max(a[1], b[1])  # c started only after both it needs had finished

@@ -82,3 +82,26 @@ def test_runs_and_show_list_what_was_recorded(trained):
     assert html.is_file() and f"evaluate: {html}" in shown
     missing = project.run("show", "0" * 32)
     assert missing.returncode == 2 and "no run 000" in missing.stderr
+
+
+def test_ui_serves_the_project_store_on_localhost(trained):
+    import os, signal, socket, time, urllib.request
+    project, run_id = trained
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    from conftest import MLOPS_NB
+    ui = subprocess.Popen([MLOPS_NB, "ui", "--port", str(port)], cwd=project.root, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"{url}/health", timeout=1).status == 200: break
+            except OSError: time.sleep(0.25)
+        req = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/get?run_id={run_id}")
+        body = json.loads(urllib.request.urlopen(req, timeout=10).read())
+        assert body["run"]["info"]["status"] == "FINISHED"
+        listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
+        assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM); ui.wait(30)

@@ -103,3 +103,22 @@ def test_pipeline_against_a_real_tracking_server(project, tmp_path):
         assert not (project.root / "mlflow.db").exists()  # nothing went to the embedded store
     finally:
         os.killpg(server.pid, 15); server.wait(30)
+
+
+def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project):
+    import glob, signal
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    p = subprocess.Popen([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/train.yaml", "--sweep", "model=hgb,rf",
+                          "-p", "n_rows=1500", "-p", "n_estimators=3000", "-p", "learning_rate=0.001"],
+                         cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not glob.glob(str(project.root / "runs" / "*" / "train")) and time.time() < deadline: time.sleep(0.1)
+    time.sleep(1)
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=60)  # the members' kernels are stopped: no waiting for a long training to end
+    assert p.returncode == 130
+    c = project.client()
+    exp = c.get_experiment_by_name("mlops-nb").experiment_id
+    sweep = c.search_runs([exp], "tags.mlops_nb.kind = 'sweep'")[0]
+    members = c.search_runs([exp], f"tags.mlflow.parentRunId = '{sweep.info.run_id}'")
+    assert sweep.info.status == "KILLED" and members and all(m.info.status == "KILLED" for m in members)

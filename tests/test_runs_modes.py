@@ -122,3 +122,19 @@ def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project):
     sweep = c.search_runs([exp], "tags.mlops_nb.kind = 'sweep'")[0]
     members = c.search_runs([exp], f"tags.mlflow.parentRunId = '{sweep.info.run_id}'")
     assert sweep.info.status == "KILLED" and members and all(m.info.status == "KILLED" for m in members)
+
+
+def test_a_lost_zygote_falls_back_to_cold_kernels(project):
+    import glob, signal
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    p = subprocess.Popen([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/train.yaml", "-p", "n_rows=1000"],
+                         cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not glob.glob(str(project.root / "runs" / "*" / "validate")) and time.time() < deadline: time.sleep(0.05)
+    for pid in subprocess.run(["pgrep", "-f", f"owner={p.pid}"], capture_output=True, text=True).stdout.split():
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if "serve(" in Path(f"/proc/{pid}/cmdline").read_text() and int(stat.rsplit(")", 1)[1].split()[1]) == p.pid:
+            os.kill(int(pid), signal.SIGKILL)  # the zygote (a child of the runner; its kernels are children of init)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+    assert project.pipeline_runs()[-1].info.status == "FINISHED"

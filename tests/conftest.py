@@ -50,6 +50,23 @@ def make_project(folder: Path) -> Project:
     return Project(folder)
 
 
+def free_port() -> int:
+    "A TCP port free on 127.0.0.1 now."
+    import socket
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def wait_until_up(url: str, timeout: float = 60) -> None:
+    "Poll `url`/health until it answers 200 (a server just started)."
+    import time, urllib.request
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=1).status == 200: return
+        except OSError: time.sleep(0.25)
+    raise AssertionError(f"{url} did not come up within {timeout} s")
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> tuple[Project, str]:
     "A project in which the train pipeline ran once on 2,000 demo rows; returns it and the run id."

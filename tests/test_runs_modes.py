@@ -2,7 +2,7 @@
 import json, os, re, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
-from conftest import make_project
+from conftest import free_port, make_project, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -74,10 +74,6 @@ def test_dask_executor_runs_steps_on_a_local_cluster(project):
     assert run.info.status == "FINISHED" and run.data.metrics["registered_version"] == 1
 
 
-def free_port():
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-
 def test_pipeline_against_a_real_tracking_server(project, tmp_path):
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
@@ -85,10 +81,7 @@ def test_pipeline_against_a_real_tracking_server(project, tmp_path):
                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                if urllib.request.urlopen(f"{url}/health", timeout=1).status == 200: break
-            except OSError: time.sleep(0.25)
+        wait_until_up(url)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
         r = subprocess.run([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/train.yaml", "-p", "n_rows=1000"],
                            cwd=project.root, env={**env, "MLFLOW_TRACKING_URI": url}, capture_output=True, text=True, timeout=600)

@@ -85,19 +85,16 @@ def test_runs_and_show_list_what_was_recorded(trained):
 
 
 def test_ui_serves_the_project_store_on_localhost(trained):
-    import os, signal, socket, time, urllib.request
+    import os, signal, urllib.request
+    from conftest import MLOPS_NB, free_port, wait_until_up
     project, run_id = trained
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
-    from conftest import MLOPS_NB
     ui = subprocess.Popen([MLOPS_NB, "ui", "--port", str(port)], cwd=project.root, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                if urllib.request.urlopen(f"{url}/health", timeout=1).status == 200: break
-            except OSError: time.sleep(0.25)
+        wait_until_up(url)
         req = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/get?run_id={run_id}")
         body = json.loads(urllib.request.urlopen(req, timeout=10).read())
         assert body["run"]["info"]["status"] == "FINISHED"

@@ -71,7 +71,7 @@ def wait_until_up(url: str, timeout: float = 60) -> None:
 def trained(tmp_path_factory) -> tuple[Project, str]:
     "A project in which the train pipeline ran once on 2,000 demo rows; returns it and the run id."
     project = make_project(tmp_path_factory.mktemp("trained"))
-    r = project.run("run", "pipelines/train.yaml", "-p", "n_rows=2000", check=True)
+    project.run("run", "pipelines/train.yaml", "-p", "n_rows=2000", check=True)
     return project, project.pipeline_runs()[-1].info.run_id
 
 

@@ -1,5 +1,5 @@
 """Warm kernels give what cold kernels give; sweeps; reproduce; Dask; a real MLflow tracking server."""
-import json, os, re, socket, subprocess, sys, time, urllib.request
+import json, os, re, subprocess, sys, time
 from pathlib import Path
 import pytest
 from conftest import free_port, make_project, wait_until_up
@@ -24,7 +24,7 @@ def test_warm_and_cold_kernels_give_identical_notebooks_and_results(tmp_path):
         project = make_project(tmp_path / mode)
         project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", *(["--cold"] if mode == "cold" else []), check=True)
         runs[mode] = (project, project.pipeline_runs()[-1])
-    (pw, rw), (pc, rc) = runs["warm"], runs["cold"]
+    (_, rw), (_, rc) = runs["warm"], runs["cold"]
     assert {k: v for k, v in rw.data.metrics.items() if not k.endswith("seconds")} == \
            {k: v for k, v in rc.data.metrics.items() if not k.endswith("seconds")}
     for step in ("ingest", "validate", "train", "evaluate"):

@@ -1,7 +1,6 @@
 """The train pipeline end to end: what MLflow holds afterwards, and the registered model in a fresh process."""
 import json, subprocess, sys
 from pathlib import Path
-import pandas as pd
 import pytest
 from mlops_nb.data import content_hash, make_demo_data
 

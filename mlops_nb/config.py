@@ -36,6 +36,8 @@ class Settings:
     experiment: str = "mlops-nb"  # MLflow experiment of pipeline runs
     model_name: str = "assembly-defect"  # registered model name
     runs_dir: str = "runs"  # executed notebooks and step outputs
+    predictions_dir: str = "predictions"  # the scoring server's prediction log
+    intended_use: str = ""  # what the model is for, for its model card
 
     @property
     def tracking(self) -> str:
@@ -46,6 +48,8 @@ class Settings:
     def artifacts(self) -> Path: return self._path(self.artifact_root)
     @property
     def runs(self) -> Path: return self._path(self.runs_dir)
+    @property
+    def predictions(self) -> Path: return self._path(self.predictions_dir)
     def _path(self, p) -> Path: return (self.root / p).resolve()
 
     @property

@@ -2,7 +2,7 @@
 
 Both sides do the same work on the default demo data: generate, hash, split, infer and check the schema,
 fit, evaluate (metrics, slices, plots), log parent and nested runs to a fresh SQLite MLflow store, and
-log + register the model. Each side runs once to warm up (OS caches, bytecode), then `--repeat` times in
+log + register the model, then gate it and write its model card. Each side runs once to warm up (OS caches, bytecode), then `--repeat` times in
 fresh temporary projects; the ratio of medians is printed. Nothing is asserted.
 
     .venv/bin/python bench/pipeline_overhead.py [--repeat 3] [--n-rows 5000]
@@ -22,7 +22,9 @@ from mlops_nb.data import make_demo_data, content_hash, infer_task, split_data
 from mlops_nb.validate import infer_schema, check_data, require_valid
 from mlops_nb.models import build_model
 from mlops_nb.evaluate import evaluate, choose_slice_column, slice_metrics, slice_gap, save_plots
-from mlops_nb.registry import register_model, assign_initial_aliases
+from mlops_nb.registry import register_model, make_challenger
+from mlops_nb.gate import GateRules, run_gate
+from mlops_nb.card import write_card
 from mlops_nb import tracking
 s = load_settings(root)
 c = tracking.connect(s); exp = tracking.ensure_experiment(c, s)
@@ -46,7 +48,10 @@ out = root / "plots"; save_plots(model, Xt, yt, task, out)
 tracking.log_values(c, r, metrics={**{f"test_{k}": v for k, v in m.items()}, "slice_gap": slice_gap(sl, task)}); c.log_artifacts(r, str(out), "plots"); tracking.finish_run(c, r)
 r = step("register")
 mv = register_model(c, r, s.model_name, model, X.head(5), schema, {"data_version": version})
-assign_initial_aliases(c, s.model_name, mv.version); tracking.finish_run(c, r); tracking.finish_run(c, parent)
+make_challenger(c, s.model_name, mv.version); tracking.finish_run(c, r)
+r = step("gate")
+run_gate(c, s.model_name, mv.version, GateRules.for_task(task), Xt, yt, task, col, run_id=parent)
+write_card(c, s.model_name, mv.version, r, s.intended_use); tracking.finish_run(c, r); tracking.finish_run(c, parent)
 '''
 
 

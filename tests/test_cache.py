@@ -6,7 +6,7 @@ import pytest
 from conftest import MLOPS_NB
 
 pytestmark = pytest.mark.slow
-STEPS = ["ingest", "validate", "train", "evaluate", "register"]
+STEPS = ["ingest", "validate", "train", "evaluate", "register", "gate"]
 
 
 def steps_of(project, run):
@@ -40,8 +40,8 @@ def test_unchanged_rerun_is_all_cached_and_visible(cached):
         assert k.data.tags["mlops_nb.cached"] == "true" and k.data.tags["mlops_nb.cached_from"] == originals[name]
 
 
-@pytest.mark.parametrize("param, reruns", [("slice_by=shift", ["evaluate", "register"]),
-                                           ("model=linear", ["evaluate", "register", "train"]),
+@pytest.mark.parametrize("param, reruns", [("slice_by=shift", ["evaluate", "gate", "register"]),
+                                           ("model=linear", ["evaluate", "gate", "register", "train"]),
                                            ("test_size=0.3", STEPS)])
 def test_one_parameter_reruns_exactly_its_dependents(cached, param, reruns):
     cached.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "-p", param, check=True)
@@ -119,4 +119,4 @@ def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how
     leftovers = subprocess.run(["pgrep", "-f", "mlops_nb.kernels import serve"], capture_output=True, text=True).stdout.split()
     assert not [pid for pid in leftovers if f"owner={p.pid})" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")]
     project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "-p", "n_estimators=20", check=True)
-    assert executed(project, project.pipeline_runs()[-1]) == ["evaluate", "register", "train"]  # resumed after validate
+    assert executed(project, project.pipeline_runs()[-1]) == ["evaluate", "gate", "register", "train"]  # resumed after validate

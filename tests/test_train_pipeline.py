@@ -5,7 +5,7 @@ import pytest
 from mlops_nb.data import content_hash, make_demo_data
 
 pytestmark = pytest.mark.slow
-STEPS = ["ingest", "validate", "train", "evaluate", "register"]
+STEPS = ["ingest", "validate", "train", "evaluate", "register", "gate"]
 
 
 def step_runs(project, parent_id):
@@ -57,6 +57,20 @@ def test_registered_version_has_lineage_and_aliases(trained):
     assert mv.tags["pipeline_run_id"] == run_id
     assert mv.tags["data_version"] == content_hash(make_demo_data(2000, seed=42))
     assert mv.tags["git_commit"] == c.get_run(run_id).data.tags["mlflow.source.git.commit"]
+    assert mv.tags["mlops_nb.gate"] == "passed"  # the first version has no champion to beat
+
+
+def test_every_version_gets_a_model_card(trained):
+    project, run_id = trained
+    c = project.client()
+    mv = c.get_model_version("assembly-defect", "1")
+    gate = step_runs(project, run_id)["gate"]
+    assert {f.path for f in c.list_artifacts(gate.info.run_id, "model_card")} == {"model_card/card.md", "model_card/card.html"}
+    card = Path(c.download_artifacts(gate.info.run_id, "model_card/card.md")).read_text()
+    assert mv.description == card
+    for fact in ("Flag assembly-line parts", mv.tags["data_version"], "## Held-out metrics", "| roc_auc |", "## Metrics by line",
+                 "Decision: **passed**", "## Limitations", "Weakest slice: line ="):
+        assert fact in card, fact
 
 
 def test_registered_model_loads_and_predicts_in_a_fresh_process(trained, tmp_path):

@@ -1,0 +1,242 @@
+"""The scoring server as callers meet it: a real `mlops-nb serve` on 127.0.0.1 over a registry built by the train pipeline.
+
+Version 1 comes from the pipeline (a boosted model that copes with missing values). Version 2 is the
+champion: a plain logistic regression that raises on a missing value, so a request with one makes the
+champion fail and the `previous` version (1) answer. Version 1 is also the challenger, scored in shadow.
+"""
+import json, os, signal, subprocess, threading, time
+from contextlib import contextmanager
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import MLOPS_NB, free_port, make_project, wait_until_up
+
+NAME = "assembly-defect"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    "A project with version 1 (pipeline) and version 2 (fails on missing values): champion 2, previous 1, challenger 1."
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from mlops_nb.registry import register_model
+    from mlops_nb.tracking import start_run
+    from mlops_nb.validate import Schema
+    project = make_project(tmp_path_factory.mktemp("serving"))
+    project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", check=True)
+    c = project.client()
+    run_dir = project.root / "runs" / project.pipeline_runs()[-1].info.run_id
+    test = pd.read_parquet(run_dir / "ingest" / "test.parquet")
+    X, y = test.drop(columns="defect"), test.defect
+    numeric = ["temperature", "vibration", "pressure", "brightness", "edge_score"]
+    strict = Pipeline([("pick", ColumnTransformer([("num", "passthrough", numeric)])), ("lr", LogisticRegression(max_iter=500))])
+    complete = X.dropna()
+    strict.fit(complete, y.loc[complete.index])
+    run = start_run(c, c.get_experiment_by_name("mlops-nb").experiment_id, "strict-model")
+    register_model(c, run, NAME, strict, complete.head(5), Schema.read(run_dir / "validate" / "schema.json"))
+    c.set_registered_model_alias(NAME, "champion", "2")
+    c.set_registered_model_alias(NAME, "previous", "1")
+    c.set_registered_model_alias(NAME, "challenger", "1")
+    return project, X
+
+
+@contextmanager
+def server(project, *args):
+    "`mlops-nb serve ARGS` on a free port of 127.0.0.1, until the block ends."
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    proc = subprocess.Popen([MLOPS_NB, "serve", "--port", str(port), *args], cwd=project.root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, 90)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+        assert "Traceback" not in out, out
+
+
+@pytest.fixture(scope="module")
+def url(registry):
+    with server(registry[0], "--shadow", "--reload-seconds", "0.5", "--max-body-mb", "0.05") as u:
+        yield u
+
+
+def records(df: pd.DataFrame) -> list[dict]:
+    return json.loads(df.to_json(orient="records", date_format="iso"))
+
+
+def post(url, payload=None, **kw) -> httpx.Response:
+    return httpx.post(f"{url}/invocations", json=payload, timeout=30, **kw) if payload is not None else httpx.post(f"{url}/invocations", timeout=30, **kw)
+
+
+def test_every_payload_format_gives_mlflows_predictions(registry, url):
+    import mlflow
+    project, X = registry
+    rows = X.dropna().head(6)
+    mlflow.set_tracking_uri(project.tracking)
+    expected = mlflow.pyfunc.load_model(f"models:/{NAME}/2").predict(rows).tolist()
+    split = json.loads(rows.to_json(orient="split", date_format="iso", index=False))
+    bodies = [{"dataframe_records": records(rows)}, {"dataframe_split": split}, {"instances": records(rows)}, {"inputs": records(rows)},
+              {"inputs": {c: [r[c] for r in records(rows)] for c in rows.columns}}]
+    for body in bodies:
+        r = post(url, body)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"predictions": expected} and r.headers["x-model-version"] == "2"
+    r = post(url, content=rows.to_csv(index=False), headers={"content-type": "text/csv"})
+    assert r.json()["predictions"] == expected
+    p = httpx.post(f"{url}/invocations?proba=true", json={"dataframe_records": records(rows)}, timeout=30).json()
+    assert np.allclose(np.sum(p["probabilities"], axis=1), 1) and p["classes"] == [0, 1]
+
+
+@pytest.mark.parametrize("kwargs, status, message", [
+    ({"json": {"dataframe_records": [{"line": "A"}]}}, 400, "missing required column(s): timestamp, shift, temperature"),
+    ({"json": {"dataframe_records": [{"temperature": "hot"}]}}, 400, "missing required column"),
+    ({"content": b'{"dataframe_records": [', "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+    ({"json": {"rows": []}}, 400, "exactly one of the keys"),
+    ({"content": b"<xml/>", "headers": {"content-type": "application/xml"}}, 415, "not supported"),
+    ({"content": b"x" * 60_000, "headers": {"content-type": "application/json"}}, 413, "limit"),
+    ({"content": b"line,temperature\nA,1\n", "headers": {"content-type": "text/csv"}}, 400, "missing required column(s): timestamp"),
+])
+def test_bad_requests_get_a_4xx_naming_the_problem_and_the_server_keeps_serving(url, registry, kwargs, status, message):
+    r = post(url, **kwargs)
+    assert r.status_code == status and message in r.json()["message"], r.text
+    assert r.json()["error_code"]
+    ok = post(url, {"dataframe_records": records(registry[1].dropna().head(1))})
+    assert ok.status_code == 200
+
+
+def test_wrong_type_names_the_column_and_row(url, registry):
+    row = records(registry[1].dropna().head(2))
+    row[1]["temperature"] = "hot"
+    r = post(url, {"dataframe_records": row})
+    assert r.status_code == 400 and "column 'temperature' expects a number (double); row 1 has \"hot\"" in r.json()["message"]
+
+
+def test_a_failing_champion_is_answered_by_the_previous_version(url, registry):
+    import mlflow
+    project, X = registry
+    row = X[X.vibration.isna()].head(1)
+    mlflow.set_tracking_uri(project.tracking)
+    r = post(url, {"dataframe_records": records(row)})
+    assert r.status_code == 200 and r.headers["x-model-version"] == "1" and "previous" in r.headers["x-model-fallback"]
+    assert r.json()["predictions"] == mlflow.pyfunc.load_model(f"models:/{NAME}/1").predict(row).tolist()
+    assert "mlops_nb_fallbacks_total" in httpx.get(f"{url}/metrics").text
+
+
+def test_shadow_and_prediction_log_record_each_row(url, registry):
+    project, X = registry
+    rows = X.dropna().head(3)
+    r = post(url, {"dataframe_records": records(rows)}, headers={"x-request-id": "shadow-check-1"})
+    assert set(r.json()) == {"predictions"}  # the shadow's opinion is never returned
+    deadline, found = time.time() + 10, []
+    from mlops_nb.predlog import read_log
+    while time.time() < deadline and len(found) < 3:
+        time.sleep(0.3)
+        found = [x for x in read_log(project.root / "predictions") if x["request_id"] == "shadow-check-1"]
+    assert [x["row"] for x in found] == [0, 1, 2]
+    assert all(x["version"] == "2" and x["shadow_version"] == "1" and x["shadow_prediction"] in (0, 1) for x in found)
+    assert found[0]["inputs"]["line"] == rows.line.iloc[0]
+    metrics = httpx.get(f"{url}/metrics").text
+    shadow_rows = next(float(l.split()[-1]) for l in metrics.splitlines() if l.startswith("mlops_nb_shadow_rows_total"))
+    assert shadow_rows >= 3 and "mlops_nb_shadow_disagreements_total" in metrics
+
+
+def test_health_version_and_metrics(url):
+    h = httpx.get(f"{url}/health").json()
+    assert h["status"] == "ready" and h["models"]["champion"]["version"] == "2" and h["models"]["previous"]["version"] == "1"
+    v = httpx.get(f"{url}/version").json()
+    assert (v["name"], v["version"], v["alias"], v["challenger"]) == (NAME, "2", "champion", "1") and v["run_id"]
+    m = httpx.get(f"{url}/metrics").text
+    for name in ("mlops_nb_requests_total", "mlops_nb_request_seconds_bucket", "mlops_nb_errors_total", "mlops_nb_model_version", "mlops_nb_batch_rows"):
+        assert name in m, name
+
+
+def test_hot_reload_under_load_fails_no_request(url, registry):
+    project, X = registry
+    body = {"dataframe_records": records(X.dropna().head(1))}
+    seen, failures, stop = [], [], threading.Event()
+    def hammer():
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                r = http.post(f"{url}/invocations", json=body)
+                (seen if r.status_code == 200 else failures).append(r.headers.get("x-model-version") if r.status_code == 200 else r.text)
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in threads: t.start()
+    try:
+        time.sleep(1)
+        project.client().set_registered_model_alias(NAME, "champion", "1")
+        deadline = time.time() + 30
+        while time.time() < deadline and httpx.get(f"{url}/version").json()["version"] != "1": time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads: t.join()
+    assert not failures, failures[:3]
+    assert seen[0] == "2" and seen[-1] == "1" and len(seen) > 50
+    assert httpx.get(f"{url}/version").json()["version"] == "1"
+
+
+def test_champion_that_cannot_load_is_replaced_by_previous(registry):
+    import shutil
+    from urllib.parse import urlparse
+    from mlops_nb.registry import register_model
+    from mlops_nb.tracking import start_run
+    from mlops_nb.validate import infer_schema
+    from sklearn.dummy import DummyClassifier
+    project, X = registry
+    c = project.client()
+    run = start_run(c, c.get_experiment_by_name("mlops-nb").experiment_id, "broken-model")
+    mv = register_model(c, run, NAME, DummyClassifier().fit(X, np.arange(len(X)) % 2), X.head(3), infer_schema(X.assign(t=0), "t", "binary"))
+    model_id = mv.model_id or mv.source.rsplit("/", 1)[-1]  # source is models:/<model id>
+    shutil.rmtree(urlparse(c.get_logged_model(model_id).artifact_location).path)  # its files are gone
+    c.set_registered_model_alias(NAME, "champion", str(mv.version))
+    c.set_registered_model_alias(NAME, "previous", "1")
+    with server(project) as url:
+        assert httpx.get(f"{url}/health").json()["status"] == "degraded"
+        assert httpx.get(f"{url}/version").json()["serving"] == "previous (fallback)"
+        r = post(url, {"dataframe_records": records(X.head(2))})
+        assert r.status_code == 200 and r.headers["x-model-version"] == "1" and "not loaded" in r.headers["x-model-fallback"]
+
+
+def test_batch_scoring_matches_the_model(registry, tmp_path):
+    import mlflow
+    project, X = registry
+    X.to_csv(tmp_path / "in.csv", index=False)
+    r = project.run("score", "--model", f"models:/{NAME}/1", "--chunk-rows", "100", tmp_path / "in.csv", tmp_path / "out.parquet", check=True)
+    assert f"scored {len(X)} rows" in r.stdout
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    mlflow.set_tracking_uri(project.tracking)
+    assert out.prediction.tolist() == mlflow.pyfunc.load_model(f"models:/{NAME}/1").predict(X).tolist()
+    assert {"proba_0", "proba_1"} <= set(out.columns)
+    bad = project.run("score", tmp_path / "missing.csv", tmp_path / "o.csv")
+    assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_serves_what_the_workbench_registered(registry):
+    "Interoperability: MLflow's own server loads the registered version and agrees with ours."
+    import sys
+    project, X = registry
+    rows = records(X.head(5))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env |= {"MLFLOW_TRACKING_URI": project.tracking, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"}
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mlflow"), "models", "serve", "-m", f"models:/{NAME}/1",
+                             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=project.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200: break
+            except httpx.HTTPError: time.sleep(0.5)
+        theirs = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": rows}, timeout=30).json()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
+    with server(project, "--model", f"models:/{NAME}/1", "--no-log") as url:
+        ours = post(url, {"dataframe_records": rows}).json()
+    assert theirs == ours and len(ours["predictions"]) == 5

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: setup run test check export clean-nbs nbdev-test pytest ui lab bench distclean
+.PHONY: setup run test check export clean-nbs nbdev-test pytest ui serve lab bench distclean
 
 setup: $(STAMP)
 
@@ -41,6 +41,9 @@ export: setup
 ui: setup
 	$(BIN)/mlops-nb ui
 
+serve: setup
+	$(BIN)/mlops-nb serve
+
 lab: setup
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/pipelines/ingest.ipynb
 
@@ -48,6 +51,7 @@ bench: setup
 	$(BIN)/python bench/pipeline_overhead.py
 	$(BIN)/python bench/cached_run.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/serving.py
 
 distclean:
-	rm -rf $(VENV) mlflow.db mlartifacts runs _docs _proc
+	rm -rf $(VENV) mlflow.db mlartifacts runs predictions _docs _proc

@@ -240,3 +240,62 @@ def test_mlflow_models_serve_serves_what_the_workbench_registered(registry):
     with server(project, "--model", f"models:/{NAME}/1", "--no-log") as url:
         ours = post(url, {"dataframe_records": rows}).json()
     assert theirs == ours and len(ours["predictions"]) == 5
+
+
+def _metric(text: str, name: str, **labels) -> float:
+    "The value of one Prometheus sample (0 when absent)."
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(name) and (not labels or "{" in line and sorted(line[line.index("{") + 1:line.index("}")].split(",")) == want.split(",")):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_ab_split_is_sticky_per_caller_and_measured_per_variant(registry):
+    project, X = registry
+    c = project.client()
+    c.set_registered_model_alias(NAME, "champion", "1"); c.set_registered_model_alias(NAME, "challenger", "2")
+    body = {"dataframe_records": records(X.dropna().head(1))}
+    with server(project, "--ab-fraction", "0.5") as url:
+        variants = {}
+        for caller in (f"caller-{i}" for i in range(40)):
+            got = {(r.headers["x-model-variant"], r.headers["x-model-version"])
+                   for r in (post(url, body, headers={"x-caller-id": caller}) for _ in range(3))}
+            assert len(got) == 1, got  # sticky
+            variants[caller] = got.pop()
+        assert set(variants.values()) == {("champion", "1"), ("challenger", "2")}
+        metrics = httpx.get(f"{url}/metrics").text
+        n = sum(v[0] == "challenger" for v in variants.values())
+        assert _metric(metrics, "mlops_nb_requests_total", variant="challenger", status="ok") == 3 * n
+        assert _metric(metrics, "mlops_nb_requests_total", variant="champion", status="ok") == 3 * (40 - n)
+
+
+def test_concurrent_requests_are_micro_batched_and_a_crash_keeps_the_log_readable(registry):
+    from concurrent.futures import ThreadPoolExecutor
+    from mlops_nb.predlog import read_log
+    project, X = registry
+    log_dir = project.root / "predictions"
+    before = len(read_log(log_dir))
+    rows = records(X.dropna().head(64))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    proc = subprocess.Popen([MLOPS_NB, "serve", "--port", str(port), "--max-wait-ms", "5"], cwd=project.root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, 90)
+        with httpx.Client(timeout=30) as http, ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda r: http.post(f"{url}/invocations", json={"dataframe_records": [r]}), rows * 4))
+        assert all(a.status_code == 200 for a in answers)
+        metrics = httpx.get(f"{url}/metrics").text
+        calls, scored = _metric(metrics, "mlops_nb_batch_rows_count"), _metric(metrics, "mlops_nb_batch_rows_sum")
+        assert scored == len(answers) and calls < len(answers)  # several requests shared a predict call
+        time.sleep(1.0)  # let the log writer flush
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # a crash: no shutdown, no final flush
+        proc.wait(30)
+    after = read_log(log_dir)
+    assert len(after) - before >= len(answers) - 64  # at most the last unflushed batch is lost
+    for seg in log_dir.glob("predictions-*.jsonl"):
+        lines = seg.read_bytes().split(b"\n")
+        for line in lines[:-2]: json.loads(line)  # every complete line of every segment still parses

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: setup run test check export clean-nbs nbdev-test pytest ui serve lab bench distclean
+.PHONY: setup run test check export clean-nbs nbdev-test pytest ui serve demo-loop lab bench-drift bench distclean
 
 setup: $(STAMP)
 
@@ -41,6 +41,9 @@ export: setup
 ui: setup
 	$(BIN)/mlops-nb ui
 
+demo-loop: setup
+	$(BIN)/mlops-nb demo-loop
+
 serve: setup
 	$(BIN)/mlops-nb serve
 
@@ -53,5 +56,10 @@ bench: setup
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/serving.py
 
+# Evidently needs pandas < 3, so it gets its own virtualenv, used only by this benchmark
+bench-drift: setup
+	test -x .venv-evidently/bin/python || (python3 -m venv .venv-evidently && .venv-evidently/bin/pip install -q -r bench/requirements-evidently.txt)
+	$(BIN)/python bench/drift.py --evidently-python .venv-evidently/bin/python
+
 distclean:
-	rm -rf $(VENV) mlflow.db mlartifacts runs predictions _docs _proc
+	rm -rf $(VENV) .venv-evidently mlflow.db mlartifacts runs predictions demo-loop _docs _proc

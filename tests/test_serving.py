@@ -299,3 +299,20 @@ def test_concurrent_requests_are_micro_batched_and_a_crash_keeps_the_log_readabl
     for seg in log_dir.glob("predictions-*.jsonl"):
         lines = seg.read_bytes().split(b"\n")
         for line in lines[:-2]: json.loads(line)  # every complete line of every segment still parses
+
+
+def test_feedback_is_stored_and_unknown_or_repeated_ids_are_reported(url, registry):
+    from mlops_nb.predlog import FEEDBACK, feedback_folder, read_log
+    project, X = registry
+    rows = X.dropna().head(2)
+    post(url, {"dataframe_records": records(rows)}, headers={"x-request-id": "fb-1"})
+    r = httpx.post(f"{url}/feedback", json={"labels": [{"request_id": "fb-1", "row": 0, "label": 1}, {"request_id": "fb-1", "row": 1, "label": 0},
+                                                       {"request_id": "never-scored", "label": 1}]}, timeout=30)
+    assert r.status_code == 200 and r.json() == {"accepted": 2, "unknown": ["never-scored:0"], "already_labelled": []}
+    again = httpx.post(f"{url}/feedback", json={"labels": [{"request_id": "fb-1", "row": 0, "label": 0}]}, timeout=30).json()
+    assert again == {"accepted": 0, "unknown": [], "already_labelled": ["fb-1:0"]}
+    bad = httpx.post(f"{url}/feedback", json={"labels": [{"request_id": "fb-1"}]}, timeout=30)
+    assert bad.status_code == 400 and "label: Field required" in bad.json()["message"]
+    time.sleep(0.5)
+    stored = [f for f in read_log(feedback_folder(project.root / "predictions"), prefix=FEEDBACK) if f["request_id"] == "fb-1"]
+    assert sorted((f["row"], f["label"]) for f in stored) == [(0, 1), (1, 0)]

@@ -316,3 +316,15 @@ def test_feedback_is_stored_and_unknown_or_repeated_ids_are_reported(url, regist
     time.sleep(0.5)
     stored = [f for f in read_log(feedback_folder(project.root / "predictions"), prefix=FEEDBACK) if f["request_id"] == "fb-1"]
     assert sorted((f["row"], f["label"]) for f in stored) == [(0, 1), (1, 0)]
+
+
+def test_feedback_from_a_file(url, registry, tmp_path):
+    project, X = registry
+    post(url, {"dataframe_records": records(X.dropna().head(1))}, headers={"x-request-id": "fb-file"})
+    time.sleep(1.0)  # the log writer flushes every half second
+    pd.DataFrame({"request_id": ["fb-file"], "label": [1]}).to_csv(tmp_path / "labels.csv", index=False)
+    ok = project.run("feedback", tmp_path / "labels.csv")
+    assert ok.returncode == 0 and "1 labels recorded; 0 for unknown request ids; 0 already labelled" in ok.stdout, ok.stdout + ok.stderr
+    pd.DataFrame({"request_id": ["fb-file", "ghost"], "label": [0, 1]}).to_csv(tmp_path / "again.csv", index=False)
+    bad = project.run("feedback", tmp_path / "again.csv")
+    assert bad.returncode == 2 and "1 for unknown request ids: ghost:0" in bad.stdout and "1 already labelled: fb-file:0" in bad.stdout

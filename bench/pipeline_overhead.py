@@ -1,9 +1,10 @@
 """P1: `mlops-nb run pipelines/train.yaml` against the same computation as plain Python in one process.
 
 Both sides do the same work on the default demo data: generate, hash, split, infer and check the schema,
-fit, evaluate (metrics, slices, plots), log parent and nested runs to a fresh SQLite MLflow store, and
-log + register the model, then gate it and write its model card. Each side runs once to warm up (OS caches, bytecode), then `--repeat` times in
-fresh temporary projects; the ratio of medians is printed. Nothing is asserted.
+fit, evaluate (metrics, slices, plots), log parent and nested runs to a fresh SQLite MLflow store,
+log + register the model with its reference profile, then gate it and write its model card. Each side
+runs once to warm up (OS caches, bytecode), then `--repeat` times in fresh temporary projects; the ratio
+of medians is printed. Nothing is asserted.
 
     .venv/bin/python bench/pipeline_overhead.py [--repeat 3] [--n-rows 5000]
 """
@@ -47,7 +48,8 @@ m = evaluate(model, Xt, yt, task); col = choose_slice_column(Xt); sl = slice_met
 out = root / "plots"; save_plots(model, Xt, yt, task, out)
 tracking.log_values(c, r, metrics={**{f"test_{k}": v for k, v in m.items()}, "slice_gap": slice_gap(sl, task)}); c.log_artifacts(r, str(out), "plots"); tracking.finish_run(c, r)
 r = step("register")
-mv = register_model(c, r, s.model_name, model, X.head(5), schema, {"data_version": version})
+from mlops_nb.drift import make_profile
+mv = register_model(c, r, s.model_name, model, X.head(5), schema, {"data_version": version}, profile=make_profile(X, model.predict(X), m, task, "defect"))
 make_challenger(c, s.model_name, mv.version); tracking.finish_run(c, r)
 r = step("gate")
 run_gate(c, s.model_name, mv.version, GateRules.for_task(task), Xt, yt, task, col, run_id=parent)

@@ -38,6 +38,9 @@ def test_the_loop_detects_drift_retrains_promotes_and_the_server_recovers(tmp_pa
     "The demo, as `make demo-loop` runs it, is the integration test of the whole loop."
     from conftest import make_project
     project = make_project(tmp_path / "p")
+    (tmp_path / "mine").mkdir(); (tmp_path / "mine" / "notes.txt").write_text("keep")
+    refused = project.run("demo-loop", "--folder", tmp_path / "mine")
+    assert refused.returncode == 2 and "is not a folder demo-loop made" in refused.stderr and (tmp_path / "mine" / "notes.txt").exists()
     r = project.run("demo-loop", "--n-traffic", "500", "--folder", tmp_path / "loop", check=True, timeout=900)
     out = r.stdout
     assert "monitor on the normal window: OK" in out and "monitor on the drifted window: ALERT" in out

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: setup run test check export clean-nbs nbdev-test pytest ui serve demo-loop lab bench-drift bench distclean
+.PHONY: setup run test check export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser bench-drift bench distclean
 
 setup: $(STAMP)
 
@@ -21,7 +21,7 @@ run: setup
 	$(BIN)/mlops-nb run pipelines/train.yaml $(ARGS)
 
 ## everything CI checks: export in sync, notebooks clean, notebook tests, pytest
-test: check nbdev-test pytest
+test: check nbdev-test browser pytest
 
 check: setup
 	@$(BIN)/python .ci/check_sync.py
@@ -32,9 +32,10 @@ nbdev-test: setup
 pytest: setup
 	$(BIN)/python -m pytest
 
-## regenerate mlops_nb/ from notebooks/ and clean notebooks (run before committing)
+## regenerate mlops_nb/ and README.md from notebooks/ and clean notebooks (run before committing)
 export: setup
 	$(BIN)/nbdev-export
+	$(BIN)/mlops-nb docs --readme
 	$(BIN)/nbdev-clean --fname notebooks
 	$(BIN)/nbdev-clean --fname pipelines
 
@@ -47,8 +48,18 @@ demo-loop: setup
 serve: setup
 	$(BIN)/mlops-nb serve
 
+## JupyterLab on 127.0.0.1 with the project's .venv as the kernel, opened on the train pipeline's first step
 lab: setup
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/pipelines/ingest.ipynb
+
+## the docs site, rendered offline from the notebooks into _docs/ (open _docs/index.html)
+docs: setup
+	$(BIN)/mlops-nb docs
+
+## Debian's Chromium for the browser tests (Playwright drives it; Playwright's own browser download is not used)
+browser:
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 bench: setup
 	$(BIN)/python bench/pipeline_overhead.py

@@ -1,4 +1,4 @@
-"""Fail (with the one command that fixes it) when mlops_nb/ is out of sync with notebooks/ or a notebook is not clean."""
+"""Fail (with the one command that fixes it) when mlops_nb/ or README.md is out of sync with notebooks/ or a notebook is not clean."""
 import copy, json, subprocess, sys
 from pathlib import Path
 
@@ -27,6 +27,12 @@ def unclean_notebooks() -> list[str]:
     return dirty
 
 
+def readme_drift() -> bool:
+    "README.md is not what notebooks/index.ipynb says (make export writes it)."
+    from mlops_nb.docs import readme_text
+    return (ROOT / "README.md").read_text(encoding="utf-8") != readme_text(ROOT / "notebooks" / "index.ipynb")
+
+
 def main() -> int:
     problems = []
     changed = export_changes()
@@ -36,8 +42,10 @@ def main() -> int:
     dirty = unclean_notebooks()
     if dirty:
         problems.append(f"notebooks not cleaned: {', '.join(dirty)}. Run `make export` (it runs nbdev-clean, keeping cell tags) and commit.")
+    if readme_drift():
+        problems.append("README.md differs from notebooks/index.ipynb, its source. Edit the notebook, then run `make export` (it writes README.md) and commit both.")
     for p in problems: print(f"check failed: {p}", file=sys.stderr)
-    if not problems: print("check: mlops_nb/ in sync with notebooks/, notebooks clean")
+    if not problems: print("check: mlops_nb/ and README.md in sync with notebooks/, notebooks clean")
     return 1 if problems else 0
 
 

@@ -81,3 +81,29 @@ def trained(tmp_path_factory) -> tuple[Project, str]:
 @pytest.fixture
 def project(tmp_path) -> Project:
     return make_project(tmp_path / "project")
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    "Debian's headless Chromium, driven by Playwright (`make browser` installs it)."
+    if not Path(CHROMIUM).exists():
+        raise AssertionError(f"{CHROMIUM} not found: the browser tests need Debian's Chromium. Run `make browser` (apt-get install chromium chromium-driver).")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+def clean_checkout(dest: Path) -> Path:
+    "The repository's tracked files (as they are in the work tree) copied to `dest`: what a fresh clone holds."
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        src = REPO / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, dest / f)
+    return dest

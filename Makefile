@@ -50,7 +50,8 @@ serve: setup
 
 ## JupyterLab on 127.0.0.1 with the project's .venv as the kernel, opened on the train pipeline's first step
 lab: setup
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/pipelines/ingest.ipynb
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/pipelines/ingest.ipynb \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 ## the docs site, rendered offline from the notebooks into _docs/ (open _docs/index.html)
 docs: setup

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: setup run test check export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser bench-drift bench distclean
+.PHONY: setup run test check export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser image bench-drift bench distclean
 
 setup: $(STAMP)
 
@@ -57,6 +57,11 @@ lab: setup
 docs: setup
 	$(BIN)/mlops-nb docs
 
+## the container image of the champion (needs a Docker engine; untested on machines without one)
+image: setup
+	$(BIN)/mlops-nb deploy docker build/image
+	docker build -t $$($(BIN)/python -c "import json; m = json.load(open('build/image/bundle.json')); from mlops_nb.deploy import app_name; print(f\"{app_name(m['name'])}:{m['version']}\")") build/image
+
 ## Debian's Chromium for the browser tests (Playwright drives it; Playwright's own browser download is not used)
 browser:
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -74,4 +79,4 @@ bench-drift: setup
 	$(BIN)/python bench/drift.py --evidently-python .venv-evidently/bin/python
 
 distclean:
-	rm -rf $(VENV) .venv-evidently mlflow.db mlartifacts runs predictions demo-loop _docs _proc
+	rm -rf $(VENV) .venv-evidently mlflow.db mlartifacts runs predictions demo-loop _docs _proc build

@@ -50,6 +50,8 @@ def test_every_notebook_has_a_page(site):
         assert (site / f"{page_name(nb)}.html").exists(), f"no page for {nb.name}"
     for nb in sorted((REPO / "pipelines").glob("*.ipynb")):
         assert (site / "pipelines" / f"{nb.stem}.html").exists(), f"no page for pipelines/{nb.name}"
+    for md in sorted((REPO / "notebooks").glob("*.md")):  # hand-written pages, e.g. deployment
+        assert (site / f"{md.stem}.html").exists(), f"no page for {md.name}"
     assert (site / "library.html").exists() and (site / "pipelines" / "index.html").exists()
 
 
@@ -120,7 +122,7 @@ def test_pages_in_chromium(docs_server, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "index.png"))
     assert page.locator("h1").first.inner_text().strip() == "mlops-nb"
     nav = page.locator("nav").all_inner_texts()
-    assert any("Library" in t and "Pipelines" in t for t in nav), nav
+    assert any("Library" in t and "Pipelines" in t and "Deployment" in t for t in nav), nav
     assert page.locator("h2", has_text="Two commands").is_visible()
     page.get_by_role("link", name="Library").first.click()
     page.get_by_role("link", name="data", exact=True).first.click()

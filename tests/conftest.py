@@ -83,7 +83,7 @@ def project(tmp_path) -> Project:
     return make_project(tmp_path / "project")
 
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # Debian's Chromium; CI elsewhere may point at its own Chrome
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 
 

@@ -13,10 +13,10 @@ def _post(url, body):
     return json.load(urllib.request.urlopen(req, timeout=30))
 
 
-def _server(args, cwd, env):
+def _server(args, cwd, env, log: Path):
     port = free_port()
     proc = subprocess.Popen([*args, "--port", str(port)], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(Path(cwd) / "server.log", "w"), start_new_session=True)
+                            stderr=open(log, "w"), start_new_session=True)
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -56,7 +56,7 @@ def test_bundle_serves_offline_with_its_metadata_and_correct_predictions(bundled
     edge = tmp_path / out.name
     r = subprocess.run([sys.executable, "-m", "mlops_nb.deploy", "verify", "."], cwd=edge, capture_output=True, text=True)
     assert r.returncode == 0 and "intact" in r.stdout, r.stdout + r.stderr
-    proc, url = _server([MLOPS_NB, "serve", "--model", str(edge)], edge, _offline_env())
+    proc, url = _server([MLOPS_NB, "serve", "--model", str(edge)], edge, _offline_env(), tmp_path / "server.log")
     try:
         wait_until_up(url, 90)
         version = json.load(urllib.request.urlopen(f"{url}/version", timeout=10))
@@ -65,9 +65,8 @@ def test_bundle_serves_offline_with_its_metadata_and_correct_predictions(bundled
         from mlops_nb.data import make_demo_data
         rows = make_demo_data(50, seed=11).drop(columns="defect")
         got = _post(url, {"dataframe_split": json.loads(rows.to_json(orient="split", index=False, date_format="iso"))})["predictions"]
-        import mlflow.sklearn
-        mlflow.set_registry_uri(project.tracking)
-        expected = mlflow.sklearn.load_model(f"models:/assembly-defect/{meta['version']}").predict(rows)
+        import mlflow.sklearn  # the registered version itself, found through the project's client (no global MLflow state)
+        expected = mlflow.sklearn.load_model(project.client().get_model_version_download_uri("assembly-defect", meta["version"])).predict(rows)
         assert got == [int(v) for v in expected]
         metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
         from prometheus_client.parser import text_string_to_metric_families
@@ -137,7 +136,8 @@ def test_dashboard_queries_only_metrics_the_running_server_exports(trained, tmp_
     prom = yaml.safe_load((tmp_path / "mon" / "prometheus.yml").read_text())
     assert prom["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
-    proc, url = _server([MLOPS_NB, "serve", "--shadow"], project.root, env)
+    env["MLOPS_NB_PREDICTIONS_DIR"] = str(tmp_path / "predictions")  # this server's log and the monitor's figures, apart from other tests'
+    proc, url = _server([MLOPS_NB, "serve", "--shadow"], project.root, env, tmp_path / "server.log")
     try:
         wait_until_up(url, 90)
         from mlops_nb.data import make_demo_data
@@ -147,7 +147,8 @@ def test_dashboard_queries_only_metrics_the_running_server_exports(trained, tmp_
         bad = urllib.request.Request(f"{url}/invocations", b"{not json", {"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError): urllib.request.urlopen(bad, timeout=10)
         rows.to_csv(tmp_path / "window.csv", index=False)
-        m = project.run("monitor", "--data", tmp_path / "window.csv", "--label-column", "defect")
+        m = subprocess.run([MLOPS_NB, "monitor", "--data", str(tmp_path / "window.csv"), "--label-column", "defect"], cwd=project.root,
+                           env=env, capture_output=True, text=True, timeout=300)
         assert m.returncode in (0, 1), m.stdout + m.stderr  # 1: the darker lighting raised an alert, as it should
         text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
     finally:

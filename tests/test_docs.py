@@ -32,10 +32,11 @@ class Page(HTMLParser):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     checkout = clean_checkout(tmp_path_factory.mktemp("checkout"))
-    out = checkout / "_docs"
+    out, before = checkout / "_docs", {p.name for p in checkout.iterdir()}
     r = subprocess.run([MLOPS_NB, "docs"], cwd=checkout, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"mlops-nb docs failed:\n{r.stdout}\n{r.stderr}"
     assert "docs built" in r.stdout and (out / "index.html").exists()
+    assert {p.name for p in checkout.iterdir()} - before == {"_docs", "_proc"}  # the site and nbdev's staging folder, both git-ignored, nothing else
     return out
 
 

@@ -65,7 +65,7 @@ image: setup
 ## Debian's Chromium for the browser tests (Playwright drives it; Playwright's own browser download is not used)
 browser:
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 bench: setup
 	$(BIN)/python bench/pipeline_overhead.py

@@ -138,3 +138,9 @@ def test_pages_in_chromium(docs_server, browser, tmp_path):
     page.wait_for_selector("#search-results li", timeout=15_000)
     assert page.locator("#search-results li").count() >= 3
     page.close()
+
+
+def test_docs_outside_a_project_is_one_clear_message(tmp_path):
+    r = subprocess.run([MLOPS_NB, "docs"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no nbdev project at or above" in r.stderr and "[tool.nbdev]" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "_proc").exists() and not (tmp_path / "_docs").exists()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import getpass, json, math, os, time
 from dataclasses import dataclass, field, asdict
 from .errors import RegistryError
-from .evaluate import PRIMARY
 from .registry import alias_version
 
 # %% auto #0
@@ -34,6 +33,7 @@ class GateRules:
     @classmethod
     def for_task(cls, task: str, metric: str = "auto", min_improvement: float = 0.0, floor: float = 0.0, max_slice_gap: float = 0.0):
         "Rules from pipeline parameters: metric 'auto' is the task's primary metric; 0 turns floor and gap off."
+        from mlops_nb.evaluate import PRIMARY  # here, not at the top: the registry commands need no scikit-learn
         return cls(PRIMARY[task][0] if metric in ("", "auto") else metric, float(min_improvement),
                    float(floor) or None, float(max_slice_gap) or None)
 

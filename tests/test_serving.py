@@ -169,15 +169,17 @@ def test_hot_reload_under_load_fails_no_request(url, registry):
     try:
         time.sleep(1)
         project.client().set_registered_model_alias(NAME, "champion", "1")
-        deadline = time.time() + 30
-        while time.time() < deadline and httpx.get(f"{url}/version").json()["version"] != "1": time.sleep(0.2)
+        deadline = time.time() + 90  # generous: the reload loads a model while eight clients keep the server busy
+        while (version := httpx.get(f"{url}/version", timeout=30).json()["version"]) != "1" and time.time() < deadline: time.sleep(0.2)
+        assert version == "1", f"90 s after the champion alias moved to version 1 the server still serves version {version}"
         time.sleep(1)
     finally:
         stop.set()
         for t in threads: t.join()
     assert not failures, failures[:3]
-    assert seen[0] == "2" and seen[-1] == "1" and len(seen) > 50
-    assert httpx.get(f"{url}/version").json()["version"] == "1"
+    assert seen[0] == "2" and len(seen) > 50 and "1" in seen
+    versions_after_switch = seen[seen.index("1"):]
+    assert versions_after_switch.count("2") <= len(threads), versions_after_switch  # at most the requests already in flight
 
 
 def test_champion_that_cannot_load_is_replaced_by_previous(registry):

@@ -65,6 +65,8 @@ def test_no_directive_text_and_hidden_cells_stay_hidden(site):
     assert "load-table" in data.ids, sorted(data.ids)  # the show_doc entry of an exported function, linkable
     assert "Read a CSV or Parquet file into a DataFrame" in text  # its docstring
     assert "raise DataError(f" not in text  # but not the exported source
+    assert "demo.defect.mean()" not in text and "maintainers' checks" not in text  # nor a `#| hide` cell (notebooks/02_data.ipynb)
+    assert "Round trip through a file" in text and "load_table(p)" in text  # while the example cells around it are shown
 
 
 def test_internal_links_resolve(site):

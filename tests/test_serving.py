@@ -177,7 +177,7 @@ def test_hot_reload_under_load_fails_no_request(url, registry):
         stop.set()
         for t in threads: t.join()
     assert not failures, failures[:3]
-    assert seen[0] == "2" and len(seen) > 50 and "1" in seen
+    assert seen[0] == "2" and seen[-1] == "1" and len(seen) > 50
     versions_after_switch = seen[seen.index("1"):]
     assert versions_after_switch.count("2") <= len(threads), versions_after_switch  # at most the requests already in flight
 

@@ -3,17 +3,19 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# named by pyproject.toml's content, not its time: nbdev-export rewrites the file unchanged, which must not reinstall
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 ARGS   ?=
 
-.PHONY: setup run test check export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser image bench-drift bench distclean
+.PHONY: setup run test check export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench distclean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 ## the main job: the training pipeline on the demo data (pass ARGS="-p model=rf ..." to change it)
@@ -21,7 +23,7 @@ run: setup
 	$(BIN)/mlops-nb run pipelines/train.yaml $(ARGS)
 
 ## everything CI checks: export in sync, notebooks clean, notebook tests, pytest
-test: check nbdev-test browser pytest
+test: check nbdev-test browser promtool pytest
 
 check: setup
 	@$(BIN)/python .ci/check_sync.py
@@ -66,6 +68,13 @@ image: setup
 browser:
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+## promtool, unpacked from Debian's prometheus package into .venv/bin (nothing installed system-wide, no service
+## started), for the test that checks the generated prometheus.yml and the Grafana dashboard's PromQL
+promtool: setup
+	@test -x $(BIN)/promtool || { tmp=$$(mktemp -d) && cd $$tmp && \
+	  { apt-get download prometheus >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && apt-get download prometheus >/dev/null 2>&1; }; } && \
+	  dpkg-deb -x prometheus_*.deb root && cp root/usr/bin/promtool $(CURDIR)/$(BIN)/promtool && cd / && rm -rf $$tmp; }
 
 bench: setup
 	$(BIN)/python bench/pipeline_overhead.py

@@ -1,5 +1,6 @@
 """Deployment: an edge bundle served with no tracking server, a container build context that lints clean,
-Kubernetes manifests that validate, and a Grafana dashboard that queries only what a running server exports."""
+Kubernetes manifests that validate, a Prometheus config and dashboard queries promtool accepts, and a Grafana dashboard
+that queries only what a running server exports."""
 import json, os, signal, subprocess, sys, tarfile, urllib.request
 from pathlib import Path
 import pytest, yaml
@@ -165,3 +166,37 @@ def test_dashboard_queries_only_metrics_the_running_server_exports(trained, tmp_
     assert len(queried) >= 15
     assert queried <= exported, f"the dashboard queries metrics the server does not export: {sorted(queried - exported)}"
     assert 'mlops_nb_drift_psi{feature="brightness"}' in text and "mlops_nb_drift_alert 1.0" in text
+
+
+PROMTOOL = os.environ.get("PROMTOOL", str(Path(sys.executable).parent / "promtool"))
+
+
+def promtool(*args) -> subprocess.CompletedProcess:
+    "Run promtool (`make promtool` unpacks Debian's into .venv/bin)."
+    if not Path(PROMTOOL).exists():
+        raise AssertionError(f"{PROMTOOL} not found: run `make promtool` (it unpacks Debian's promtool into .venv/bin, installing nothing system-wide)")
+    return subprocess.run([PROMTOOL, *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_prometheus_config_and_every_dashboard_query_pass_promtool(tmp_path):
+    from mlops_nb.deploy import write_monitoring
+    prom_path, dash_path = write_monitoring(tmp_path / "mon", ["127.0.0.1:8080", "10.0.0.7:8080"])
+    prom = yaml.safe_load(prom_path.read_text())
+    # Debian builds Prometheus without Kubernetes discovery, so its promtool checks the config without the pod job
+    static = {**prom, "scrape_configs": [j for j in prom["scrape_configs"] if "kubernetes_sd_configs" not in j]}
+    assert len(static["scrape_configs"]) == 1 and static["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:8080", "10.0.0.7:8080"]
+    (tmp_path / "static.yml").write_text(yaml.safe_dump(static))
+    ok = promtool("check", "config", tmp_path / "static.yml")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    (tmp_path / "bad.yml").write_text(yaml.safe_dump({**static, "global": {"scrape_interval": "fifteen seconds"}}))
+    assert promtool("check", "config", tmp_path / "bad.yml").returncode != 0  # promtool really reads the file
+
+    # every panel's PromQL parses: each query becomes a recording rule (Grafana's $__rate_interval as 5m) for `promtool check rules`
+    exprs = [t["expr"].replace("$__rate_interval", "5m") for p in json.loads(dash_path.read_text())["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 15
+    rules = lambda es: {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(es)]}]}
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules(exprs)))
+    ok = promtool("check", "rules", tmp_path / "rules.yml")
+    assert ok.returncode == 0 and f"SUCCESS: {len(exprs)} rules found" in ok.stdout, ok.stdout + ok.stderr
+    (tmp_path / "broken.yml").write_text(yaml.safe_dump(rules([exprs[0].replace("sum by (variant, status) (", "sum by (variant, status) ((")])))
+    assert promtool("check", "rules", tmp_path / "broken.yml").returncode != 0

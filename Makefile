@@ -73,7 +73,7 @@ browser:
 ## started), for the test that checks the generated prometheus.yml and the Grafana dashboard's PromQL
 promtool: setup
 	@test -x $(BIN)/promtool || { tmp=$$(mktemp -d) && cd $$tmp && \
-	  { apt-get download prometheus >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && apt-get download prometheus >/dev/null 2>&1; }; } && \
+	  { apt-get download prometheus >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && apt-get download prometheus; }; } && \
 	  dpkg-deb -x prometheus_*.deb root && cp root/usr/bin/promtool $(CURDIR)/$(BIN)/promtool && cd / && rm -rf $$tmp; }
 
 bench: setup

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 ARGS   ?=
 
-.PHONY: setup run test check export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench distclean
+.PHONY: setup run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench distclean
 
 setup: $(STAMP)
 
@@ -23,10 +23,16 @@ run: setup
 	$(BIN)/mlops-nb run pipelines/train.yaml $(ARGS)
 
 ## everything CI checks: export in sync, notebooks clean, notebook tests, pytest
-test: check nbdev-test browser promtool pytest
+test: check lint nbdev-test browser promtool pytest
 
 check: setup
 	@$(BIN)/python .ci/check_sync.py
+
+## the code rules: lines up to 120 and one statement per line (ruff), imports pointing down the layers (import-linter)
+lint: setup
+	$(BIN)/ruff check notebooks pipelines mlops_nb
+	$(BIN)/ruff format --check notebooks pipelines
+	$(BIN)/lint-imports
 
 nbdev-test: setup
 	$(BIN)/nbdev-test --n-workers 2
@@ -36,6 +42,7 @@ pytest: setup
 
 ## regenerate mlops_nb/ and README.md from notebooks/ and clean notebooks (run before committing)
 export: setup
+	$(BIN)/ruff format notebooks pipelines
 	$(BIN)/nbdev-export
 	$(BIN)/mlops-nb docs --readme
 	$(BIN)/nbdev-clean --fname notebooks
@@ -62,7 +69,7 @@ docs: setup
 ## the container image of the champion (needs a Docker engine; untested on machines without one)
 image: setup
 	$(BIN)/mlops-nb deploy docker build/image
-	docker build -t $$($(BIN)/python -c "import json; m = json.load(open('build/image/bundle.json')); from mlops_nb.deploy import app_name; print(f\"{app_name(m['name'])}:{m['version']}\")") build/image
+	docker build -t $$($(BIN)/python -c "import json; m = json.load(open('build/image/bundle.json')); from mlops_nb.ops.deploy import app_name; print(f\"{app_name(m['name'])}:{m['version']}\")") build/image
 
 ## Debian's Chromium for the browser tests (Playwright drives it; Playwright's own browser download is not used)
 browser:

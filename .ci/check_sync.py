@@ -9,9 +9,9 @@ BIN = Path(sys.executable).parent
 def export_changes() -> list[str]:
     "Files of mlops_nb/ that nbdev-export rewrites."
     lib = ROOT / "mlops_nb"
-    before = {p: p.read_bytes() for p in lib.glob("*.py")}
+    before = {p: p.read_bytes() for p in lib.rglob("*.py")}
     subprocess.run([str(BIN / "nbdev-export")], cwd=ROOT, check=True)
-    after = {p: p.read_bytes() for p in lib.glob("*.py")}
+    after = {p: p.read_bytes() for p in lib.rglob("*.py")}
     return sorted(str(p.relative_to(ROOT)) for p in before.keys() | after.keys() if before.get(p) != after.get(p))
 
 
@@ -19,7 +19,7 @@ def unclean_notebooks() -> list[str]:
     "Notebooks that nbdev-clean would change (outputs counts, metadata; tags are kept)."
     from nbdev.clean import _nbdev_clean
     dirty = []
-    for nb_path in sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("pipelines/*.ipynb")]):
+    for nb_path in sorted([*ROOT.glob("notebooks/**/*.ipynb"), *ROOT.glob("pipelines/*.ipynb")]):
         nb = json.loads(nb_path.read_text(encoding="utf-8"))
         cleaned = copy.deepcopy(nb)
         _nbdev_clean(cleaned, path=str(nb_path))
@@ -29,7 +29,7 @@ def unclean_notebooks() -> list[str]:
 
 def readme_drift() -> bool:
     "README.md is not what notebooks/index.ipynb says (make export writes it)."
-    from mlops_nb.docs import readme_text
+    from mlops_nb.ops.docs import readme_text
     return (ROOT / "README.md").read_text(encoding="utf-8") != readme_text(ROOT / "notebooks" / "index.ipynb")
 
 

@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--evidently-python", default=str(REPO / ".venv-evidently" / "bin" / "python"))
     args = ap.parse_args()
-    from mlops_nb.drift import check_drift, make_profile
+    from mlops_nb.ml.drift import check_drift, make_profile
     has_evidently = Path(args.evidently_python).is_file()
     if not has_evidently: print(f"Evidently not found at {args.evidently_python} (`make bench-drift` installs it): timing mlops-nb only")
     warm_ref, warm_cur = tables(2000)

@@ -18,15 +18,15 @@ PLAIN = r'''
 import sys, time, joblib
 from pathlib import Path
 root, n_rows = Path(sys.argv[1]), int(sys.argv[2])
-from mlops_nb.config import load_settings
-from mlops_nb.data import make_demo_data, content_hash, infer_task, split_data
-from mlops_nb.validate import infer_schema, check_data, require_valid
-from mlops_nb.models import build_model
-from mlops_nb.evaluate import evaluate, choose_slice_column, slice_metrics, slice_gap, save_plots
-from mlops_nb.registry import register_model, make_challenger
-from mlops_nb.gate import GateRules, run_gate
-from mlops_nb.card import write_card
-from mlops_nb import tracking
+from mlops_nb.core.config import load_settings
+from mlops_nb.ml.data import make_demo_data, content_hash, infer_task, split_data
+from mlops_nb.ml.validate import infer_schema, check_data, require_valid
+from mlops_nb.ml.models import build_model
+from mlops_nb.ml.evaluate import evaluate, choose_slice_column, slice_metrics, slice_gap, save_plots
+from mlops_nb.track.registry import register_model, make_challenger
+from mlops_nb.track.gate import GateRules, run_gate
+from mlops_nb.track.card import write_card
+from mlops_nb.track import client as tracking
 s = load_settings(root)
 c = tracking.connect(s); exp = tracking.ensure_experiment(c, s)
 parent = tracking.start_run(c, exp, "train-plain", {**tracking.git_state(root), **tracking.environment()})
@@ -48,7 +48,7 @@ m = evaluate(model, Xt, yt, task); col = choose_slice_column(Xt); sl = slice_met
 out = root / "plots"; save_plots(model, Xt, yt, task, out)
 tracking.log_values(c, r, metrics={**{f"test_{k}": v for k, v in m.items()}, "slice_gap": slice_gap(sl, task)}); c.log_artifacts(r, str(out), "plots"); tracking.finish_run(c, r)
 r = step("register")
-from mlops_nb.drift import make_profile
+from mlops_nb.ml.drift import make_profile
 mv = register_model(c, r, s.model_name, model, X.head(5), schema, {"data_version": version}, profile=make_profile(X, model.predict(X), m, task, "defect"))
 make_challenger(c, s.model_name, mv.version); tracking.finish_run(c, r)
 r = step("gate")

@@ -81,7 +81,7 @@ def test_step_notebook_without_parameters_cell(project):
 
 def test_validation_failure_stops_dependents_and_keeps_the_report(trained):
     project, _ = trained
-    from mlops_nb.data import make_demo_data
+    from mlops_nb.ml.data import make_demo_data
     make_demo_data(800, seed=3).drop(columns=["pressure"]).to_csv(project.root / "no_pressure.csv", index=False)
     before = snapshot(project)
     r = project.run("run", "pipelines/train.yaml", "-p", "data=no_pressure.csv")

@@ -75,11 +75,11 @@ def test_resaving_a_notebook_with_outputs_keeps_the_cache(cached):
 def test_cached_run_imports_no_heavy_library(cached):
     import sys
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
-    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "from mlops_nb.cli import main; main()", "run", "pipelines/train.yaml",
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "from mlops_nb.cli.app import main; main()", "run", "pipelines/train.yaml",
                         "-p", "n_rows=1500"], cwd=cached.root, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "every step was cached" in r.stdout, r.stdout + r.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
-    assert "mlops_nb.pipeline" in imported
+    assert "mlops_nb.runner.pipeline" in imported
     assert not {"mlflow", "pandas", "sklearn", "papermill", "numpy"} & imported
 
 
@@ -116,7 +116,7 @@ def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how
     assert run.info.status == "KILLED"
     assert steps_of(project, run)["train"].info.status == "KILLED"
     time.sleep(1.5)  # the forked kernel and the zygote watch the runner and go with it
-    leftovers = subprocess.run(["pgrep", "-f", "mlops_nb.kernels import serve"], capture_output=True, text=True).stdout.split()
+    leftovers = subprocess.run(["pgrep", "-f", "mlops_nb.runner.kernels import serve"], capture_output=True, text=True).stdout.split()
     assert not [pid for pid in leftovers if f"owner={p.pid})" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")]
     project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "-p", "n_estimators=20", check=True)
     assert executed(project, project.pipeline_runs()[-1]) == ["evaluate", "gate", "register", "train"]  # resumed after validate

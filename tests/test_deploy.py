@@ -55,7 +55,7 @@ def test_bundle_serves_offline_with_its_metadata_and_correct_predictions(bundled
     project, out = bundled
     with tarfile.open(out.with_name(out.name + ".tar.gz")) as tar: tar.extractall(tmp_path, filter="data")  # as on the edge machine
     edge = tmp_path / out.name
-    r = subprocess.run([sys.executable, "-m", "mlops_nb.deploy", "verify", "."], cwd=edge, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "mlops_nb.ops.deploy", "verify", "."], cwd=edge, capture_output=True, text=True)
     assert r.returncode == 0 and "intact" in r.stdout, r.stdout + r.stderr
     proc, url = _server([MLOPS_NB, "serve", "--model", str(edge)], edge, _offline_env(), tmp_path / "server.log")
     try:
@@ -63,7 +63,7 @@ def test_bundle_serves_offline_with_its_metadata_and_correct_predictions(bundled
         version = json.load(urllib.request.urlopen(f"{url}/version", timeout=10))
         meta = json.loads((edge / "bundle.json").read_text())
         assert {k: version[k] for k in ("name", "version", "run_id", "data_version")} == {k: meta[k] for k in ("name", "version", "run_id", "data_version")}
-        from mlops_nb.data import make_demo_data
+        from mlops_nb.ml.data import make_demo_data
         rows = make_demo_data(50, seed=11).drop(columns="defect")
         got = _post(url, {"dataframe_split": json.loads(rows.to_json(orient="split", index=False, date_format="iso"))})["predictions"]
         import mlflow.sklearn  # the registered version itself, found through the project's client (no global MLflow state)
@@ -77,7 +77,7 @@ def test_bundle_serves_offline_with_its_metadata_and_correct_predictions(bundled
         os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
     assert (edge / "predictions").is_dir()  # the prediction log stays inside the bundle's folder
     # the image runs the bundle's own copy of the server: it imports from the bundle, not from an installation
-    r = subprocess.run([sys.executable, "-c", "import mlops_nb.cli, mlops_nb.serve; print(mlops_nb.serve.__file__)"], cwd=edge, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", "import mlops_nb.cli.app, mlops_nb.serve; print(mlops_nb.serve.__file__)"], cwd=edge, capture_output=True, text=True)
     assert r.stdout.strip() == str(edge / "mlops_nb" / "serve.py"), r.stdout + r.stderr
 
 
@@ -96,7 +96,7 @@ def test_docker_build_context_lints_clean(trained, tmp_path):
     r = project.run("deploy", "docker", out, check=True)
     assert "docker build -t assembly-defect:" in r.stdout
     docker = (out / "Dockerfile").read_text()
-    from mlops_nb.deploy import hadolint
+    from mlops_nb.ops.deploy import hadolint
     assert hadolint(out / "Dockerfile") == (0, "")
     lines = [l.strip() for l in docker.splitlines()]
     assert lines[[l.startswith("FROM") for l in lines].index(True)] == f"FROM python:{sys.version_info.major}.{sys.version_info.minor}-slim"
@@ -142,7 +142,7 @@ def test_dashboard_queries_only_metrics_the_running_server_exports(trained, tmp_
     proc, url = _server([MLOPS_NB, "serve", "--shadow"], project.root, env, tmp_path / "server.log")
     try:
         wait_until_up(url, 90)
-        from mlops_nb.data import make_demo_data
+        from mlops_nb.ml.data import make_demo_data
         rows = make_demo_data(300, seed=3, drift=0.8)
         for i in range(0, 40, 4):
             _post(url, {"dataframe_records": json.loads(rows.drop(columns="defect").iloc[i:i + 4].to_json(orient="records", date_format="iso"))})
@@ -161,7 +161,7 @@ def test_dashboard_queries_only_metrics_the_running_server_exports(trained, tmp_
         exported |= {fam.name, f"{fam.name}_total"} if fam.type == "counter" else {fam.name}
         if fam.type == "histogram": exported |= {f"{fam.name}_bucket", f"{fam.name}_count", f"{fam.name}_sum"}
         exported |= {s.name for s in fam.samples}
-    from mlops_nb.deploy import dashboard_metrics
+    from mlops_nb.ops.deploy import dashboard_metrics
     queried = dashboard_metrics(dashboard)
     assert len(queried) >= 15
     assert queried <= exported, f"the dashboard queries metrics the server does not export: {sorted(queried - exported)}"
@@ -179,7 +179,7 @@ def promtool(*args) -> subprocess.CompletedProcess:
 
 
 def test_prometheus_config_and_every_dashboard_query_pass_promtool(tmp_path):
-    from mlops_nb.deploy import write_monitoring
+    from mlops_nb.ops.deploy import write_monitoring
     prom_path, dash_path = write_monitoring(tmp_path / "mon", ["127.0.0.1:8080", "10.0.0.7:8080"])
     prom = yaml.safe_load(prom_path.read_text())
     # Debian builds Prometheus without Kubernetes discovery, so its promtool checks the config without the pod job

@@ -46,9 +46,9 @@ def pages(site: Path) -> dict[Path, Page]:
 
 
 def test_every_notebook_has_a_page(site):
-    from mlops_nb.docs import page_name
-    for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
-        assert (site / f"{page_name(nb)}.html").exists(), f"no page for {nb.name}"
+    from mlops_nb.ops.docs import page_path
+    for nb in sorted((REPO / "notebooks").rglob("*.ipynb")):
+        assert (site / f"{page_path(nb, REPO / 'notebooks')}.html").exists(), f"no page for {nb.relative_to(REPO)}"
     for nb in sorted((REPO / "pipelines").glob("*.ipynb")):
         assert (site / "pipelines" / f"{nb.stem}.html").exists(), f"no page for pipelines/{nb.name}"
     for md in sorted((REPO / "notebooks").glob("*.md")):  # hand-written pages, e.g. deployment
@@ -60,12 +60,12 @@ def test_no_directive_text_and_hidden_cells_stay_hidden(site):
     for path, page in pages(site).items():
         text = html.unescape("".join(page.text))
         assert not DIRECTIVE.search(text), f"{path.relative_to(site)} shows nbdev directive text: {DIRECTIVE.search(text).group(0)}"
-    data = Page((site / "data.html").read_text(encoding="utf-8"))
+    data = Page((site / "ml" / "data.html").read_text(encoding="utf-8"))
     text = "".join(data.text)
     assert "load-table" in data.ids, sorted(data.ids)  # the show_doc entry of an exported function, linkable
     assert "Read a CSV or Parquet file into a DataFrame" in text  # its docstring
     assert "raise DataError(f" not in text  # but not the exported source
-    assert "demo.defect.mean()" not in text and "maintainers' checks" not in text  # nor a `#| hide` cell (notebooks/02_data.ipynb)
+    assert "demo.defect.mean()" not in text and "maintainers' checks" not in text  # nor a `#| hide` cell (notebooks/ml/01_data.ipynb)
     assert "Round trip through a file" in text and "load_table(p)" in text  # while the example cells around it are shown
 
 
@@ -87,7 +87,7 @@ def test_internal_links_resolve(site):
 
 def test_index_matches_the_readme(site):
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    from mlops_nb.docs import readme_text
+    from mlops_nb.ops.docs import readme_text
     assert readme == readme_text(REPO / "notebooks" / "index.ipynb"), "README.md is not the index notebook's text: run `make export`"
     index = Page((site / "index.html").read_text(encoding="utf-8"))
     fence, heads = False, []
@@ -129,7 +129,7 @@ def test_pages_in_chromium(docs_server, browser, tmp_path):
     assert page.locator("h2", has_text="Two commands").is_visible()
     page.get_by_role("link", name="Library").first.click()
     page.get_by_role("link", name="data", exact=True).first.click()
-    page.wait_for_url(re.compile(r"/data\.html"))
+    page.wait_for_url(re.compile(r"/ml/data\.html"))
     page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
     assert page.locator("h1").first.inner_text().strip() == "data"
     assert page.locator("#load-table").is_visible()  # the show_doc entry

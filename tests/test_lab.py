@@ -46,7 +46,7 @@ def test_server_binds_loopback_and_wants_the_token(lab):
 
 def test_first_train_step_runs_top_to_bottom_in_jupyterlab(lab, browser, tmp_path):
     project, url, token = lab
-    from mlops_nb.spec import load_spec
+    from mlops_nb.runner.spec import load_spec
     first = load_spec(project.root / "pipelines" / "train.yaml").steps[0].notebook.name
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{url}/lab/tree/pipelines/{first}?token={token}")

@@ -1,7 +1,7 @@
 """Monitoring as a person or a cron job meets it: `mlops-nb monitor` on files and on the prediction log, and the closed loop."""
 import re
 import pytest
-from mlops_nb.data import make_demo_data
+from mlops_nb.ml.data import make_demo_data
 
 pytestmark = pytest.mark.slow
 

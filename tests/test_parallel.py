@@ -6,7 +6,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 STEP = '''import time, json, os
-from mlops_nb.step import StepContext
+from mlops_nb.runner.step import StepContext
 ctx = StepContext.open({name!r}, out_dir=out_dir, upstream=upstream, mlflow_run_id=mlflow_run_id)
 start = time.time(); time.sleep(seconds); end = time.time()
 ctx.finish(start=start, end=end)'''

@@ -60,7 +60,7 @@ def test_sweep_runs_the_grid_under_one_run_shares_upstream_and_ranks(project):
 
 
 def test_reproduce_gives_identical_metrics_and_names_a_changed_data_file(project):
-    from mlops_nb.data import make_demo_data
+    from mlops_nb.ml.data import make_demo_data
     data = project.root / "parts.csv"
     make_demo_data(1500, seed=11).to_csv(data, index=False)
     project.run("run", "pipelines/train.yaml", "-p", "data=parts.csv", "-p", "model=rf", "-p", "n_estimators=30", check=True)
@@ -99,7 +99,7 @@ def test_pipeline_against_a_real_tracking_server(project, tmp_path):
         c = MlflowClient(url)
         run = c.search_runs([c.get_experiment_by_name("mlops-nb").experiment_id], "tags.mlops_nb.kind = 'pipeline'")[0]
         assert run.info.status == "FINISHED"
-        from mlops_nb.render import wait_rendered
+        from mlops_nb.runner.render import wait_rendered
         assert wait_rendered(project.root / "runs" / run.info.run_id, 120)
         evaluate = c.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.mlops_nb.step = 'evaluate'")[0]
         assert {f.path for f in c.list_artifacts(evaluate.info.run_id, "notebook")} == {"notebook/evaluate.ipynb", "notebook/evaluate.html"}

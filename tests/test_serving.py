@@ -21,9 +21,9 @@ def registry(tmp_path_factory):
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from mlops_nb.registry import register_model
-    from mlops_nb.tracking import start_run
-    from mlops_nb.validate import Schema
+    from mlops_nb.track.registry import register_model
+    from mlops_nb.track.client import start_run
+    from mlops_nb.ml.validate import Schema
     project = make_project(tmp_path_factory.mktemp("serving"))
     project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", check=True)
     c = project.client()
@@ -133,7 +133,7 @@ def test_shadow_and_prediction_log_record_each_row(url, registry):
     r = post(url, {"dataframe_records": records(rows)}, headers={"x-request-id": "shadow-check-1"})
     assert set(r.json()) == {"predictions"}  # the shadow's opinion is never returned
     deadline, found = time.time() + 10, []
-    from mlops_nb.predlog import read_log
+    from mlops_nb.serving.predlog import read_log
     while time.time() < deadline and len(found) < 3:
         time.sleep(0.3)
         found = [x for x in read_log(project.root / "predictions") if x["request_id"] == "shadow-check-1"]
@@ -185,9 +185,9 @@ def test_hot_reload_under_load_fails_no_request(url, registry):
 def test_champion_that_cannot_load_is_replaced_by_previous(registry):
     import shutil
     from urllib.parse import urlparse
-    from mlops_nb.registry import register_model
-    from mlops_nb.tracking import start_run
-    from mlops_nb.validate import infer_schema
+    from mlops_nb.track.registry import register_model
+    from mlops_nb.track.client import start_run
+    from mlops_nb.ml.validate import infer_schema
     from sklearn.dummy import DummyClassifier
     project, X = registry
     c = project.client()
@@ -274,7 +274,7 @@ def test_ab_split_is_sticky_per_caller_and_measured_per_variant(registry):
 
 def test_concurrent_requests_are_micro_batched_and_a_crash_keeps_the_log_readable(registry):
     from concurrent.futures import ThreadPoolExecutor
-    from mlops_nb.predlog import read_log
+    from mlops_nb.serving.predlog import read_log
     project, X = registry
     log_dir = project.root / "predictions"
     before = len(read_log(log_dir))
@@ -304,7 +304,7 @@ def test_concurrent_requests_are_micro_batched_and_a_crash_keeps_the_log_readabl
 
 
 def test_feedback_is_stored_and_unknown_or_repeated_ids_are_reported(url, registry):
-    from mlops_nb.predlog import FEEDBACK, feedback_folder, read_log
+    from mlops_nb.serving.predlog import FEEDBACK, feedback_folder, read_log
     project, X = registry
     rows = X.dropna().head(2)
     post(url, {"dataframe_records": records(rows)}, headers={"x-request-id": "fb-1"})

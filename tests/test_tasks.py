@@ -1,6 +1,6 @@
 """The same pipeline on a user's own file: multiclass from Parquet, regression from CSV."""
 import pytest
-from mlops_nb.data import make_demo_data
+from mlops_nb.ml.data import make_demo_data
 
 pytestmark = pytest.mark.slow
 

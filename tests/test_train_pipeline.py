@@ -2,7 +2,7 @@
 import json, subprocess, sys
 from pathlib import Path
 import pytest
-from mlops_nb.data import content_hash, make_demo_data
+from mlops_nb.ml.data import content_hash, make_demo_data
 
 pytestmark = pytest.mark.slow
 STEPS = ["ingest", "validate", "train", "evaluate", "register", "gate"]

@@ -17,8 +17,7 @@ class Project:
 
     def run(self, *args, check=False, timeout=600) -> subprocess.CompletedProcess:
         "Run `mlops-nb ARGS` in the project, as a user would."
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
-        env["COLUMNS"] = "160"
+        env = clean_env(COLUMNS="160")
         r = subprocess.run([MLOPS_NB, *map(str, args)], cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"mlops-nb {' '.join(map(str, args))} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
@@ -39,6 +38,11 @@ class Project:
         except MlflowException: return []
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    "This process's environment without MLflow's or the workbench's settings (as a user's shell has), plus `extra`."
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}, **extra}
+
+
 def make_project(folder: Path) -> Project:
     "A copy of the project's settings and pipelines in `folder`, committed to a fresh git repository."
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,15 +60,22 @@ def free_port() -> int:
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
-def wait_until_up(url: str, timeout: float = 60) -> None:
-    "Poll `url`/health until it answers 200 (a server just started)."
+def wait_for_url(url: str, timeout: float = 120, proc: subprocess.Popen | None = None) -> None:
+    "Poll `url` until it answers 200; fail at once, with its exit code, if `proc` (the server started for it) ended."
     import time, urllib.request
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process serving {url} exited with {proc.returncode} before it answered")
         try:
-            if urllib.request.urlopen(f"{url}/health", timeout=1).status == 200: return
-        except OSError: time.sleep(0.25)
-    raise AssertionError(f"{url} did not come up within {timeout} s")
+            if urllib.request.urlopen(url, timeout=2).status == 200: return
+        except OSError: time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer 200 within {timeout} s")
+
+
+def wait_until_up(url: str, timeout: float = 120, proc: subprocess.Popen | None = None) -> None:
+    "Wait until a scoring server at `url` is healthy (its /health answers 200)."
+    wait_for_url(f"{url}/health", timeout, proc)
 
 
 @pytest.fixture(scope="session")

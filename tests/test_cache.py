@@ -3,7 +3,7 @@ and an interrupted run (Ctrl-C or kill -9) leaves no cache entry and no run stuc
 import json, os, signal, subprocess, time
 from pathlib import Path
 import pytest
-from conftest import MLOPS_NB
+from conftest import MLOPS_NB, clean_env
 
 pytestmark = pytest.mark.slow
 STEPS = ["ingest", "validate", "train", "evaluate", "register", "gate"]
@@ -74,7 +74,7 @@ def test_resaving_a_notebook_with_outputs_keeps_the_cache(cached):
 
 def test_cached_run_imports_no_heavy_library(cached):
     import sys
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     r = subprocess.run([sys.executable, "-X", "importtime", "-c", "from mlops_nb.cli.app import main; main()", "run", "pipelines/train.yaml",
                         "-p", "n_rows=1500"], cwd=cached.root, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "every step was cached" in r.stdout, r.stdout + r.stderr[-2000:]
@@ -84,7 +84,7 @@ def test_cached_run_imports_no_heavy_library(cached):
 
 
 def start(project, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     return subprocess.Popen([MLOPS_NB, "run", "pipelines/train.yaml", *args], cwd=project.root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 

@@ -4,7 +4,7 @@ that queries only what a running server exports."""
 import json, os, signal, subprocess, sys, tarfile, urllib.request
 from pathlib import Path
 import pytest, yaml
-from conftest import MLOPS_NB, free_port, wait_until_up
+from conftest import MLOPS_NB, free_port, wait_until_up, clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def _server(args, cwd, env, log: Path):
 
 
 def _offline_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     return {**env, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # nothing listens there: any use of a tracking server fails
 
 
@@ -59,7 +59,7 @@ def test_bundle_serves_offline_with_its_metadata_and_correct_predictions(bundled
     assert r.returncode == 0 and "intact" in r.stdout, r.stdout + r.stderr
     proc, url = _server([MLOPS_NB, "serve", "--model", str(edge)], edge, _offline_env(), tmp_path / "server.log")
     try:
-        wait_until_up(url, 90)
+        wait_until_up(url, 180, proc)
         version = json.load(urllib.request.urlopen(f"{url}/version", timeout=10))
         meta = json.loads((edge / "bundle.json").read_text())
         assert {k: version[k] for k in ("name", "version", "run_id", "data_version")} == {k: meta[k] for k in ("name", "version", "run_id", "data_version")}
@@ -137,11 +137,11 @@ def test_dashboard_queries_only_metrics_the_running_server_exports(trained, tmp_
     dashboard = json.loads((tmp_path / "mon" / "grafana-dashboard.json").read_text())
     prom = yaml.safe_load((tmp_path / "mon" / "prometheus.yml").read_text())
     assert prom["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     env["MLOPS_NB_PREDICTIONS_DIR"] = str(tmp_path / "predictions")  # this server's log and the monitor's figures, apart from other tests'
     proc, url = _server([MLOPS_NB, "serve", "--shadow"], project.root, env, tmp_path / "server.log")
     try:
-        wait_until_up(url, 90)
+        wait_until_up(url, 180, proc)
         from mlops_nb.ml.data import make_demo_data
         rows = make_demo_data(300, seed=3, drift=0.8)
         for i in range(0, 40, 4):

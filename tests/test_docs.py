@@ -4,7 +4,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit, unquote
 import pytest
-from conftest import MLOPS_NB, REPO, clean_checkout, free_port
+from conftest import MLOPS_NB, REPO, clean_checkout, free_port, wait_for_url
 
 pytestmark = pytest.mark.slow
 DIRECTIVE = re.compile(r"#\|\s*(default_exp|export|exporti|exports|hide|eval|echo|output|code-fold|include)\b")
@@ -111,10 +111,7 @@ def docs_server(site):
     port = free_port()
     p = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(site)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import time, urllib.request
-    for _ in range(100):
-        try: urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=1); break
-        except OSError: time.sleep(0.1)
+    wait_for_url(f"http://127.0.0.1:{port}/index.html", 60, p)
     yield f"http://127.0.0.1:{port}"
     p.terminate(); p.wait(10)
 

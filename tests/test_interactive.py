@@ -1,6 +1,7 @@
 """A step notebook run the way JupyterLab runs it: defaults only, no runner, in a fresh project."""
 import json, os, subprocess, sys
 import pytest
+from conftest import clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -8,7 +9,7 @@ pytestmark = pytest.mark.slow
 def test_step_notebook_runs_top_to_bottom_with_its_defaults(project):
     nb = project.root / "pipelines" / "evaluate.ipynb"
     out = project.root / "executed.ipynb"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     r = subprocess.run([sys.executable, "-m", "papermill", "--no-progress-bar", "--cwd", str(nb.parent), str(nb), str(out)],
                        cwd=project.root, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

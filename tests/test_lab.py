@@ -3,7 +3,7 @@ Chromium driven by Playwright), every cell run with its defaults from the Run me
 import json, os, secrets, signal, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
-from conftest import free_port, make_project
+from conftest import clean_env, free_port, make_project, wait_for_url
 
 pytestmark = pytest.mark.slow
 JUPYTER = str(Path(sys.executable).parent / "jupyter")
@@ -15,7 +15,7 @@ def lab(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("labproject"))
     home = tmp_path_factory.mktemp("labhome")
     port, token = free_port(), secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
     proc = subprocess.Popen([JUPYTER, "lab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
@@ -24,13 +24,8 @@ def lab(tmp_path_factory):
                             + (["--allow-root"] if os.getuid() == 0 else []),
                             env=env, stdout=subprocess.DEVNULL, stderr=open(home / "lab.log", "w"), start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        assert proc.poll() is None, (home / "lab.log").read_text()
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2); break
-        except OSError: time.sleep(0.3)
-    else: raise AssertionError(f"JupyterLab did not start:\n{(home / 'lab.log').read_text()}")
+    try: wait_for_url(f"{url}/api/status?token={token}", 180, proc)
+    except AssertionError as e: raise AssertionError(f"{e}; JupyterLab's log:\n{(home / 'lab.log').read_text()}") from None
     yield project, url, token
     os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
 

@@ -2,7 +2,7 @@
 import json, os, re, subprocess, sys, time
 from pathlib import Path
 import pytest
-from conftest import free_port, make_project, wait_until_up
+from conftest import free_port, make_project, wait_until_up, clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -90,8 +90,8 @@ def test_pipeline_against_a_real_tracking_server(project, tmp_path):
                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_up(url)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+        wait_until_up(url, 180, server)
+        env = clean_env()
         r = subprocess.run([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/train.yaml", "-p", "n_rows=1000"],
                            cwd=project.root, env={**env, "MLFLOW_TRACKING_URI": url}, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -111,7 +111,7 @@ def test_pipeline_against_a_real_tracking_server(project, tmp_path):
 
 def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project):
     import glob, signal
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     p = subprocess.Popen([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/train.yaml", "--sweep", "model=hgb,rf",
                           "-p", "n_rows=1500", "-p", "n_estimators=3000", "-p", "learning_rate=0.001"],
                          cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -130,7 +130,7 @@ def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project):
 
 def test_a_lost_zygote_falls_back_to_cold_kernels(project):
     import glob, signal
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     p = subprocess.Popen([str(Path(sys.executable).parent / "mlops-nb"), "run", first_steps(project, 3), "-p", "n_rows=1000"],
                          cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import MLOPS_NB, free_port, make_project, wait_until_up
+from conftest import MLOPS_NB, clean_env, free_port, make_project, wait_for_url, wait_until_up
 
 NAME = "assembly-defect"
 
@@ -46,12 +46,12 @@ def registry(tmp_path_factory):
 def server(project, *args):
     "`mlops-nb serve ARGS` on a free port of 127.0.0.1, until the block ends."
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     proc = subprocess.Popen([MLOPS_NB, "serve", "--port", str(port), *args], cwd=project.root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url, 90)
+        wait_until_up(url, 180, proc)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -225,17 +225,13 @@ def test_mlflow_models_serve_serves_what_the_workbench_registered(registry):
     project, X = registry
     rows = records(X.head(5))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     env |= {"MLFLOW_TRACKING_URI": project.tracking, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"}
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mlflow"), "models", "serve", "-m", f"models:/{NAME}/1",
                              "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=project.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200: break
-            except httpx.HTTPError: time.sleep(0.5)
+        wait_for_url(f"http://127.0.0.1:{port}/ping", 180, proc)
         theirs = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": rows}, timeout=30).json()
     finally:
         os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
@@ -280,12 +276,12 @@ def test_concurrent_requests_are_micro_batched_and_a_crash_keeps_the_log_readabl
     before = len(read_log(log_dir))
     rows = records(X.dropna().head(64))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     proc = subprocess.Popen([MLOPS_NB, "serve", "--port", str(port), "--max-wait-ms", "5"], cwd=project.root, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url, 90)
+        wait_until_up(url, 180, proc)
         with httpx.Client(timeout=30) as http, ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda r: http.post(f"{url}/invocations", json={"dataframe_records": [r]}), rows * 4))
         assert all(a.status_code == 200 for a in answers)

@@ -2,6 +2,7 @@
 import json, subprocess, sys
 from pathlib import Path
 import pytest
+from conftest import clean_env
 from mlops_nb.ml.data import content_hash, make_demo_data
 
 pytestmark = pytest.mark.slow
@@ -102,12 +103,12 @@ def test_ui_serves_the_project_store_on_localhost(trained):
     from conftest import MLOPS_NB, free_port, wait_until_up
     project, run_id = trained
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
+    env = clean_env()
     ui = subprocess.Popen([MLOPS_NB, "ui", "--port", str(port)], cwd=project.root, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_up(url)
+        wait_until_up(url, 180, ui)
         req = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/get?run_id={run_id}")
         body = json.loads(urllib.request.urlopen(req, timeout=10).read())
         assert body["run"]["info"]["status"] == "FINISHED"

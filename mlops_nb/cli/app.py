@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 import typer
 from ..core.errors import MlopsNbError
+from ..track.client import Tag
 
 # %% auto #0
 __all__ = ['app', 'deploy_app', 'StepProgress', 'print_summary', 'print_failure', 'run', 'runs', 'show', 'reproduce', 'registry',
@@ -290,12 +291,12 @@ def runs(
         main = next(((k, v) for k, v in sorted(r.data.metrics.items()) if k.startswith("test_")), None)
         table.add_row(
             r.info.run_id,
-            r.data.tags.get("mlops_nb.pipeline", ""),
+            r.data.tags.get(Tag.pipeline, ""),
             r.info.status,
             _when(r.info.start_time),
             _duration(r.info),
             f"{main[0]}={main[1]:.4f}" if main else "",
-            r.data.tags.get("mlops_nb.registered", ""),
+            r.data.tags.get(Tag.registered, ""),
         )
     _console().print(table)
 
@@ -310,12 +311,12 @@ def show(run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-n
     r = get_run(client, run_id)
     c, tags = _console(), r.data.tags
     c.print(
-        f"[bold]{tags.get('mlops_nb.pipeline', r.info.run_name)}[/] run {run_id}: {r.info.status}, started "
+        f"[bold]{tags.get(Tag.pipeline, r.info.run_name)}[/] run {run_id}: {r.info.status}, started "
         f"{_when(r.info.start_time)}, {_duration(r.info)}"
     )
     c.print(
         f"git {tags.get('mlflow.source.git.commit', '?')[:12]} (uncommitted changes: "
-        f"{tags.get('mlops_nb.git_dirty', '?')}), python {tags.get('mlops_nb.python', '?')}"
+        f"{tags.get(Tag.git_dirty, '?')}), python {tags.get(Tag.python, '?')}"
     )
     c.print(f"artifacts: {r.info.artifact_uri}")
     for title, values in (("parameters", r.data.params), ("metrics", r.data.metrics)):
@@ -329,14 +330,14 @@ def show(run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-n
     t = Table(title="steps", title_justify="left")
     for col in ("step", "status", "duration", "run id"):
         t.add_column(col)
-    run_dir, pages = Path(tags.get("mlops_nb.run_dir", "")), []
+    run_dir, pages = Path(tags.get(Tag.run_dir, "")), []
     from mlops_nb.runner.render import wait_rendered
 
-    if tags.get("mlops_nb.run_dir") and not wait_rendered(run_dir, 60):
+    if tags.get(Tag.run_dir) and not wait_rendered(run_dir, 60):
         c.print(f"(HTML pages are still being rendered; see {run_dir / 'render.log'})")
     for s in steps:
-        name = s.data.tags.get("mlops_nb.step", s.info.run_name)
-        nb = Path(s.data.tags.get("mlops_nb.notebook", name + ".ipynb")).stem
+        name = s.data.tags.get(Tag.step, s.info.run_name)
+        nb = Path(s.data.tags.get(Tag.notebook, name + ".ipynb")).stem
         html = run_dir / name / f"{nb}.html"
         t.add_row(name, s.info.status, _duration(s.info), s.info.run_id)
         pages.append(f"  {name}: {html if html.is_file() else f'{s.info.artifact_uri}/notebook/{nb}.html'}")
@@ -419,7 +420,7 @@ def registry(
             str(mv.version),
             ", ".join(sorted(aliases.get(str(mv.version), []))),
             _when(mv.creation_timestamp),
-            tg.get("mlops_nb.gate", ""),
+            tg.get(Tag.gate, ""),
             metrics,
             tg.get("data_version", "")[:12],
             (mv.run_id or "")[:12],

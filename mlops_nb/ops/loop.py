@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
 from ..core.errors import MlopsNbError
+from ..track.client import Tag
 
 # %% auto #0
 __all__ = ['INPUT_ERRORS', 'LoopOutcome', 'step_of', 'monitor_once', 'training_table', 'retrain', 'run_loop', 'send_traffic',
@@ -123,11 +124,11 @@ def retrain(
         report=report,
         options=options or RunOptions(),
         tags={
-            "mlops_nb.triggered_by": monitor_result.run_id,
-            "mlops_nb.trigger": checks.outputs.get("verdict", "")[:250],
+            Tag.triggered_by: monitor_result.run_id,
+            Tag.trigger: checks.outputs.get("verdict", "")[:250],
         },
     )
-    connect(settings).set_tag(monitor_result.run_id, "mlops_nb.retrain_run", result.run_id)
+    connect(settings).set_tag(monitor_result.run_id, Tag.retrain_run, result.run_id)
     return result
 
 # %% ../../notebooks/ops/02_loop.ipynb #ddc198f7

@@ -261,10 +261,10 @@ class PipelineRun:
 # %% ../../notebooks/runner/07_pipeline.ipynb #5a417173
 def _start_step(self: PipelineRun, step: Step, r: StepResult, tags: dict) -> None:
     tags = {
-        f"{tracking.TAG}.kind": "step",
-        f"{tracking.TAG}.step": step.name,
-        f"{tracking.TAG}.notebook": str(step.notebook),
-        f"{tracking.TAG}.cache_key": r.key,
+        tracking.Tag.kind: "step",
+        tracking.Tag.step: step.name,
+        tracking.Tag.notebook: str(step.notebook),
+        tracking.Tag.cache_key: r.key,
         **tags,
     }
     r.run_id = self.mlflow(tracking.start_run, self.client, self.exp_id, step.name, tags, self.parent)
@@ -293,9 +293,9 @@ def _reuse(self: PipelineRun, step: Step, r: StepResult, hit: CacheEntry) -> Ste
         step,
         r,
         {
-            f"{tracking.TAG}.cached": "true",
-            f"{tracking.TAG}.cached_from": hit.run_id,
-            f"{tracking.TAG}.cached_from_pipeline": hit.pipeline_run_id,
+            tracking.Tag.cached: "true",
+            tracking.Tag.cached_from: hit.run_id,
+            tracking.Tag.cached_from_pipeline: hit.pipeline_run_id,
         },
     )
     self.mlflow(tracking.finish_run, self.client, r.run_id)
@@ -446,12 +446,12 @@ def _marker(settings: Settings, run_ids: list[str]) -> Path:
 def pipeline_tags(spec: PipelineSpec, settings: Settings) -> dict:
     "What every pipeline run records about itself, its code and its environment."
     return {
-        f"{tracking.TAG}.kind": "pipeline",
-        f"{tracking.TAG}.pipeline": spec.name,
-        f"{tracking.TAG}.spec": str(spec.path),
+        tracking.Tag.kind: "pipeline",
+        tracking.Tag.pipeline: spec.name,
+        tracking.Tag.spec: str(spec.path),
         "mlflow.source.name": str(spec.path),
         "mlflow.source.type": "PROJECT",
-        f"{tracking.TAG}.library": library_fingerprint(),
+        tracking.Tag.library: library_fingerprint(),
         **tracking.git_state(settings.root),
         **tracking.environment(),
     }
@@ -461,18 +461,18 @@ def _start_parent(client, exp_id, spec, params, settings, parent_of=None, tags=N
     run_id = tracking.start_run(client, exp_id, spec.name, {**pipeline_tags(spec, settings), **(tags or {})}, parent_of)
     tracking.log_values(client, run_id, params=params)
     client.log_text(run_id, tracking.installed_packages(), "environment/requirements.txt")
-    client.set_tag(run_id, f"{tracking.TAG}.run_dir", str(settings.runs / run_id))
+    client.set_tag(run_id, tracking.Tag.run_dir, str(settings.runs / run_id))
     return run_id
 
 
 def result_tags(result: PipelineResult) -> dict:
     "The tags that summarise a finished pipeline run: step statuses, the registered version, the failed step."
-    tags = {f"{tracking.TAG}.steps": ",".join(f"{s.name}:{s.status}" for s in result.steps)}
+    tags = {tracking.Tag.steps: ",".join(f"{s.name}:{s.status}" for s in result.steps)}
     reg = next((s.outputs for s in result.steps if "model_uri" in s.outputs), None)
     if reg:
-        tags[f"{tracking.TAG}.registered"] = f"{reg['model_name']}:{reg['version']}"
+        tags[tracking.Tag.registered] = f"{reg['model_name']}:{reg['version']}"
     if result.failed:
-        tags[f"{tracking.TAG}.failed_step"] = result.failed.name
+        tags[tracking.Tag.failed_step] = result.failed.name
     return tags
 
 
@@ -572,11 +572,11 @@ def _record_cached(spec, params, settings, steps: list[StepResult], started: flo
         journal.RunRecord(
             s.name,
             {
-                f"{tracking.TAG}.kind": "step",
-                f"{tracking.TAG}.step": s.name,
-                f"{tracking.TAG}.cached": "true",
-                f"{tracking.TAG}.cached_from": s.cached_from,
-                f"{tracking.TAG}.cache_key": s.key,
+                tracking.Tag.kind: "step",
+                tracking.Tag.step: s.name,
+                tracking.Tag.cached: "true",
+                tracking.Tag.cached_from: s.cached_from,
+                tracking.Tag.cache_key: s.key,
             },
             {k: params[k] for k in spec.step(s.name).params},
             {},
@@ -588,7 +588,7 @@ def _record_cached(spec, params, settings, steps: list[StepResult], started: flo
     ]
     parent = journal.RunRecord(
         spec.name,
-        {**pipeline_tags(spec, settings), **(tags or {}), f"{tracking.TAG}.cached": "all", **result_tags(result)},
+        {**pipeline_tags(spec, settings), **(tags or {}), tracking.Tag.cached: "all", **result_tags(result)},
         params,
         {**result.summary, "pipeline_seconds": result.seconds},
         "FINISHED",

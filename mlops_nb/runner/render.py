@@ -8,6 +8,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/render.html.md"""
 from __future__ import annotations
 import json, os, subprocess, sys, time
 from pathlib import Path
+from ..track.client import Tag
 
 # %% auto #0
 __all__ = ['PENDING', 'render_html', 'render_later', 'render_pending', 'wait_rendered']
@@ -62,7 +63,7 @@ def render_pending(pending: Path | str, client=None) -> int:
             done += 1
         except Exception as e:  # a rendering problem must not hide the others
             try:
-                client.set_tag(run_id, "mlops_nb.html_error", str(e)[:500])
+                client.set_tag(run_id, Tag.html_error, str(e)[:500])
             except Exception:
                 pass
     pending.unlink(missing_ok=True)

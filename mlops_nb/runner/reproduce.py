@@ -49,9 +49,9 @@ def _checks(run, spec, params: dict, steps: dict, settings: Settings) -> list[tu
     out.append(
         (
             "library code",
-            tags.get(f"{tracking.TAG}.library") == lib,
+            tags.get(tracking.Tag.library) == lib,
             "mlops_nb package files "
-            + ("unchanged" if tags.get(f"{tracking.TAG}.library") == lib else "changed since the run"),
+            + ("unchanged" if tags.get(tracking.Tag.library) == lib else "changed since the run"),
         )
     )
     recorded = steps.get("ingest").data.params.get("data_version", "") if "ingest" in steps else ""
@@ -71,12 +71,12 @@ def reproduce(
     "Re-run pipeline run `run_id` with its parameters, cache off, and compare its metrics with the original's."
     client = tracking.connect(settings)
     run = tracking.get_run(client, run_id)
-    if run.data.tags.get(f"{tracking.TAG}.kind") != "pipeline":
+    if run.data.tags.get(tracking.Tag.kind) != "pipeline":
         raise MlopsNbError(
             f"run {run_id} is not a pipeline run (it is a {run.data.tags.get(f'{tracking.TAG}.kind', 'plain')} run); "
             "pass the id `mlops-nb runs` lists."
         )
-    spec = load_spec(run.data.tags[f"{tracking.TAG}.spec"])
+    spec = load_spec(run.data.tags[tracking.Tag.spec])
     params = {k: spec.params[k].parse(v) if v != "" else "" for k, v in run.data.params.items() if k in spec.params}
     steps = tracking.step_runs(
         client, run, producers=True
@@ -88,7 +88,7 @@ def reproduce(
         settings,
         report,
         replace(options or RunOptions(), cache=False, force=()),
-        tags={f"{tracking.TAG}.reproduces": run_id},
+        tags={tracking.Tag.reproduces: run_id},
     )
     rep = Reproduction(run_id, rerun, checks)
     new = tracking.step_runs(client, client.get_run(rerun.run_id), producers=True)

@@ -82,10 +82,10 @@ def _interactive(cls: StepContext, step, pipeline, settings, client) -> "StepCon
         exp,
         f"{step} (interactive)",
         {
-            f"{tracking.TAG}.kind": "step",
-            f"{tracking.TAG}.step": step,
-            f"{tracking.TAG}.mode": "interactive",
-            f"{tracking.TAG}.pipeline": pipeline,
+            tracking.Tag.kind: "step",
+            tracking.Tag.step: step,
+            tracking.Tag.mode: "interactive",
+            tracking.Tag.pipeline: pipeline,
         },
     )
     return cls(step, home / step, upstream, run_id, settings, True, client)

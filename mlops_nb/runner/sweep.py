@@ -89,7 +89,7 @@ def run_sweep(
         client,
         exp_id,
         f"{spec.name} sweep",
-        {**pipeline_tags(spec, settings), f"{tracking.TAG}.kind": "sweep", f"{tracking.TAG}.grid": json.dumps(grid)},
+        {**pipeline_tags(spec, settings), tracking.Tag.kind: "sweep", tracking.Tag.grid: json.dumps(grid)},
     )
     tracking.log_values(client, sweep, params={**params, "sweep": grid})
     members, status = [], "FAILED"
@@ -105,7 +105,7 @@ def run_sweep(
                     report,
                     replace(options, workers=1),
                     parent_of=sweep,
-                    tags={f"{tracking.TAG}.sweep": sweep, f"{tracking.TAG}.member": json.dumps(values)},
+                    tags={tracking.Tag.sweep: sweep, tracking.Tag.member: json.dumps(values)},
                     execute=execute,
                 ),
             )
@@ -162,5 +162,5 @@ def _record_ranking(client, result: SweepResult) -> None:
             client,
             result.run_id,
             metrics={f"best_{rows[0]['metric']}": rows[0]["value"]},
-            tags={f"{tracking.TAG}.best_run": best[1].run_id, f"{tracking.TAG}.best_params": json.dumps(best[0])},
+            tags={tracking.Tag.best_run: best[1].run_id, tracking.Tag.best_params: json.dumps(best[0])},
         )

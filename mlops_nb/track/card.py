@@ -13,6 +13,7 @@ import pandas as pd
 from .client import step_runs
 from .gate import history
 from ..ml.validate import Schema
+from .client import Tag
 
 # %% auto #0
 __all__ = ['CardFacts', 'card_facts', 'render_card', 'card_html', 'write_card']
@@ -108,7 +109,7 @@ def _limitations(f: CardFacts) -> list[str]:
                 f"Weakest slice: {f.slice_column} = {worst[f.slice_column]} ({metric} {_num(worst[metric])} on "
                 f"{int(worst['n'])} rows)."
             )
-    if f.tags.get("mlops_nb.gate") == "refused":
+    if f.tags.get(Tag.gate) == "refused":
         out.append("The promotion gate refused this version (see Gate); it must not serve as champion.")
     out.append(
         "Evaluated on a random held-out split of the same data: it says nothing about drifted inputs; monitor them."
@@ -181,8 +182,8 @@ def render_card(f: CardFacts) -> str:
             _table(rows, ("column", "kind", "missing", "values seen")),
             "",
         ]
-    md += ["## Gate", "", f"Decision: **{t.get('mlops_nb.gate', 'not gated')}**", ""]
-    md += [f"- {r}" for r in t.get("mlops_nb.gate.reasons", "").splitlines()] + [""]
+    md += ["## Gate", "", f"Decision: **{t.get(Tag.gate, 'not gated')}**", ""]
+    md += [f"- {r}" for r in t.get(Tag.gate_reasons, "").splitlines()] + [""]
     if f.events:
         md += [
             "## History",

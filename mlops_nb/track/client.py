@@ -13,11 +13,52 @@ from ..core.config import Settings
 from ..core.errors import MlopsNbError
 
 # %% auto #0
-__all__ = ['TAG', 'PARENT', 'connect', 'ensure_experiment', 'start_run', 'log_values', 'finish_run', 'get_run', 'pipeline_runs',
-           'step_runs', 'open_stores', 'git_state', 'environment', 'installed_packages', 'log_dataset']
+__all__ = ['TAG', 'PARENT', 'Tag', 'connect', 'ensure_experiment', 'start_run', 'log_values', 'finish_run', 'get_run',
+           'pipeline_runs', 'step_runs', 'open_stores', 'git_state', 'environment', 'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
+
+
+class Tag:
+    "The names of the tags the workbench writes on runs and model versions, in one place."
+
+    kind = f"{TAG}.kind"  # pipeline, step or sweep
+    pipeline = f"{TAG}.pipeline"  # the pipeline's name
+    spec = f"{TAG}.spec"  # path of the pipeline spec
+    steps = f"{TAG}.steps"  # the pipeline's steps, in order
+    run_dir = f"{TAG}.run_dir"  # folder of the run's executed notebooks
+    library = f"{TAG}.library"  # fingerprint of the mlops_nb code that ran
+    registered = f"{TAG}.registered"  # the model version a pipeline registered
+    failed_step = f"{TAG}.failed_step"  # the step that failed
+    reproduces = f"{TAG}.reproduces"  # the run a reproduction re-ran
+    step = f"{TAG}.step"  # a step run's step
+    notebook = f"{TAG}.notebook"  # the step's notebook
+    mode = f"{TAG}.mode"  # interactive, for a step run in JupyterLab
+    cache_key = f"{TAG}.cache_key"  # the step's cache key
+    cached = f"{TAG}.cached"  # true when the step's outputs were reused
+    cached_from = f"{TAG}.cached_from"  # the step run that computed reused outputs
+    cached_from_pipeline = f"{TAG}.cached_from_pipeline"  # ... and its pipeline run
+    sweep = f"{TAG}.sweep"  # the sweep run of a member
+    member = f"{TAG}.member"  # a sweep member's values
+    grid = f"{TAG}.grid"  # a sweep's grid
+    best_run = f"{TAG}.best_run"  # a sweep's best member
+    best_params = f"{TAG}.best_params"  # ... and its values
+    html_error = f"{TAG}.html_error"  # why a step's HTML page could not be made
+    git_dirty = f"{TAG}.git_dirty"  # uncommitted changes when the run started
+    python = f"{TAG}.python"  # Python version
+    platform = f"{TAG}.platform"  # operating system
+    triggered_by = f"{TAG}.triggered_by"  # the monitor run that started a retraining
+    trigger = f"{TAG}.trigger"  # ... and its verdict
+    retrain_run = f"{TAG}.retrain_run"  # the retraining a monitor run started
+    alert = f"{TAG}.alert"  # a monitor run's alert
+    verdict = f"{TAG}.verdict"  # a monitor run's verdict
+    aliases = f"{TAG}.aliases"  # the aliases a registered version got
+    schema = f"{TAG}.schema"  # on a version: its target and task
+    gate = f"{TAG}.gate"  # on a version: passed or refused
+    gate_reasons = f"{TAG}.gate.reasons"  # on a version: every rule's outcome
+    gate_champion = f"{TAG}.gate.champion"  # on a version: the champion it faced
+    history = f"{TAG}.history."  # prefix of the registry's history events on a registered model
 
 
 def connect(settings: Settings):
@@ -124,8 +165,8 @@ def step_runs(
     )
     out = {}
     for k in kids:
-        source = k.data.tags.get(f"{TAG}.cached_from") if producers else None
-        out[k.data.tags.get(f"{TAG}.step", k.info.run_name)] = client.get_run(source) if source else k
+        source = k.data.tags.get(Tag.cached_from) if producers else None
+        out[k.data.tags.get(Tag.step, k.info.run_name)] = client.get_run(source) if source else k
     return out
 
 # %% ../../notebooks/track/01_client.ipynb #60a3ece0
@@ -158,7 +199,7 @@ def git_state(folder: Path | str) -> dict[str, str]:
         return {
             "mlflow.source.git.commit": commit,
             "mlflow.source.git.branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-            f"{TAG}.git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))),
+            Tag.git_dirty: str(bool(git("status", "--porcelain", "--untracked-files=no"))),
         }
     except (OSError, subprocess.SubprocessError):
         return {}
@@ -166,7 +207,7 @@ def git_state(folder: Path | str) -> dict[str, str]:
 
 def environment() -> dict[str, str]:
     "Python version, platform and the versions of key packages, as tags."
-    env = {f"{TAG}.python": platform.python_version(), f"{TAG}.platform": platform.platform()}
+    env = {Tag.python: platform.python_version(), Tag.platform: platform.platform()}
     for pkg in ("mlops-nb", "mlflow", "scikit-learn", "pandas", "numpy", "papermill"):
         try:
             env[f"{TAG}.version.{pkg}"] = metadata.version(pkg)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, asdict
 from ..core.errors import RegistryError
 from ..ml.metrics import PRIMARY, higher_is_better
 from .registry import alias_version
+from .client import Tag
 
 # %% auto #0
 __all__ = ['HISTORY_TAG', 'GateRules', 'GateDecision', 'decide', 'gate_scores', 'load_version', 'who', 'record_event', 'history',
@@ -127,7 +128,7 @@ def load_version(client, name: str, version: str):
     return mlflow.sklearn.load_model(f"models:/{name}/{version}")
 
 # %% ../../notebooks/track/03_gate.ipynb #494005fe
-HISTORY_TAG = "mlops_nb.history."
+HISTORY_TAG = Tag.history
 
 
 def who() -> str:
@@ -228,11 +229,11 @@ def rollback(client, name: str, reason: str, by: str | None = None) -> dict:
 def apply_decision(client, name: str, decision: GateDecision, run_id: str | None = None) -> dict:
     "Promote the challenger if `decision` passed; tag the version and record the event either way."
     v = decision.challenger
-    client.set_model_version_tag(name, v, "mlops_nb.gate", "passed" if decision.passed else "refused")
-    client.set_model_version_tag(name, v, "mlops_nb.gate.reasons", "\n".join(decision.reasons)[:4000])
+    client.set_model_version_tag(name, v, Tag.gate, "passed" if decision.passed else "refused")
+    client.set_model_version_tag(name, v, Tag.gate_reasons, "\n".join(decision.reasons)[:4000])
     client.set_model_version_tag(name, v, f"mlops_nb.gate.{decision.metric}", str(decision.challenger_value))
     if decision.champion is not None:
-        client.set_model_version_tag(name, v, "mlops_nb.gate.champion", decision.champion)
+        client.set_model_version_tag(name, v, Tag.gate_champion, decision.champion)
     reason = "; ".join(decision.reasons)
     if not decision.passed:
         return record_event(client, name, "refuse", v, reason, previous=decision.champion, run_id=run_id, by="gate")

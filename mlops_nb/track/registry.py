@@ -12,6 +12,7 @@ from pathlib import Path
 import mlops_nb
 from ..core.errors import RegistryError
 from ..ml.validate import Schema
+from .client import Tag
 
 # %% auto #0
 __all__ = ['ALIASES', 'MODEL_REQUIREMENTS', 'pinned_requirements', 'trusted_types', 'register_model', 'alias_version',
@@ -79,7 +80,7 @@ def register_model(
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, mv.version, k, str(v))
     client.set_model_version_tag(
-        name, mv.version, "mlops_nb.schema", json.dumps({"target": schema.target, "task": schema.task})
+        name, mv.version, Tag.schema, json.dumps({"target": schema.target, "task": schema.task})
     )
     return client.get_model_version(name, mv.version)
 

@@ -75,7 +75,7 @@ def test_resaving_a_notebook_with_outputs_keeps_the_cache(cached):
 def test_cached_run_imports_no_heavy_library(cached):
     import sys
     env = clean_env()
-    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "from mlops_nb.cli.app import main; main()", "run", "pipelines/train.yaml",
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "from mlops_nb.cli.main import main; main()", "run", "pipelines/train.yaml",
                         "-p", "n_rows=1500"], cwd=cached.root, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "every step was cached" in r.stdout, r.stdout + r.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}

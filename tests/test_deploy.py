@@ -77,8 +77,8 @@ def test_bundle_serves_offline_with_its_metadata_and_correct_predictions(bundled
         os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
     assert (edge / "predictions").is_dir()  # the prediction log stays inside the bundle's folder
     # the image runs the bundle's own copy of the server: it imports from the bundle, not from an installation
-    r = subprocess.run([sys.executable, "-c", "import mlops_nb.cli.app, mlops_nb.serve; print(mlops_nb.serve.__file__)"], cwd=edge, capture_output=True, text=True)
-    assert r.stdout.strip() == str(edge / "mlops_nb" / "serve.py"), r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-c", "import mlops_nb.cli.main, mlops_nb.serving.server as s; print(s.__file__)"], cwd=edge, capture_output=True, text=True)
+    assert r.stdout.strip() == str(edge / "mlops_nb" / "serving" / "server.py"), r.stdout + r.stderr
 
 
 def test_bundle_refuses_bad_input_without_touching_anything(trained, tmp_path):

@@ -6,11 +6,12 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/drift.html.md"""
 
 # %% ../../notebooks/ml/07_drift.ipynb #b8955b6d
 from __future__ import annotations
-import json, math
-from dataclasses import dataclass, field, asdict
+import math
+from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from .metrics import PRIMARY, higher_is_better
+from ..core.values import JsonValue
 from .validate import column_kind
 
 # %% auto #0
@@ -60,7 +61,7 @@ def profile_column(
 
 # %% ../../notebooks/ml/07_drift.ipynb #ac85e865
 @dataclass
-class Profile:
+class Profile(JsonValue):
     "The reference profile of a model's training data and predictions."
 
     n_rows: int
@@ -73,12 +74,10 @@ class Profile:
     def __repr__(self):
         return f"Profile({self.n_rows} rows, {len(self.columns)} columns, task={self.task or '?'})"
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
     @classmethod
-    def from_json(cls, text: str) -> "Profile":
-        d = json.loads(text)
+    def from_dict(cls, d: dict) -> "Profile":  # what `to_dict` returned
+        "The profile back from plain data."
+        d = dict(d)
         d["columns"] = {k: ColumnProfile(**v) for k, v in d["columns"].items()}
         d["prediction"] = ColumnProfile(**d["prediction"]) if d.get("prediction") else None
         return cls(**d)

@@ -6,12 +6,11 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/validate.html.md"""
 
 # %% ../../notebooks/ml/02_validate.ipynb #cda09b9a
 from __future__ import annotations
-import json
 from dataclasses import dataclass, field, asdict
-from pathlib import Path
 import numpy as np
 import pandas as pd
 from ..core.errors import ValidationFailed
+from ..core.values import JsonValue
 
 # %% auto #0
 __all__ = ['KINDS', 'column_kind', 'ColumnSchema', 'Schema', 'infer_schema', 'Violation', 'ValidationReport', 'check_data',
@@ -48,7 +47,7 @@ class ColumnSchema:
 
 # %% ../../notebooks/ml/02_validate.ipynb #41139b3d
 @dataclass
-class Schema:
+class Schema(JsonValue):
     "The columns of a table, the target and the task."
 
     columns: dict[str, ColumnSchema]
@@ -74,14 +73,6 @@ class Schema:
     @classmethod
     def from_dict(cls, d: dict) -> "Schema":
         return cls({c["name"]: ColumnSchema(**c) for c in d["columns"]}, d["n_rows"], d.get("target"), d.get("task"))
-
-    def write(self, path: Path | str) -> Path:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1, default=str))
-        return Path(path)
-
-    @classmethod
-    def read(cls, path: Path | str) -> "Schema":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(

@@ -137,7 +137,7 @@ It serves with no tracking server and no network.
 
 ```bash
 python3 -m venv .venv && .venv/bin/pip install -r requirements.txt   # Python {meta["python"]}
-.venv/bin/python -m mlops_nb.cli.app serve --model . --port 8080  # or, installed: mlops-nb serve --model .
+.venv/bin/python -m mlops_nb.cli.main serve --model . --port 8080  # or, installed: mlops-nb serve --model .
 curl -s http://127.0.0.1:8080/version  # name, version, run id and data version of this bundle
 ```
 
@@ -250,7 +250,7 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=60s --retries=3 \\
     CMD ["python", "-c", "{_probe(port)}"]
 
 # 0.0.0.0 inside the container only: the host decides what is published (docker run -p 127.0.0.1:{port}:{port} ...)
-CMD ["python", "-m", "mlops_nb.cli.app", "serve", "--model", "/app", "--host", "0.0.0.0", "--port", "{port}"]
+CMD ["python", "-m", "mlops_nb.cli.main", "serve", "--model", "/app", "--host", "0.0.0.0", "--port", "{port}"]
 """
 
 

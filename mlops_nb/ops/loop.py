@@ -7,6 +7,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/ops/loop.html.md"""
 # %% ../../notebooks/ops/02_loop.ipynb #575bbd79
 from __future__ import annotations
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
@@ -14,8 +15,8 @@ from ..core.errors import MlopsNbError
 from ..track.client import Tag
 
 # %% auto #0
-__all__ = ['INPUT_ERRORS', 'LoopOutcome', 'step_of', 'monitor_once', 'training_table', 'retrain', 'run_loop', 'send_traffic',
-           'send_feedback', 'demo_loop']
+__all__ = ['INPUT_ERRORS', 'DEMO_MARKER', 'LoopOutcome', 'step_of', 'monitor_once', 'training_table', 'retrain', 'run_loop',
+           'send_traffic', 'send_feedback', 'wait_logged', 'demo_loop', 'prepare_demo', 'scoring_server', 'run_demo']
 
 # %% ../../notebooks/ops/02_loop.ipynb #a7b0e7c2
 @dataclass
@@ -191,16 +192,42 @@ def _traffic(n: int, seed: int, drift: float) -> pd.DataFrame:
     return make_demo_data(max(3000, 4 * n), seed=seed, drift=drift).sample(n, random_state=seed).reset_index(drop=True)
 
 
+def wait_logged(
+    predictions: Path,  # the prediction log's folder
+    prefix: str,  # request ids are `prefix-0` .. `prefix-(n-1)`
+    n: int,  # how many requests (each of one row) were scored and labelled
+    timeout: float = 120,  # seconds to wait at most
+) -> None:
+    "Wait until the server's log holds the `n` scored rows and their labels (it writes both in the background)."
+    import time
+    from mlops_nb.serving.predlog import labelled_ids, scored_ids
+
+    want = {(f"{prefix}-{i}", 0) for i in range(n)}
+    deadline = time.monotonic() + timeout
+    while not (want <= scored_ids(predictions) and want <= labelled_ids(predictions)):
+        if time.monotonic() > deadline:
+            raise MlopsNbError(f"the scoring server had not logged the {n} '{prefix}' requests after {timeout:.0f} s.")
+        time.sleep(0.2)
+
+
 def _accuracy(pred, truth) -> float:
     return float((pd.Series(pred).to_numpy() == pd.Series(truth).to_numpy()).mean())
 
 
-def demo_loop(root: Path, url: str, say=print, n_traffic: int = 800, drift: float = 0.8, options=None) -> dict:
+def demo_loop(
+    root: Path,  # the demo's project folder
+    url: str,  # a scoring server serving that project's champion
+    say=print,  # where progress messages go
+    n_traffic: int = 800,  # requests per stage
+    drift: float = 0.8,  # how much darker the drifted stage's lighting is
+    options=None,  # RunOptions for the monitor and retraining runs
+    settings=None,  # the project's settings; default: load them from `root`
+) -> dict:
     "Drive the loop against a server at `url` serving the champion of the project at `root`; return the figures."
     import httpx, time
     from mlops_nb.core.config import load_settings
 
-    settings, figures = load_settings(root), {}
+    settings, figures = settings or load_settings(root), {}
     v0 = httpx.get(f"{url}/version").json()["version"]
     stages = [("normal", 0.0, 101), ("drifted", drift, 202)]
     for stage, d, seed in stages:
@@ -212,7 +239,7 @@ def demo_loop(root: Path, url: str, say=print, n_traffic: int = 800, drift: floa
             f"{stage} traffic: {n_traffic} requests answered by version {v0}, accuracy "
             f"{figures[f'{stage}_accuracy']:.3f}; {fb['accepted']} labels came back"
         )
-        time.sleep(1.0)  # the server writes its log every half second
+        wait_logged(settings.predictions, stage, n_traffic)  # the server writes its logs in the background
         loop = run_loop(
             root,
             settings,
@@ -231,8 +258,8 @@ def demo_loop(root: Path, url: str, say=print, n_traffic: int = 800, drift: floa
         f"champion is version {loop.gate['champion'] if loop.gate else '?'}"
     )
     figures["promoted"] = loop.promoted
-    deadline = time.time() + 60
-    while time.time() < deadline and httpx.get(f"{url}/version").json()["version"] == v0:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and httpx.get(f"{url}/version").json()["version"] == v0:
         time.sleep(0.5)
     figures["version_before"], figures["version_after"] = v0, httpx.get(f"{url}/version").json()["version"]
     say(f"the server now answers with version {figures['version_after']} (was {v0})")
@@ -243,3 +270,92 @@ def demo_loop(root: Path, url: str, say=print, n_traffic: int = 800, drift: floa
         f"{figures['drifted_accuracy']:.3f})"
     )
     return figures
+
+# %% ../../notebooks/ops/02_loop.ipynb #d112e516
+DEMO_MARKER = ".mlops-nb-demo-loop"
+
+
+def prepare_demo(
+    folder: Path,  # where the demo's project goes
+    source: Path,  # the project whose settings.ini and pipelines/ it copies
+) -> Path:
+    "A fresh demo project in `folder`; `MlopsNbError` if the folder holds something the demo did not make."
+    import shutil
+
+    folder = Path(folder).resolve()
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / DEMO_MARKER).is_file():
+            raise MlopsNbError(
+                f"{folder} exists and is not a folder demo-loop made; pass --folder NEW (it is created and may be "
+                "deleted by the next demo)."
+            )
+        shutil.rmtree(folder)  # the previous demo's own project
+    (folder / "pipelines").mkdir(parents=True, exist_ok=True)
+    (folder / DEMO_MARKER).write_text("made by `mlops-nb demo-loop`; the next demo replaces this folder\n")
+    shutil.copy(Path(source) / "settings.ini", folder)
+    shutil.copytree(Path(source) / "pipelines", folder / "pipelines", dirs_exist_ok=True)
+    return folder
+
+# %% ../../notebooks/ops/02_loop.ipynb #a29298cd
+@contextmanager
+def scoring_server(
+    settings,  # the resolved settings the server is to use (its store, model name, log folder)
+    reload_seconds: float = 1.0,  # how often it looks for moved aliases
+    timeout: float = 120,  # seconds it may take to answer /ping
+):
+    "`mlops-nb serve` as its own process on a free loopback port, until the block ends; yields its URL."
+    import os, signal, socket, subprocess, sys, time, urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))} | settings.as_env()
+    command = [str(Path(sys.executable).parent / "mlops-nb"), "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--reload-seconds", str(reload_seconds)],
+        cwd=settings.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise MlopsNbError(
+                    f"the scoring server exited with {proc.returncode}; run `mlops-nb serve` to see why."
+                )
+            try:
+                if urllib.request.urlopen(f"{url}/ping", timeout=2).status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise MlopsNbError(f"the scoring server at {url} was not ready after {timeout:.0f} s.") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+# %% ../../notebooks/ops/02_loop.ipynb #7d8b4d26
+def run_demo(
+    folder: Path,  # where the demo's own project goes (replaced on the next demo)
+    source: Path,  # the project whose settings and pipelines it starts from
+    say=print,  # where progress messages go
+    n_traffic: int = 800,  # requests per stage
+) -> dict:
+    "The closed loop on the demo data, end to end, in a project of its own; return the figures."
+    from mlops_nb.core.config import KEYS, load_settings
+    from mlops_nb.runner.pipeline import run_pipeline, raise_if_failed
+    from mlops_nb.runner.spec import load_spec, resolve_params
+
+    folder = prepare_demo(folder, source)
+    settings = load_settings(folder, environ={})  # the demo's own store, whatever the shell points MLflow at
+    say(f"1. train on 3000 rows of demo data (project {folder})")
+    spec = load_spec(folder / "pipelines" / "train.yaml")
+    raise_if_failed(run_pipeline(spec, resolve_params(spec, {"n_rows": 3000}, KEYS)[0], settings))
+    with scoring_server(settings) as url:
+        say(f"2. serve the champion on {url}")
+        return demo_loop(folder, url, say=say, n_traffic=n_traffic, settings=settings)

@@ -6,9 +6,10 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/cache.html.md"""
 
 # %% ../../notebooks/runner/03_cache.ipynb #575bb144
 from __future__ import annotations
-import hashlib, json, os, threading
-from dataclasses import dataclass, asdict
+import hashlib, json, threading
+from dataclasses import dataclass
 from pathlib import Path
+from ..core.values import JsonValue
 
 # %% auto #0
 __all__ = ['RECORDS', 'notebook_fingerprint', 'file_digest', 'folder_digest', 'code_fingerprint', 'library_fingerprint',
@@ -76,7 +77,7 @@ def cache_key(notebook: str, params: dict, inputs: dict, library: str, context: 
 
 # %% ../../notebooks/runner/03_cache.ipynb #c349f97b
 @dataclass(frozen=True)
-class CacheEntry:
+class CacheEntry(JsonValue):
     "Where the outputs of a cached step execution are, and which runs produced them."
 
     key: str
@@ -108,18 +109,15 @@ class StepCache:
     def get(self, key: str) -> CacheEntry | None:
         "The entry for `key`, if its outputs still exist."
         try:
-            e = CacheEntry(**json.loads(self._file(key).read_text()))
+            e = CacheEntry.read(self._file(key))
         except (OSError, ValueError, TypeError):
             return None
         return e if (Path(e.out_dir) / "outputs.json").is_file() else None
 
     def put(self, entry: CacheEntry) -> CacheEntry:
         "Record `entry` atomically."
-        f = self._file(entry.key)
-        f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(entry)))
-        os.replace(tmp, f)
+        self._file(entry.key).parent.mkdir(parents=True, exist_ok=True)
+        entry.write(self._file(entry.key))
         return entry
 
     def __repr__(self):

@@ -7,16 +7,17 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/journal.html.md"""
 # %% ../../notebooks/runner/04_journal.ipynb #958053ba
 from __future__ import annotations
 import fcntl, json, os, subprocess, sys, uuid
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from ..core.config import Settings, load_settings
+from ..core.values import JsonValue
 
 # %% auto #0
 __all__ = ['RunRecord', 'journal_dir', 'write_journal', 'flush_journals', 'flush_in_background']
 
 # %% ../../notebooks/runner/04_journal.ipynb #ea39f60b
 @dataclass
-class RunRecord:
+class RunRecord(JsonValue):
     "One run to record: what MLflow's create_run, log_batch and set_terminated take."
 
     name: str
@@ -38,7 +39,7 @@ def write_journal(settings: Settings, parent: RunRecord, children: list[RunRecor
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.uuid4().hex}.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"parent": asdict(parent), "children": [asdict(c) for c in children]}, default=str))
+    tmp.write_text(json.dumps({"parent": parent.to_dict(), "children": [c.to_dict() for c in children]}, default=str))
     os.replace(tmp, path)
     return path
 

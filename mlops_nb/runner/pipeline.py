@@ -27,11 +27,12 @@ from .spec import PipelineSpec, Step
 from .step import OUTPUTS
 from . import journal
 from ..track import client as tracking
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['EXECUTORS', 'StepError', 'StepResult', 'PipelineResult', 'RunOptions', 'check_options', 'StepKeys',
-           'execute_notebook', 'failing_line', 'PipelineRun', 'run_step', 'run_steps', 'mark_stale_runs',
-           'pipeline_tags', 'result_tags', 'executor_for', 'all_cached', 'run_pipeline', 'raise_if_failed']
+           'execute_notebook', 'failing_line', 'PipelineRun', 'mark_stale_runs', 'pipeline_tags', 'result_tags',
+           'executor_for', 'all_cached', 'run_pipeline', 'raise_if_failed']
 
 # %% ../../notebooks/runner/07_pipeline.ipynb #082e5c14
 @dataclass
@@ -259,6 +260,7 @@ class PipelineRun:
             return fn(*args, **kw)
 
 # %% ../../notebooks/runner/07_pipeline.ipynb #5a417173
+@patch
 def _start_step(self: PipelineRun, step: Step, r: StepResult, tags: dict) -> None:
     tags = {
         tracking.Tag.kind: "step",
@@ -271,6 +273,7 @@ def _start_step(self: PipelineRun, step: Step, r: StepResult, tags: dict) -> Non
     self.mlflow(tracking.log_values, self.client, r.run_id, params={k: self.params[k] for k in step.params})
 
 
+@patch
 def run_step(self: PipelineRun, step: Step) -> StepResult:
     "Run (or reuse) one step whose upstream steps are done."
     r = self.result.step(step.name)
@@ -282,10 +285,8 @@ def run_step(self: PipelineRun, step: Step) -> StepResult:
             return self._reuse(step, r, hit)
         return self._execute(step, r)
 
-
-PipelineRun._start_step, PipelineRun.run_step = _start_step, run_step
-
 # %% ../../notebooks/runner/07_pipeline.ipynb #139f0073
+@patch
 def _reuse(self: PipelineRun, step: Step, r: StepResult, hit: CacheEntry) -> StepResult:
     r.out_dir, r.cached_from = Path(hit.out_dir), hit.run_id
     r.outputs = json.loads((r.out_dir / OUTPUTS).read_text())
@@ -304,6 +305,7 @@ def _reuse(self: PipelineRun, step: Step, r: StepResult, hit: CacheEntry) -> Ste
     return r
 
 
+@patch
 def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
     r.out_dir = self.run_dir / step.name
     r.out_dir.mkdir(parents=True, exist_ok=True)
@@ -338,6 +340,7 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
     return r
 
 
+@patch
 def _record(self: PipelineRun, r: StepResult) -> None:
     "Log the executed notebook (and its HTML) and close the step's run."
     self._log_notebook(r)
@@ -345,21 +348,15 @@ def _record(self: PipelineRun, r: StepResult) -> None:
     self.mlflow(tracking.finish_run, self.client, r.run_id, "FINISHED" if r.status == "done" else "FAILED")
 
 
+@patch
 def _log_notebook(self: PipelineRun, r: StepResult) -> None:
     if not r.notebook or not r.notebook.is_file():
         return
     self.mlflow(self.client.log_artifact, r.run_id, str(r.notebook), "notebook")
     self.to_render.append((r.run_id, str(r.notebook)))  # its HTML is made after the run (mlops_nb.render)
 
-
-PipelineRun._reuse, PipelineRun._execute, PipelineRun._record, PipelineRun._log_notebook = (
-    _reuse,
-    _execute,
-    _record,
-    _log_notebook,
-)
-
 # %% ../../notebooks/runner/07_pipeline.ipynb #80f98462
+@patch
 def run_steps(self: PipelineRun) -> PipelineResult:
     "Run every step in dependency order, independent steps in parallel; on an interrupt, stop the running kernels."
     from mlops_nb.runner.kernels import kill_live_kernels
@@ -378,6 +375,7 @@ def run_steps(self: PipelineRun) -> PipelineResult:
     return self.result
 
 
+@patch
 def _schedule(self: PipelineRun, pool, todo: list, running: dict) -> None:
     while todo or running:
         for step in list(todo):
@@ -397,9 +395,6 @@ def _schedule(self: PipelineRun, pool, todo: list, running: dict) -> None:
             r = f.result()  # an exception here is a runner bug or an interrupt: propagate
             if r.ok:
                 self.dirs[step.name] = r.out_dir
-
-
-PipelineRun.run_steps, PipelineRun._schedule = run_steps, _schedule
 
 # %% ../../notebooks/runner/07_pipeline.ipynb #834c4842
 def _active(settings: Settings) -> Path:

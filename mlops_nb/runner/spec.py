@@ -14,7 +14,7 @@ from ..core.errors import ConfigError, ParameterError
 
 # %% auto #0
 __all__ = ['TYPES', 'RUNNER_PARAMS', 'Param', 'read_parameters', 'Step', 'PipelineSpec', 'load_spec', 'parse_assignments',
-           'read_params_file', 'resolve_params', 'check_files']
+           'read_params_file', 'resolve_params', 'check_files', 'prepare_run']
 
 # %% ../../notebooks/runner/01_spec.ipynb #5ece3fe7
 TYPES = {"str": str, "int": int, "float": float, "bool": bool}
@@ -334,3 +334,21 @@ def check_files(spec: PipelineSpec, values: dict, root: Path) -> None:
                 + ("" if Path(str(values[k])).is_absolute() else f" in {root}")
                 + f". Pass -p {k}=PATH to an existing file."
             )
+
+# %% ../../notebooks/runner/01_spec.ipynb #38432bdf
+def prepare_run(
+    pipeline: Path | str,  # the pipeline spec (YAML)
+    assignments: list[str] = (),  # KEY=VALUE items: parameters, or settings keys
+    params_file: Path | str | None = None,  # a YAML or JSON file of parameter values
+    cwd: Path | str | None = None,  # where relative data paths are resolved; default the current folder
+):
+    "The spec, the typed parameter values and the settings of a run, checked; as `mlops-nb run` prepares them."
+    from mlops_nb.core.config import KEYS, load_settings
+
+    cwd = Path(cwd or Path.cwd())
+    spec = load_spec(pipeline)
+    given = {**(read_params_file(params_file) if params_file else {}), **parse_assignments(list(assignments))}
+    values, overrides = resolve_params(spec, given, KEYS)
+    check_files(spec, values, cwd)
+    values = {k: str((cwd / v).resolve()) if spec.params[k].file and v else v for k, v in values.items()}
+    return spec, values, load_settings(overrides=overrides)

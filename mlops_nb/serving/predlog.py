@@ -8,10 +8,12 @@ Docs: https://mlops-nb.github.io/mlops-nb/serving/predlog.html.md"""
 from __future__ import annotations
 import json, os, queue, threading, time
 from pathlib import Path
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['FEEDBACK', 'MONITOR_STATUS', 'PredictionLog', 'close', 'read_log', 'log_frame', 'feedback_folder', 'RecentIds',
-           'scored_ids', 'labelled_ids', 'sort_feedback', 'write_monitor_status', 'read_monitor_status']
+__all__ = ['FEEDBACK', 'MONITOR_STATUS', 'PredictionLog', 'read_log', 'log_frame', 'feedback_folder', 'RecentIds', 'scored_ids',
+           'labelled_ids', 'sort_feedback', 'write_monitor_status', 'read_monitor_status', 'read_feedback',
+           'record_feedback']
 
 # %% ../../notebooks/serving/02_predlog.ipynb #5f346b60
 class PredictionLog:
@@ -56,6 +58,7 @@ def _segments(folder: Path, prefix: str = "predictions") -> list[Path]:
     return sorted(Path(folder).glob(f"{prefix}-*.jsonl"))
 
 
+@patch
 def _open_segment(self: PredictionLog):
     name = f"{self.prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{time.time_ns() % 10**9:09d}.jsonl"
     old = _segments(self.folder, self.prefix)
@@ -64,6 +67,7 @@ def _open_segment(self: PredictionLog):
     return open(self.folder / name, "ab", buffering=0)
 
 
+@patch
 def _write(self: PredictionLog, records: list[dict]) -> None:
     data = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in records).encode()
     self._file.write(data)  # one unbuffered write per batch
@@ -73,6 +77,7 @@ def _write(self: PredictionLog, records: list[dict]) -> None:
         self._file = self._open_segment()
 
 
+@patch
 def _run(self: PredictionLog) -> None:
     while not (self._stop.is_set() and self.queue.empty()):
         try:
@@ -91,19 +96,12 @@ def _run(self: PredictionLog) -> None:
             self.dropped += len(batch)  # a full disk must not take the server down
 
 
+@patch
 def close(self: PredictionLog, timeout: float = 10.0) -> None:
     "Write what is queued, then stop the writer."
     self._stop.set()
     self._thread.join(timeout)
     self._file.close()
-
-
-PredictionLog._open_segment, PredictionLog._write, PredictionLog._run, PredictionLog.close = (
-    _open_segment,
-    _write,
-    _run,
-    close,
-)
 
 # %% ../../notebooks/serving/02_predlog.ipynb #ed539d28
 def read_log(
@@ -224,3 +222,40 @@ def read_monitor_status(predictions: Path | str) -> dict | None:
         return json.loads((Path(predictions) / MONITOR_STATUS).read_text())
     except (OSError, ValueError):
         return None
+
+# %% ../../notebooks/serving/02_predlog.ipynb #8fe9c9ef
+def read_feedback(
+    path: Path | str,  # CSV, Parquet or JSON lines with request_id, label (and row)
+) -> list[dict]:
+    "Feedback items from a file; `DataError` naming the missing columns if it lacks request_id or label."
+    import pandas as pd
+    from mlops_nb.core.errors import DataError
+    from mlops_nb.ml.data import load_table
+
+    path = Path(path)
+    table = pd.read_json(path, lines=True) if path.suffix.lower() == ".jsonl" else load_table(path)
+    missing = [c for c in ("request_id", "label") if c not in table]
+    if missing:
+        raise DataError(
+            f"{path} lacks column(s) {', '.join(missing)}; it needs request_id and label (and row for multi-row "
+            "requests)."
+        )
+    rows = table.to_dict("records")
+    return [
+        {"request_id": str(r["request_id"]), "row": int(r.get("row", 0) or 0), "label": r["label"], "source": str(path)}
+        for r in rows
+        if r["label"] == r["label"]  # NaN: no label for this row
+    ]
+
+
+def record_feedback(
+    predictions: Path | str,  # the prediction log's folder
+    items: list[dict],  # feedback items: request_id, row, label
+) -> tuple[list[dict], list[str], list[str]]:
+    "Store the labels of scored, not yet labelled rows beside the log; return (stored, unknown ids, already labelled)."
+    ok, unknown, again = sort_feedback(items, scored_ids(predictions), labelled_ids(predictions))
+    store = PredictionLog(feedback_folder(predictions), prefix=FEEDBACK, flush_seconds=0.05)
+    for o in ok:
+        store.append({k: (v.item() if hasattr(v, "item") else v) for k, v in o.items()})
+    store.close()
+    return ok, unknown, again

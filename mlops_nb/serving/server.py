@@ -24,11 +24,11 @@ from mlops_nb.serving.predlog import (
     sort_feedback,
 )
 from fastapi import FastAPI, Request  # at module level: FastAPI resolves the handlers' annotations here
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['BUNDLE_FILE', 'ROLES', 'ServedModel', 'resolve', 'load_bundle', 'load_served', 'MicroBatcher', 'ServerMetrics',
-           'MonitorCollector', 'ServeOptions', 'ScoringService', 'refresh', 'start', 'stop', 'choose_variant', 'Answer',
-           'score', 'record', 'create_app', 'run_server']
+           'MonitorCollector', 'ServeOptions', 'ScoringService', 'choose_variant', 'Answer', 'create_app', 'run_server']
 
 # %% ../../notebooks/serving/03_server.ipynb #c79046c8
 @dataclass
@@ -167,6 +167,7 @@ class MicroBatcher:
         return await fut
 
 # %% ../../notebooks/serving/03_server.ipynb #ab7d3ec3
+@patch
 async def _collect(self: MicroBatcher) -> list[_Job]:
     jobs = [await self.queue.get()]
     n, deadline = len(jobs[0].rows), time.monotonic() + self.max_wait
@@ -203,6 +204,7 @@ def _run_batch(jobs: list[_Job]):
         return [r for j in jobs for r in _run_batch([j])]
 
 
+@patch
 async def _work(self: MicroBatcher):
     loop = asyncio.get_running_loop()
     while True:
@@ -227,9 +229,6 @@ async def _work(self: MicroBatcher):
                     j.future.set_exception(r)
                 else:
                     j.future.set_result(r)
-
-
-MicroBatcher._collect, MicroBatcher._work = _collect, _work
 
 # %% ../../notebooks/serving/03_server.ipynb #bedf5b3f
 class ServerMetrics:
@@ -400,6 +399,7 @@ class ScoringService:
         return out
 
 # %% ../../notebooks/serving/03_server.ipynb #12ce0654
+@patch
 def refresh(self: ScoringService) -> None:
     "Load whatever a followed alias now points at (a fixed URI loads once); keep the old model if a load fails."
     from mlops_nb.track.client import connect
@@ -425,6 +425,7 @@ def refresh(self: ScoringService) -> None:
     self.loaded_once.set()
 
 
+@patch
 def start(self: ScoringService) -> None:
     "Load the models and keep following their aliases, on a background thread."
 
@@ -439,6 +440,7 @@ def start(self: ScoringService) -> None:
     threading.Thread(target=watch, name="model-watch", daemon=True).start()
 
 
+@patch
 def stop(self: ScoringService) -> None:
     "Stop following aliases and write the rest of the prediction log."
     self._stop.set()
@@ -447,6 +449,7 @@ def stop(self: ScoringService) -> None:
         self.feedback.close()
 
 
+@patch
 def _follow(self: ScoringService, role: str, alias: str, cur) -> None:
     "Load the version `alias` points at into `role`, if it moved."
     try:
@@ -464,14 +467,6 @@ def _follow(self: ScoringService, role: str, alias: str, cur) -> None:
     self.load_errors.pop(role, None)
     self.metrics.reloads.labels(role, "loaded").inc()
     logging.getLogger("mlops_nb.serving.server").warning("%s is now %s version %s", role, self.name, version)
-
-
-ScoringService.refresh, ScoringService.start, ScoringService.stop, ScoringService._follow = (
-    refresh,
-    start,
-    stop,
-    _follow,
-)
 
 # %% ../../notebooks/serving/03_server.ipynb #376db630
 def choose_variant(fraction: float, caller: str | None) -> str:
@@ -517,6 +512,7 @@ class Answer:
         return h
 
 # %% ../../notebooks/serving/03_server.ipynb #1f8e42ec
+@patch
 async def score(
     self: ScoringService,
     body: bytes,
@@ -564,10 +560,8 @@ async def score(
         fallback,
     )
 
-
-ScoringService.score = score
-
 # %% ../../notebooks/serving/03_server.ipynb #f4aea281
+@patch
 async def record(self: ScoringService, a: Answer, seconds: float) -> None:
     "Metrics and prediction-log records of an answered request, with the shadow's opinion if enabled."
     m = self.metrics
@@ -606,9 +600,6 @@ async def record(self: ScoringService, a: Answer, seconds: float) -> None:
                 "shadow_prediction": shadow[i] if isinstance(shadow, list) else shadow,
             }
         self.log.append(rec)
-
-
-ScoringService.record = record
 
 # %% ../../notebooks/serving/03_server.ipynb #33d90d54
 _RID = re.compile(r"^[\w.:-]{1,100}$")

@@ -7,8 +7,9 @@ Docs: https://mlops-nb.github.io/mlops-nb/track/gate.html.md"""
 # %% ../../notebooks/track/03_gate.ipynb #f6867630
 from __future__ import annotations
 import getpass, json, math, os, time
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from ..core.errors import RegistryError
+from ..core.values import JsonValue
 from ..ml.metrics import PRIMARY, higher_is_better
 from .registry import alias_version
 from .client import Tag
@@ -46,7 +47,7 @@ class GateRules:
 
 # %% ../../notebooks/track/03_gate.ipynb #30aeaecd
 @dataclass
-class GateDecision:
+class GateDecision(JsonValue):
     "What the gate decided about a challenger, and every reason."
 
     challenger: str  # version
@@ -57,9 +58,6 @@ class GateDecision:
     slice_gap: float | None
     passed: bool = True
     reasons: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def __repr__(self):
         verdict = "PASSED" if self.passed else "REFUSED"

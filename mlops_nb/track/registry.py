@@ -58,7 +58,7 @@ def register_model(
     with tempfile.TemporaryDirectory() as d:
         extra = [str(schema.write(Path(d) / "schema.json"))]
         if profile is not None:
-            (Path(d) / "profile.json").write_text(profile.to_json())
+            profile.write(Path(d) / "profile.json")
             extra.append(str(Path(d) / "profile.json"))
         info = Model.log(
             artifact_path=None,
@@ -121,7 +121,7 @@ def version_profile(client, name: str, version: str):
     "The reference profile registered with a version."
     from mlops_nb.ml.drift import Profile
 
-    return Profile.from_json(version_file(client, name, version, "extra_files/profile.json").read_text())
+    return Profile.read(version_file(client, name, version, "extra_files/profile.json"))
 
 
 def version_schema(client, name: str, alias: str = "champion") -> Schema | None:

@@ -45,7 +45,8 @@ def test_bundle_holds_model_requirements_settings_and_metadata(bundled):
     reqs = (out / "requirements.txt").read_text().splitlines()
     assert all("==" in r for r in reqs) and {r.split("==")[0] for r in reqs} >= {"mlflow", "scikit-learn", "pandas", "fastapi", "uvicorn", "skops"}
     assert "model_name = assembly-defect" in (out / "settings.ini").read_text() and "mlops-nb serve --model" in (out / "README.md").read_text()
-    assert (out / "mlops_nb" / "serve.py").is_file() and set(meta["files"]) >= {"model/MLmodel", "requirements.txt", "mlops_nb/serve.py"}
+    assert (out / "mlops_nb" / "serving" / "server.py").is_file()
+    assert set(meta["files"]) >= {"model/MLmodel", "requirements.txt", "mlops_nb/serving/server.py"}
     with tarfile.open(out.with_name(out.name + ".tar.gz")) as tar:
         names = tar.getnames()
     assert f"{out.name}/bundle.json" in names and all(n.startswith(out.name) for n in names)

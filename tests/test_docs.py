@@ -69,6 +69,21 @@ def test_no_directive_text_and_hidden_cells_stay_hidden(site):
     assert "Round trip through a file" in text and "load_table(p)" in text  # while the example cells around it are shown
 
 
+def test_navigation_follows_the_layers_and_pages_document_their_parameters(site):
+    library = Page((site / "library.html").read_text(encoding="utf-8"))
+    layers = ["core", "ml", "track", "runner", "serving", "ops", "cli"]
+    assert [h for h in library.headings if h in layers] == layers  # one section per layer, lowest first
+    for layer in layers:
+        assert any(p.parent.name == layer for p in site.rglob("*.html")), f"no pages for the {layer} layer"
+    data = (site / "ml" / "data.html").read_text(encoding="utf-8")
+    assert "# a CSV or Parquet file" in html.unescape(re.sub(r"<[^>]+>", "", data))  # a parameter's docment, in the signature
+    validate = (site / "ml" / "validate.html").read_text(encoding="utf-8")
+    text = html.unescape(re.sub(r"<[^>]+>", "", validate))
+    assert "| column | kind |" not in text  # the Schema example's Markdown table renders as a table ...
+    assert re.search(r"<table[^>]*>.*?<th[^>]*>\s*column\s*</th>\s*<th[^>]*>\s*kind\s*</th>", validate, re.S)  # ... with its header
+    assert "mlops-nb.css" in data and (site / "_static" / "mlops-nb.css").is_file()  # long signatures wrap
+
+
 def test_internal_links_resolve(site):
     broken = []
     all_pages = pages(site)

@@ -21,7 +21,9 @@ app = typer.Typer(
 )
 
 
-def make_console(stderr: bool = False):
+def make_console(
+    stderr: bool = False,  # print to standard error
+):
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
@@ -46,12 +48,17 @@ def format_time(ms) -> str:  # milliseconds since the epoch, as MLflow keeps tim
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else ""
 
 
-def format_duration(info) -> str:
+def format_duration(
+    info,  # a run's info (start and end times)
+) -> str:
     "How long a run took, or `running`."
     return f"{(info.end_time - info.start_time) / 1000:.1f}s" if info.end_time else "running"
 
 
-def report_step(console, statuses=("done", "cached", "failed")):
+def report_step(
+    console,  # a rich Console
+    statuses=("done", "cached", "failed"),  # the statuses worth a line
+):
     "A progress reporter that prints a line for each step reaching one of `statuses`."
 
     def report(r) -> None:
@@ -61,6 +68,9 @@ def report_step(console, statuses=("done", "cached", "failed")):
     return report
 
 
-def model_name(model: str | None, settings) -> str:
+def model_name(
+    model: str | None,  # the model named on the command line, if any
+    settings,  # the workbench settings (`core.config.load_settings`)
+) -> str:
     "The registered model a command is about: the one named, else the settings' model_name."
     return model or settings.model_name

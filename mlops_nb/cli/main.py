@@ -26,7 +26,9 @@ def _bare_force(argv: list[str]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(
+    argv: list[str] | None = None,  # the arguments; default sys.argv[1:]
+) -> None:
     "Entry point of the `mlops-nb` command."
     import atexit
 

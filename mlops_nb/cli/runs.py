@@ -68,7 +68,11 @@ def _figures(outputs: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
-def print_summary(console, result, settings) -> None:
+def print_summary(
+    console,  # a rich Console
+    result,  # the pipeline run's `PipelineResult`
+    settings,  # the workbench settings (`core.config.load_settings`)
+) -> None:
     "The table printed after a pipeline run, and where to look next."
     from rich.table import Table
 
@@ -107,7 +111,10 @@ def print_summary(console, result, settings) -> None:
     console.print(f"look at it: {where}; or `mlops-nb show {result.run_id}`")
 
 
-def print_failure(console, result) -> None:
+def print_failure(
+    console,  # a rich Console
+    result,  # the pipeline run's `PipelineResult`
+) -> None:
     "One screen: the step, the failing cell's source, the error, and where the executed notebook is."
     from rich.panel import Panel
     from rich.syntax import Syntax

@@ -20,7 +20,9 @@ SETTINGS_FILE = "settings.ini"
 SECTION = "mlops_nb"
 
 
-def find_root(start: Path | str | None = None) -> Path:
+def find_root(
+    start: Path | str | None = None,  # where to start looking; default the current folder
+) -> Path:
     "The nearest folder at or above `start` holding settings.ini (else `start` itself)."
     start = Path(start or Path.cwd()).resolve()
     for d in [start, *start.parents]:
@@ -99,7 +101,9 @@ def _check_keys(values: dict, where: str):
 
 
 def load_settings(
-    root: Path | str | None = None, overrides: dict | None = None, environ: dict | None = None
+    root: Path | str | None = None,  # the project folder
+    overrides: dict | None = None,  # settings that win over the file and the environment
+    environ: dict | None = None,  # the environment to read MLOPS_NB_* and MLFLOW_TRACKING_URI from; default os.environ
 ) -> Settings:
     "Settings from settings.ini under `root`, then environment variables, then `overrides`."
     environ = os.environ if environ is None else environ
@@ -117,7 +121,9 @@ def load_settings(
 
 # %% ../../notebooks/core/02_config.ipynb #e43caabe
 @contextmanager
-def exported(settings: Settings):
+def exported(
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+):
     "Set `settings.as_env()` in os.environ inside the block; restore afterwards."
     env = settings.as_env()
     saved = {k: os.environ.get(k) for k in env}

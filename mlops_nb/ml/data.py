@@ -46,7 +46,9 @@ def _read(path: Path, kind: str) -> pd.DataFrame:
         ) from None
 
 
-def load_table(path: Path | str) -> pd.DataFrame:
+def load_table(
+    path: Path | str,  # a CSV or Parquet file
+) -> pd.DataFrame:
     "Read a CSV or Parquet file into a DataFrame, or raise one clear `DataError`."
     path = Path(path)
     if not path.exists():
@@ -73,7 +75,9 @@ def load_table(path: Path | str) -> pd.DataFrame:
     return _parse_dates(df)
 
 # %% ../../notebooks/ml/01_data.ipynb #c2e5033b
-def content_hash(data: Path | str | pd.DataFrame) -> str:
+def content_hash(
+    data: Path | str | pd.DataFrame,  # a table
+) -> str:
     "SHA-256 of a file's bytes or a DataFrame's contents (columns, dtypes and values)."
     h = hashlib.sha256()
     if isinstance(data, pd.DataFrame):
@@ -90,7 +94,7 @@ def make_demo_data(
     n_rows: int = 5000,  # number of parts
     seed: int = 42,  # same seed, same table
     drift: float = 0.0,  # 0 = normal lighting, 1 = much darker images
-    start: str = "2026-01-05 06:00",
+    start: str = "2026-01-05 06:00",  # the first timestamp
 ) -> pd.DataFrame:
     "Generate the assembly-line inspection table."
     rng = np.random.default_rng(seed)
@@ -138,7 +142,11 @@ def make_demo_data(
 TASKS = ("binary", "multiclass", "regression")
 
 
-def check_target(df: pd.DataFrame, target: str, source: str = "the data") -> None:
+def check_target(
+    df: pd.DataFrame,  # a table
+    target: str,  # the target column
+    source: str = "the data",  # the data's file name, for the message
+) -> None:
     "Raise `DataError` unless `target` is a column of `df`."
     if target not in df.columns:
         raise DataError(
@@ -147,7 +155,10 @@ def check_target(df: pd.DataFrame, target: str, source: str = "the data") -> Non
         )
 
 
-def infer_task(y: pd.Series, task: str = "auto") -> str:
+def infer_task(
+    y: pd.Series,  # the true targets
+    task: str = "auto",  # binary, multiclass or regression
+) -> str:
     "binary, multiclass or regression for target `y`; checks an explicit `task` fits."
     y = y.dropna()
     n = y.nunique()
@@ -177,11 +188,11 @@ def infer_task(y: pd.Series, task: str = "auto") -> str:
 
 # %% ../../notebooks/ml/01_data.ipynb #1a8c718a
 def split_data(
-    df: pd.DataFrame,
-    target: str,
-    task: str,
+    df: pd.DataFrame,  # a table
+    target: str,  # the target column
+    task: str,  # binary, multiclass or regression
     test_size: float = 0.25,  # fraction held out for evaluation
-    seed: int = 42,
+    seed: int = 42,  # random seed of the split
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Deterministic train/test split of the rows that have a target."
     from sklearn.model_selection import train_test_split

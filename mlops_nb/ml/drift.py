@@ -34,7 +34,11 @@ class ColumnProfile:
 
 
 def profile_column(
-    s: pd.Series, name: str | None = None, bins: int = 10, sample: int = 2000, seed: int = 0
+    s: pd.Series,  # one column
+    name: str | None = None,  # the column's name (default: the series' name)
+    bins: int = 10,  # how many quantile bins
+    sample: int = 2000,  # how many values to keep for the KS test
+    seed: int = 0,  # random seed of the sample
 ) -> ColumnProfile:
     "The profile of one column."
     kind, values = column_kind(s), s.dropna()
@@ -84,7 +88,11 @@ class Profile(JsonValue):
 
 
 def make_profile(
-    X: pd.DataFrame, predictions=None, metrics: dict | None = None, task: str = "", target: str = ""
+    X: pd.DataFrame,  # the features, one row per example
+    predictions=None,  # the model's predictions on `X` (class labels, or numbers for regression)
+    metrics: dict | None = None,  # held-out metrics at training time
+    task: str = "",  # binary, multiclass or regression
+    target: str = "",  # the target column
 ) -> Profile:
     "Profile features `X` and the model's `predictions` on them (class labels, or numbers for regression)."
     cols = {c: profile_column(X[c]) for c in X.columns}
@@ -95,7 +103,10 @@ def make_profile(
 EPS = 1e-4
 
 
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+def psi(
+    expected: np.ndarray,  # the reference's counts (or shares) per bin
+    actual: np.ndarray,  # the window's counts (or shares) over the same bins
+) -> float:
     "Population stability index between two count (or share) vectors over the same bins."
     e, a = np.asarray(expected, float), np.asarray(actual, float)
     e, a = np.clip(e / max(e.sum(), 1), EPS, None), np.clip(a / max(a.sum(), 1), EPS, None)
@@ -114,7 +125,10 @@ class Thresholds:
     min_rows: int = 100  # a smaller window cannot be judged
 
 # %% ../../notebooks/ml/07_drift.ipynb #bad8b07b
-def check_numeric(ref: ColumnProfile, s: pd.Series) -> dict:
+def check_numeric(
+    ref: ColumnProfile,  # the column's reference profile
+    s: pd.Series,  # one column
+) -> dict:
     "PSI and KS of a numeric column against its profile."
     from scipy.stats import ks_2samp
 
@@ -136,7 +150,10 @@ def check_numeric(ref: ColumnProfile, s: pd.Series) -> dict:
     return {"psi": psi(ref.counts, counts), "p_value": float(r.pvalue), "statistic": float(r.statistic), "test": "ks"}
 
 
-def check_categorical(ref: ColumnProfile, s: pd.Series) -> dict:
+def check_categorical(
+    ref: ColumnProfile,  # the column's reference profile
+    s: pd.Series,  # one column
+) -> dict:
     "PSI and chi-squared of a categorical column against its profile, and its unseen categories."
     from scipy.stats import chi2_contingency
 
@@ -234,7 +251,10 @@ def _flag(r: dict, t: Thresholds) -> bool:
 
 
 def check_drift(
-    profile: Profile, X: pd.DataFrame, predictions=None, thresholds: Thresholds | None = None
+    profile: Profile,  # the reference profile (`make_profile`)
+    X: pd.DataFrame,  # the window's features
+    predictions=None,  # the model's predictions on the window (None: no prediction drift check)
+    thresholds: Thresholds | None = None,  # when a change counts as drift (`Thresholds`)
 ) -> DriftReport:
     "Compare a window `X` (and the model's `predictions` on it) with the reference `profile`."
     t, rows, skipped = thresholds or Thresholds(), [], {}
@@ -290,7 +310,14 @@ def check_drift(
     return DriftReport(len(X), feats, pred, None, skipped, t)
 
 # %% ../../notebooks/ml/07_drift.ipynb #874a0f23
-def check_performance(report: DriftReport, profile: Profile, y_true, y_pred, proba=None, classes=None) -> DriftReport:
+def check_performance(
+    report: DriftReport,  # the window's `DriftReport`, to add the performance to
+    profile: Profile,  # the reference profile (`make_profile`)
+    y_true,  # the true labels of the labelled rows
+    y_pred,  # the model's predictions for them
+    proba=None,  # class probabilities, one column per class (None when the model has none)
+    classes=None,  # the model's classes, in the order of `proba`'s columns
+) -> DriftReport:
     "Add the performance on labelled rows to `report`."
     from mlops_nb.ml.evaluate import compute_metrics
 

@@ -21,7 +21,13 @@ def _proba(model, X):
     return model.predict_proba(X) if hasattr(model, "predict_proba") else None
 
 
-def compute_metrics(y, pred, proba, task: str, classes=None) -> dict[str, float]:
+def compute_metrics(
+    y,  # the true values
+    pred,  # the predictions
+    proba,  # class probabilities, one column per class (None when the model has none)
+    task: str,  # binary, multiclass or regression
+    classes=None,  # the model's classes, in the order of `proba`'s columns
+) -> dict[str, float]:
     "Metrics for true values `y`, predictions `pred` and class probabilities `proba`."
     if task == "regression":
         return {
@@ -52,7 +58,12 @@ def compute_metrics(y, pred, proba, task: str, classes=None) -> dict[str, float]
     return {k: float(v) for k, v in m.items()}
 
 
-def evaluate(model, X: pd.DataFrame, y: pd.Series, task: str) -> dict[str, float]:
+def evaluate(
+    model,  # a fitted scikit-learn estimator
+    X: pd.DataFrame,  # the features, one row per example
+    y: pd.Series,  # the true targets
+    task: str,  # binary, multiclass or regression
+) -> dict[str, float]:
     "Metrics of a fitted `model` on `X`, `y`."
     return compute_metrics(y, model.predict(X), _proba(model, X), task, getattr(model, "classes_", None))
 
@@ -65,7 +76,14 @@ def _slices(col: pd.Series, max_slices: int) -> pd.Series:
     return col.astype(str).where(col.notna(), "(missing)")
 
 
-def slice_metrics(model, X: pd.DataFrame, y: pd.Series, task: str, slice_by: str, max_slices: int = 20) -> pd.DataFrame:
+def slice_metrics(
+    model,  # a fitted scikit-learn estimator
+    X: pd.DataFrame,  # the features, one row per example
+    y: pd.Series,  # the true targets
+    task: str,  # binary, multiclass or regression
+    slice_by: str,  # the column whose values make the slices
+    max_slices: int = 20,  # at most this many slices (the most frequent values)
+) -> pd.DataFrame:
     "One row of metrics per slice of column `slice_by`, largest slices first."
     check_target(X, slice_by, "the evaluation data")
     keys = _slices(X[slice_by], max_slices)
@@ -83,7 +101,11 @@ def slice_metrics(model, X: pd.DataFrame, y: pd.Series, task: str, slice_by: str
     return pd.DataFrame(rows).sort_values("n", ascending=False).head(max_slices).reset_index(drop=True)
 
 
-def slice_gap(slices: pd.DataFrame, task: str, min_rows: int = 30) -> float:
+def slice_gap(
+    slices: pd.DataFrame,  # per-slice metrics (`slice_metrics`)
+    task: str,  # binary, multiclass or regression
+    min_rows: int = 30,  # slices with fewer rows are left out
+) -> float:
     "Largest difference of the primary metric between slices with at least `min_rows` rows."
     metric = PRIMARY[task][0]
     big = slices[slices.n >= min_rows]
@@ -92,7 +114,11 @@ def slice_gap(slices: pd.DataFrame, task: str, min_rows: int = 30) -> float:
     return float(big[metric].max() - big[metric].min())
 
 # %% ../../notebooks/ml/06_evaluate.ipynb #6add7461
-def choose_slice_column(X: pd.DataFrame, slice_by: str = "auto", max_slices: int = 20) -> str | None:
+def choose_slice_column(
+    X: pd.DataFrame,  # the features, one row per example
+    slice_by: str = "auto",  # the column whose values make the slices
+    max_slices: int = 20,  # at most this many slices (the most frequent values)
+) -> str | None:
     "The column to slice by: `slice_by` itself, or for 'auto' the first categorical column with 2..`max_slices` values."
     if slice_by != "auto":
         return slice_by or None
@@ -107,7 +133,13 @@ def choose_slice_column(X: pd.DataFrame, slice_by: str = "auto", max_slices: int
     return None
 
 # %% ../../notebooks/ml/06_evaluate.ipynb #cb7407a6
-def save_plots(model, X: pd.DataFrame, y: pd.Series, task: str, out_dir: Path | str) -> list[Path]:
+def save_plots(
+    model,  # a fitted scikit-learn estimator
+    X: pd.DataFrame,  # the features, one row per example
+    y: pd.Series,  # the true targets
+    task: str,  # binary, multiclass or regression
+    out_dir: Path | str,  # where the files go
+) -> list[Path]:
     "Write the task's evaluation plots as PNG files into `out_dir`; return their paths."
     import matplotlib
 

@@ -74,7 +74,10 @@ class AsCategories(TransformerMixin, BaseEstimator):
         return np.asarray(self.feature_names_in_ if input_features is None else input_features, dtype=object)
 
 # %% ../../notebooks/ml/03_features.ipynb #b920b446
-def build_preprocessor(schema: Schema, max_categories: int = 20) -> ColumnTransformer:
+def build_preprocessor(
+    schema: Schema,  # the training data's schema (`infer_schema`)
+    max_categories: int = 20,  # at most this many categories per column are encoded (rarer ones share one)
+) -> ColumnTransformer:
     "A ColumnTransformer for the features of `schema`."
     numeric = make_pipeline(
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()

@@ -78,7 +78,12 @@ RECIPES = {
 }
 
 
-def make_estimator(recipe: str, task: str, seed: int = 42, **params):
+def make_estimator(
+    recipe: str,  # the model recipe: linear, rf or hgb
+    task: str,  # binary, multiclass or regression
+    seed: int = 42,  # random seed of the estimator
+    **params,  # parameter values by name
+):
     "The estimator of `recipe` for `task`, seeded."
     if recipe not in RECIPES:
         raise ParameterError(
@@ -88,6 +93,12 @@ def make_estimator(recipe: str, task: str, seed: int = 42, **params):
     return (r.regressor if task == "regression" else r.classifier)(seed, **params)
 
 
-def build_model(schema: Schema, recipe: str, task: str, seed: int = 42, **params) -> Pipeline:
+def build_model(
+    schema: Schema,  # the training data's schema (`infer_schema`)
+    recipe: str,  # the model recipe: linear, rf or hgb
+    task: str,  # binary, multiclass or regression
+    seed: int = 42,  # random seed of the estimator
+    **params,  # parameter values by name
+) -> Pipeline:
     "Preprocessing from `schema` followed by the recipe's estimator."
     return Pipeline([("features", build_preprocessor(schema)), ("model", make_estimator(recipe, task, seed, **params))])

@@ -20,7 +20,9 @@ __all__ = ['KINDS', 'column_kind', 'ColumnSchema', 'Schema', 'infer_schema', 'Vi
 KINDS = ("numeric", "categorical", "boolean", "datetime")
 
 
-def column_kind(s: pd.Series) -> str:
+def column_kind(
+    s: pd.Series,  # one column
+) -> str:
     "The kind of a column: numeric, categorical, boolean or datetime."
     if pd.api.types.is_bool_dtype(s):
         return "boolean"
@@ -115,7 +117,10 @@ def _column_schema(s: pd.Series, max_categories: int) -> ColumnSchema:
 
 
 def infer_schema(
-    df: pd.DataFrame, target: str | None = None, task: str | None = None, max_categories: int = 50
+    df: pd.DataFrame,  # a table
+    target: str | None = None,  # the target column
+    task: str | None = None,  # binary, multiclass or regression
+    max_categories: int = 50,  # a text column with more distinct values is not categorical
 ) -> Schema:
     "The schema of `df`; text columns with more distinct values than `max_categories` keep no category list."
     cols = {str(c): _column_schema(df[c], max_categories) for c in df.columns}
@@ -195,12 +200,12 @@ def _check_column(s: pd.Series, c: ColumnSchema, range_tolerance: float, max_sha
 
 # %% ../../notebooks/ml/02_validate.ipynb #34f7f50e
 def check_data(
-    df: pd.DataFrame,
-    schema: Schema,
-    against: str = "the training data",
+    df: pd.DataFrame,  # a table
+    schema: Schema,  # the training data's schema (`infer_schema`)
+    against: str = "the training data",  # a schema to check against (the champion's); None checks the data on its own
     range_tolerance: float = 0.1,  # widen the known range by this share of its span
     max_share: float = 0.01,  # share of odd values tolerated before a warning
-    require_target: bool = True,
+    require_target: bool = True,  # whether the target column must be there
 ) -> ValidationReport:
     "Check `df` against `schema`; the report lists every finding."
     report = ValidationReport(against, len(df))
@@ -232,7 +237,9 @@ def check_data(
     return report
 
 
-def require_valid(report: ValidationReport) -> ValidationReport:
+def require_valid(
+    report: ValidationReport,  # the validation report
+) -> ValidationReport:
     "Raise `ValidationFailed` (with the report) when it holds errors."
     if report.ok:
         return report

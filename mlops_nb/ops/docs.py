@@ -30,8 +30,8 @@ from nbdev.processors import (
 from ..core.errors import MlopsNbError
 
 # %% auto #0
-__all__ = ['DocsError', 'exec_cells', 'to_myst', 'process_notebook', 'page_name', 'page_path', 'library_page', 'pipelines_page',
-           'render_site', 'layer_order', 'build_docs', 'readme_text', 'write_readme']
+__all__ = ['CSS', 'DocsError', 'exec_cells', 'to_myst', 'process_notebook', 'page_name', 'page_path', 'library_page',
+           'pipelines_page', 'render_site', 'layer_order', 'build_docs', 'readme_text', 'write_readme']
 
 # %% ../../notebooks/ops/04_docs.ipynb #79b412e7
 class DocsError(MlopsNbError):
@@ -101,7 +101,9 @@ def _no_rule(output: dict) -> dict:
     return nbformat.from_dict(dict(output))
 
 
-def to_myst(nb) -> nbformat.NotebookNode:
+def to_myst(
+    nb,  # a processed notebook
+) -> nbformat.NotebookNode:
     "A processed notebook as myst-nb reads it: a title cell, tags for options, no `#|` lines."
     cells = []
     for c in nb.cells:
@@ -133,7 +135,11 @@ _BEFORE = [
 _AFTER = [rm_export, clean_magics, hide_, strip_hidden_metadata]
 
 
-def process_notebook(src: Path | str, dst: Path | str, execute: bool = True) -> Path:
+def process_notebook(
+    src: Path | str,  # the notebook to process
+    dst: Path | str,  # where the processed notebook goes
+    execute: bool = True,  # run the notebook's cells afresh (pipeline notebooks are shown as committed)
+) -> Path:
     "nbdev's processing of `src` (run afresh when `execute`), written to `dst` for myst-nb."
     src, dst = Path(src).resolve(), Path(dst)
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no progress bars in the pages
@@ -150,7 +156,9 @@ def process_notebook(src: Path | str, dst: Path | str, execute: bool = True) -> 
     return dst
 
 # %% ../../notebooks/ops/04_docs.ipynb #ce55e036
-def page_name(notebook: Path | str) -> str:
+def page_name(
+    notebook: Path | str,  # a notebook's path
+) -> str:
     "The page a notebook becomes: its name without the ordering prefix."
     stem = Path(notebook).stem
     return re.sub(r"^\d+[a-z]?_", "", stem)
@@ -194,7 +202,10 @@ def library_page(
     return "\n".join(out) + "\n" + "\n".join(toctrees)
 
 # %% ../../notebooks/ops/04_docs.ipynb #1861fdf5
-def pipelines_page(pipelines: Path, notebooks: list[str]) -> str:
+def pipelines_page(
+    pipelines: Path,  # the folder of pipeline specs
+    notebooks: list[str],  # the step notebooks' page names
+) -> str:
     "Markdown for the pipelines section: every spec's steps and parameters, then the step notebooks."
     from mlops_nb.runner.spec import load_spec
 
@@ -241,20 +252,32 @@ def _sphinx_conf(title: str) -> dict:
             "footer_end": [],
         },
         nb_mime_priority_overrides=[("html", "text/markdown", 5)],
+        nb_render_markdown_format="myst",  # Markdown outputs (a schema's table) render as Markdown, tables included
+        html_static_path=["_static"],
+        html_css_files=["mlops-nb.css"],
     )
 
 
-def render_site(staging: Path, out: Path, title: str) -> list[str]:
+CSS = """/* long signatures and code lines wrap instead of running off the right edge */
+div.highlight pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+"""
+
+
+def render_site(
+    staging: Path,  # the folder of processed pages
+    out: Path,  # where the site goes
+    title: str,  # the site's title
+) -> list[str]:
     "Render `staging` into `out` with Sphinx; return its warnings; raise `DocsError` on errors."
     try:
         from sphinx.application import Sphinx
         import myst_nb, pydata_sphinx_theme  # noqa: F401
     except ImportError as e:
         raise DocsError(f"the docs renderer is not installed ({e.name}); run `pip install 'mlops-nb[docs]'`.") from None
-    warnings, build = (
-        io.StringIO(),
-        staging / ".build" / "html",
-    )  # myst-nb writes beside its output folder: keep that in staging
+    warnings = io.StringIO()
+    build = staging / ".build" / "html"  # myst-nb writes beside its output folder: keep that in staging
+    (staging / "_static").mkdir(exist_ok=True)
+    (staging / "_static" / "mlops-nb.css").write_text(CSS, encoding="utf-8")
     app = Sphinx(
         str(staging),
         None,
@@ -352,13 +375,17 @@ def build_docs(
     return out
 
 # %% ../../notebooks/ops/04_docs.ipynb #6a7a265c
-def readme_text(index: Path | str) -> str:
+def readme_text(
+    index: Path | str,  # the index notebook
+) -> str:
     "README.md as written from the index notebook: its markdown cells, in order."
     nb = nbformat.read(str(index), as_version=4)
     return "\n\n".join(c.source.strip("\n") for c in nb.cells if c.cell_type == "markdown") + "\n"
 
 
-def write_readme(project: Path | str = ".") -> Path:
+def write_readme(
+    project: Path | str = ".",  # the project's folder (or one below it)
+) -> Path:
     "Write README.md from the index notebook, as `make export` does."
     cfg, root = _config(Path(project).resolve())
     out = root / "README.md"

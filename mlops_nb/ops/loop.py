@@ -43,12 +43,21 @@ class LoopOutcome:
         return out
 
 
-def step_of(result, name: str):
+def step_of(
+    result,  # a pipeline run's `PipelineResult`
+    name: str,  # the step's name
+):
     "The StepResult of step `name` in a pipeline result."
     return next(s for s in result.steps if s.name == name)
 
 
-def monitor_once(root: Path, settings, params: dict, options=None, report=None):
+def monitor_once(
+    root: Path,  # the project folder
+    settings,  # the workbench settings (`core.config.load_settings`)
+    params: dict,  # parameter values by name
+    options=None,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+    report=None,  # a callback given each step's `StepResult` as it starts and ends
+):
     "Run the monitor pipeline with `params`; its result and the monitor step's result."
     from mlops_nb.runner.pipeline import RunOptions, run_pipeline, raise_if_failed
     from mlops_nb.runner.spec import load_spec, resolve_params
@@ -69,7 +78,12 @@ def monitor_once(root: Path, settings, params: dict, options=None, report=None):
 INPUT_ERRORS = ("DataError", "RegistryError", "ConfigError", "ParameterError", "ValidationFailed")
 
 # %% ../../notebooks/ops/02_loop.ipynb #825fec74
-def training_table(checks, settings, with_original: bool = False, min_labels: int = 100) -> pd.DataFrame:
+def training_table(
+    checks,  # the monitor step's `StepResult` (its outputs and folder)
+    settings,  # the workbench settings (`core.config.load_settings`)
+    with_original: bool = False,  # retrain on the original training data plus the window, not the window alone
+    min_labels: int = 100,  # labelled rows needed to retrain
+) -> pd.DataFrame:
     "The rows to retrain on: the window's labelled rows, after the reference version's training data if asked."
     from mlops_nb.ops.monitor import original_training_data
     from mlops_nb.track.client import connect
@@ -97,15 +111,15 @@ def training_table(checks, settings, with_original: bool = False, min_labels: in
 
 
 def retrain(
-    root: Path,
-    settings,
-    monitor_result,
-    checks,
-    with_original: bool = False,
-    params: dict | None = None,
-    min_labels: int = 100,
-    options=None,
-    report=None,
+    root: Path,  # the project folder
+    settings,  # the workbench settings (`core.config.load_settings`)
+    monitor_result,  # the monitor pipeline's `PipelineResult`
+    checks,  # the monitor step's `StepResult` (its outputs and folder)
+    with_original: bool = False,  # retrain on the original training data plus the window, not the window alone
+    params: dict | None = None,  # parameter values by name
+    min_labels: int = 100,  # labelled rows needed to retrain
+    options=None,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+    report=None,  # a callback given each step's `StepResult` as it starts and ends
 ):
     "Train on the window's labels (the gate decides); return the train pipeline's result."
     from mlops_nb.runner.pipeline import RunOptions, run_pipeline
@@ -134,15 +148,15 @@ def retrain(
 
 # %% ../../notebooks/ops/02_loop.ipynb #ddc198f7
 def run_loop(
-    root: Path,
-    settings,
-    params: dict,
-    retrain_on_alert: bool = False,
-    with_original: bool = False,
-    train_params: dict | None = None,
-    min_labels: int = 100,
-    options=None,
-    report=None,
+    root: Path,  # the project folder
+    settings,  # the workbench settings (`core.config.load_settings`)
+    params: dict,  # parameter values by name
+    retrain_on_alert: bool = False,  # on an alert, retrain and let the gate decide
+    with_original: bool = False,  # retrain on the original training data plus the window, not the window alone
+    train_params: dict | None = None,  # parameters for the train pipeline
+    min_labels: int = 100,  # labelled rows needed to retrain
+    options=None,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+    report=None,  # a callback given each step's `StepResult` as it starts and ends
 ) -> LoopOutcome:
     "Monitor once; on an alert (and if asked) retrain and gate."
     result, checks = monitor_once(root, settings, params, options, report)
@@ -154,7 +168,12 @@ def run_loop(
     return out
 
 # %% ../../notebooks/ops/02_loop.ipynb #5b47d85c
-def send_traffic(url: str, df: pd.DataFrame, prefix: str, workers: int = 8) -> list:
+def send_traffic(
+    url: str,  # the scoring server's base URL
+    df: pd.DataFrame,  # the rows to send, one request each
+    prefix: str,  # request ids are PREFIX-0, PREFIX-1, ...
+    workers: int = 8,  # requests at once
+) -> list:
     "POST each row of `df` as one request (ids `prefix-i`); return the predictions in order."
     import httpx
     from concurrent.futures import ThreadPoolExecutor
@@ -173,7 +192,11 @@ def send_traffic(url: str, df: pd.DataFrame, prefix: str, workers: int = 8) -> l
             return list(pool.map(one, range(len(rows))))
 
 
-def send_feedback(url: str, prefix: str, labels) -> dict:
+def send_feedback(
+    url: str,  # the scoring server's base URL
+    prefix: str,  # the requests' id prefix, as `send_traffic` used it
+    labels,  # the true labels, in request order
+) -> dict:
     "POST the true labels of requests `prefix-i`."
     import httpx
 

@@ -40,7 +40,11 @@ class Window:
         return self.versions.most_common(1)[0][0] if self.versions else None
 
 # %% ../../notebooks/ops/01_monitor.ipynb #99d0aa58
-def log_window(predictions_dir: Path | str, last: int = 0, since_minutes: float = 0) -> Window:
+def log_window(
+    predictions_dir: Path | str,  # the prediction log's folder
+    last: int = 0,  # the last N rows (0: all)
+    since_minutes: float = 0,  # only rows of the last N minutes (0: no bound)
+) -> Window:
     "The window of the prediction log: the last `last` rows, or those of the last `since_minutes` (0: no bound)."
     since = time.time() - since_minutes * 60 if since_minutes > 0 else None
     recs = [r for r in read_log(predictions_dir, limit=last or None, since=since) if not r.get("fallback")]
@@ -64,7 +68,10 @@ def log_window(predictions_dir: Path | str, last: int = 0, since_minutes: float 
     )
 
 
-def join_labels(frame: pd.DataFrame, feedback: list[dict]) -> pd.Series:
+def join_labels(
+    frame: pd.DataFrame,  # the log's rows (`log_frame`)
+    feedback: list[dict],  # the feedback records
+) -> pd.Series:
     "Labels from feedback records aligned to the log rows (NaN where none came back); the latest label wins."
     got = {(f["request_id"], int(f.get("row", 0))): f["label"] for f in feedback}
     return pd.Series(
@@ -74,7 +81,11 @@ def join_labels(frame: pd.DataFrame, feedback: list[dict]) -> pd.Series:
     )
 
 
-def file_window(path: Path | str, label_column: str = "", model=None) -> Window:
+def file_window(
+    path: Path | str,  # a CSV or Parquet file to check
+    label_column: str = "",  # the file's column of true labels (empty: none)
+    model=None,  # a model to score the file with (None: no predictions)
+) -> Window:
     "A window from a CSV/Parquet file; predictions from `model` when given; labels from `label_column` when given."
     from mlops_nb.ml.data import load_table, check_target
 
@@ -92,7 +103,10 @@ def file_window(path: Path | str, label_column: str = "", model=None) -> Window:
     return Window(df, pred, labels, Counter(), f"file {path}", notes)
 
 # %% ../../notebooks/ops/01_monitor.ipynb #758e599f
-def labelled_rows(window: Window, target: str) -> pd.DataFrame:
+def labelled_rows(
+    window: Window,  # a monitoring `Window`
+    target: str,  # the name of the label column to add
+) -> pd.DataFrame:
     "The window's rows that have a label, as a table with the `target` column."
     if window.labels is None:
         return window.X.iloc[:0].assign(**{target: []})
@@ -103,7 +117,9 @@ def labelled_rows(window: Window, target: str) -> pd.DataFrame:
     return window.X[mask].assign(**{target: y.to_numpy()})
 
 
-def labelled_pairs(window: Window) -> tuple[pd.Series, np.ndarray]:
+def labelled_pairs(
+    window: Window,  # a monitoring `Window`
+) -> tuple[pd.Series, np.ndarray]:
     "True labels and the model's predictions for the window's labelled rows."
     if window.labels is None or window.predictions is None:
         return pd.Series([], dtype=object), np.array([])
@@ -114,7 +130,9 @@ def labelled_pairs(window: Window) -> tuple[pd.Series, np.ndarray]:
     return y, window.predictions[known].to_numpy()
 
 
-def original_training_data(params: dict) -> pd.DataFrame | None:
+def original_training_data(
+    params: dict,  # the recorded parameters of the pipeline run that trained the model
+) -> pd.DataFrame | None:
     "The data a pipeline run trained on, from its recorded parameters (a file, or the generated demo data)."
     from mlops_nb.ml.data import load_table, make_demo_data
 
@@ -125,7 +143,12 @@ def original_training_data(params: dict) -> pd.DataFrame | None:
     )
 
 # %% ../../notebooks/ops/01_monitor.ipynb #6f300619
-def drift_plots(profile, X: pd.DataFrame, columns: list[str], out_dir: Path | str) -> list[Path]:
+def drift_plots(
+    profile,  # the reference profile (`make_profile`)
+    X: pd.DataFrame,  # the features, one row per example
+    columns: list[str],  # the columns to plot
+    out_dir: Path | str,  # where the files go
+) -> list[Path]:
     "One PNG per column: the window's distribution against the reference's."
     import matplotlib
 
@@ -167,7 +190,11 @@ def drift_plots(profile, X: pd.DataFrame, columns: list[str], out_dir: Path | st
     return paths
 
 # %% ../../notebooks/ops/01_monitor.ipynb #4dbaa2d5
-def monitor_status(report, version: str = "", source: str = "") -> dict:
+def monitor_status(
+    report,  # the monitor's `DriftReport`
+    version: str = "",  # the model version the window was scored by
+    source: str = "",  # where the window came from
+) -> dict:
     "The figures of a `DriftReport` that the scoring server exports to Prometheus."
     feats = report.features
     return {

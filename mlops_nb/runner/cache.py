@@ -24,7 +24,9 @@ def _sha(*parts) -> str:
     return h.hexdigest()
 
 
-def notebook_fingerprint(path: Path | str) -> str:
+def notebook_fingerprint(
+    path: Path | str,  # a notebook file
+) -> str:
     "Hash of a notebook's cell types and sources: outputs, metadata, ids and execution counts do not count."
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     cells = [
@@ -33,7 +35,9 @@ def notebook_fingerprint(path: Path | str) -> str:
     return _sha(cells)
 
 
-def file_digest(path: Path | str) -> str:
+def file_digest(
+    path: Path | str,  # a file
+) -> str:
     "SHA-256 of a file's bytes."
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -45,7 +49,9 @@ def file_digest(path: Path | str) -> str:
 RECORDS = (".ipynb", ".html")  # the executed notebook and its rendering are records of a run, not outputs
 
 
-def folder_digest(folder: Path | str) -> str:
+def folder_digest(
+    folder: Path | str,  # a step's output folder
+) -> str:
     "Hash of every output file in `folder` (names and contents), leaving out executed notebooks."
     folder = Path(folder)
     files = sorted(
@@ -71,7 +77,13 @@ def library_fingerprint() -> str:
     return code_fingerprint(Path(mlops_nb.__file__).parent, mlops_nb.__version__)
 
 
-def cache_key(notebook: str, params: dict, inputs: dict, library: str, context: dict) -> str:
+def cache_key(
+    notebook: str,  # the notebook's fingerprint
+    params: dict,  # the step's resolved parameters
+    inputs: dict,  # digests of the step's inputs, by name
+    library: str,  # the library's fingerprint
+    context: dict,  # where results go (tracking URI, experiment, model name)
+) -> str:
     "The key of one step execution (all arguments are fingerprints or plain values)."
     return _sha({"notebook": notebook, "params": params, "inputs": inputs, "library": library, "context": context})
 

@@ -29,11 +29,17 @@ class RunRecord(JsonValue):
     end_ms: int = 0
 
 
-def journal_dir(settings: Settings) -> Path:
+def journal_dir(
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+) -> Path:
     return settings.runs / ".journal"
 
 
-def write_journal(settings: Settings, parent: RunRecord, children: list[RunRecord]) -> Path:
+def write_journal(
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+    parent: RunRecord,  # the parent run
+    children: list[RunRecord],  # its nested runs
+) -> Path:
     "Describe a parent run and its nested runs in a new journal file; return its path."
     folder = journal_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,7 +62,10 @@ def _record(client, exp_id: str, r: dict, parent_id: str | None = None) -> str:
     return run.info.run_id
 
 
-def flush_journals(settings: Settings, client=None) -> list[str]:
+def flush_journals(
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+    client=None,  # an MlflowClient (`track.client.connect`)
+) -> list[str]:
     "Record every pending journal of `settings` in MLflow; return the new parent run ids."
     folder = journal_dir(settings)
     if not folder.is_dir() or not any(folder.glob("*.json")):
@@ -77,7 +86,9 @@ def flush_journals(settings: Settings, client=None) -> list[str]:
     return done
 
 # %% ../../notebooks/runner/04_journal.ipynb #185bca2f
-def flush_in_background(settings: Settings) -> None:
+def flush_in_background(
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+) -> None:
     "Start a detached process that flushes the journals of `settings` (this process does not wait)."
     log = journal_dir(settings) / "flush.log"
     with open(log, "a") as out:

@@ -77,7 +77,10 @@ def _preload(modules) -> None:
             pass  # a missing optional module costs the kernel its import, nothing more
 
 # %% ../../notebooks/runner/05_kernels.ipynb #8f804070
-def watch_owner(pid: int, interval: float = 0.5) -> None:
+def watch_owner(
+    pid: int,  # the process to watch
+    interval: float = 0.5,  # seconds between checks
+) -> None:
     "Exit this process (from a daemon thread) as soon as process `pid` is gone."
     import threading
 
@@ -156,7 +159,12 @@ def _open_stores(uris) -> None:
     open_stores(uris)
 
 
-def serve(path: str, modules=PRELOAD, owner: int = 0, later=PRELOAD_LATER) -> None:
+def serve(
+    path: str,  # the unix socket to listen on
+    modules=PRELOAD,  # modules to import before the first fork
+    owner: int = 0,  # the process whose end ends the zygote
+    later=PRELOAD_LATER,  # modules to import between requests
+) -> None:
     "The zygote: preload `modules`, then fork a kernel per request on socket `path` (importing `later` meanwhile)."
     import select
 
@@ -196,7 +204,11 @@ def serve(path: str, modules=PRELOAD, owner: int = 0, later=PRELOAD_LATER) -> No
 FORK_TIMEOUT = 15  # a fork takes milliseconds; the zygote may be finishing one import first
 
 
-def request(path: str, req: dict, timeout: float = 60) -> str:
+def request(
+    path: str,  # the zygote's unix socket
+    req: dict,  # the request, as a dict
+    timeout: float = 60,  # seconds to wait for the answer
+) -> str:
     "Send one request to the zygote listening on `path`; return its one-line answer."
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)

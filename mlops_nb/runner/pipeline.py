@@ -124,7 +124,10 @@ class RunOptions:
         return self.workers or os.cpu_count() or 1
 
 
-def check_options(spec: PipelineSpec, options: RunOptions) -> RunOptions:
+def check_options(
+    spec: PipelineSpec,  # the pipeline spec
+    options: RunOptions,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+) -> RunOptions:
     "Raise `ConfigError` for a step name or executor that does not exist."
     unknown = [f for f in options.force if f != "all" and f not in [s.name for s in spec.steps]]
     if unknown:
@@ -176,7 +179,11 @@ def _no_slow_optional_imports() -> None:
 
 
 def execute_notebook(
-    notebook: Path | str, output: Path | str, parameters: dict, warm: bool = False, env: dict | None = None
+    notebook: Path | str,  # the step notebook
+    output: Path | str,  # where the executed notebook goes
+    parameters: dict,  # values injected into the notebook's parameters cell
+    warm: bool = False,  # fork the kernel from the warm zygote
+    env: dict | None = None,  # environment variables for the kernel (how a Dask worker gets the run's settings)
 ) -> StepError | None:
     "Run `notebook` headless with `parameters` into `output`; the error if a cell failed or the kernel died."
     _no_slow_optional_imports()
@@ -225,7 +232,9 @@ def _cells_ran(output) -> bool:
         return False
 
 
-def failing_line(traceback: list[str]) -> int | None:
+def failing_line(
+    traceback: list[str],  # the error's traceback lines, as IPython formats them
+) -> int | None:
     "The line of the failing cell named in an IPython traceback ('Cell In[5], line 7')."
     import re
 
@@ -274,7 +283,10 @@ def _start_step(self: PipelineRun, step: Step, r: StepResult, tags: dict) -> Non
 
 
 @patch
-def run_step(self: PipelineRun, step: Step) -> StepResult:
+def run_step(
+    self: PipelineRun,
+    step: Step,  # a step whose upstream steps are done
+) -> StepResult:
     "Run (or reuse) one step whose upstream steps are done."
     r = self.result.step(step.name)
     r.key = self.keys.key(step, self.dirs)
@@ -401,7 +413,10 @@ def _active(settings: Settings) -> Path:
     return settings.runs / ".active"
 
 
-def mark_stale_runs(client, settings: Settings) -> list[str]:
+def mark_stale_runs(
+    client,  # an MlflowClient (`track.client.connect`)
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+) -> list[str]:
     "Mark KILLED the runs of runners on this host that died without closing them; return their ids."
     folder, stale = _active(settings), []
     for marker in folder.glob("*.json") if folder.is_dir() else []:
@@ -438,7 +453,10 @@ def _marker(settings: Settings, run_ids: list[str]) -> Path:
     return m
 
 
-def pipeline_tags(spec: PipelineSpec, settings: Settings) -> dict:
+def pipeline_tags(
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+) -> dict:
     "What every pipeline run records about itself, its code and its environment."
     return {
         tracking.Tag.kind: "pipeline",
@@ -460,7 +478,9 @@ def _start_parent(client, exp_id, spec, params, settings, parent_of=None, tags=N
     return run_id
 
 
-def result_tags(result: PipelineResult) -> dict:
+def result_tags(
+    result: PipelineResult,  # a pipeline run's `PipelineResult`
+) -> dict:
     "The tags that summarise a finished pipeline run: step statuses, the registered version, the failed step."
     tags = {tracking.Tag.steps: ",".join(f"{s.name}:{s.status}" for s in result.steps)}
     reg = next((s.outputs for s in result.steps if "model_uri" in s.outputs), None)
@@ -478,7 +498,11 @@ def _finish_parent(client, result: PipelineResult) -> None:
     tracking.finish_run(client, result.run_id, result.status)
 
 # %% ../../notebooks/runner/07_pipeline.ipynb #512cd91c
-def executor_for(options: RunOptions, settings: Settings, stack: ExitStack):
+def executor_for(
+    options: RunOptions,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+    stack: ExitStack,  # an ExitStack that closes the executor with the run
+):
     "The function that executes a step notebook under `options`; resources go on `stack`."
     if options.executor == "dask":
         try:
@@ -520,7 +544,12 @@ def executor_for(options: RunOptions, settings: Settings, stack: ExitStack):
     return lambda nb, out, params: execute_notebook(nb, out, params)
 
 # %% ../../notebooks/runner/07_pipeline.ipynb #37f228b1
-def all_cached(spec: PipelineSpec, params: dict, settings: Settings, options: RunOptions) -> list[StepResult] | None:
+def all_cached(
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    params: dict,  # parameter values by name
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+    options: RunOptions,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+) -> list[StepResult] | None:
     "The steps' results if every step is a cache hit under `options`, else None."
     if (
         not options.cache
@@ -596,14 +625,14 @@ def _record_cached(spec, params, settings, steps: list[StepResult], started: flo
 
 # %% ../../notebooks/runner/07_pipeline.ipynb #e94db5ae
 def run_pipeline(
-    spec: PipelineSpec,
-    params: dict,
-    settings: Settings,
-    report=None,
-    options: RunOptions | None = None,
-    parent_of: str | None = None,
-    tags: dict | None = None,
-    execute=None,
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    params: dict,  # parameter values by name
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+    report=None,  # a callback given each step's `StepResult` as it starts and ends
+    options: RunOptions | None = None,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+    parent_of: str | None = None,  # a run to nest the pipeline run under (a sweep's), or None
+    tags: dict | None = None,  # extra tags for the pipeline run
+    execute=None,  # runs one notebook; default: papermill in warm kernels, or Dask
 ) -> PipelineResult:
     "Run every step of `spec` with `params`, each recorded in MLflow (the pipeline nested under `parent_of`, if given)."
     report, options, started = report or (lambda r: None), check_options(spec, options or RunOptions()), time.time()
@@ -643,7 +672,9 @@ def run_pipeline(
     return run.result
 
 # %% ../../notebooks/runner/07_pipeline.ipynb #3f318af5
-def raise_if_failed(result: PipelineResult) -> PipelineResult:
+def raise_if_failed(
+    result: PipelineResult,  # a pipeline run's `PipelineResult`
+) -> PipelineResult:
     "Raise `PipelineFailed` naming the step, the cell and the error when a step failed."
     f = result.failed
     if f is None:

@@ -17,7 +17,10 @@ __all__ = ['PENDING', 'render_html', 'render_later', 'render_pending', 'wait_ren
 PENDING = ".rendering.json"
 
 
-def render_html(notebook: Path | str, exporter=None) -> Path:
+def render_html(
+    notebook: Path | str,  # an executed notebook
+    exporter=None,  # an nbconvert HTMLExporter to reuse
+) -> Path:
     "Write an HTML rendering beside an executed notebook."
     from nbconvert import HTMLExporter
 
@@ -28,7 +31,11 @@ def render_html(notebook: Path | str, exporter=None) -> Path:
     return out
 
 
-def render_later(run_dir: Path | str, items: list, env: dict | None = None) -> None:
+def render_later(
+    run_dir: Path | str,  # the pipeline run's folder of executed notebooks
+    items: list,  # (step run id, executed notebook) pairs
+    env: dict | None = None,  # environment variables for the renderer (the run's settings)
+) -> None:
     "Render `items` ((step run id, executed notebook) pairs) and log them to MLflow, in a detached process."
     if not items:
         return
@@ -46,7 +53,10 @@ def render_later(run_dir: Path | str, items: list, env: dict | None = None) -> N
         )
 
 # %% ../../notebooks/runner/06_render.ipynb #90dcf19b
-def render_pending(pending: Path | str, client=None) -> int:
+def render_pending(
+    pending: Path | str,  # the file listing the notebooks to render
+    client=None,  # an MlflowClient (`track.client.connect`)
+) -> int:
     "Render and log what `pending` lists, then remove it; return how many pages were made."
     from nbconvert import HTMLExporter
 
@@ -70,7 +80,10 @@ def render_pending(pending: Path | str, client=None) -> int:
     return done
 
 
-def wait_rendered(run_dir: Path | str, timeout: float = 60) -> bool:
+def wait_rendered(
+    run_dir: Path | str,  # the pipeline run's folder
+    timeout: float = 60,  # seconds to wait at most
+) -> bool:
     "Wait until the run's pages are rendered (True), or `timeout` seconds (False)."
     pending, deadline = Path(run_dir) / PENDING, time.time() + timeout
     while pending.exists() and time.time() < deadline:

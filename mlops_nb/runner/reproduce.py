@@ -66,7 +66,11 @@ def _checks(run, spec, params: dict, steps: dict, settings: Settings) -> list[tu
 
 # %% ../../notebooks/runner/09_reproduce.ipynb #b5a9d985
 def reproduce(
-    run_id: str, settings: Settings, report=None, options: RunOptions | None = None, rel_tol: float = 1e-9
+    run_id: str,  # an MLflow run id
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+    report=None,  # a callback given each step's `StepResult` as it starts and ends
+    options: RunOptions | None = None,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+    rel_tol: float = 1e-9,  # relative tolerance when comparing metrics
 ) -> Reproduction:
     "Re-run pipeline run `run_id` with its parameters, cache off, and compare its metrics with the original's."
     client = tracking.connect(settings)

@@ -78,7 +78,9 @@ def _parameters_cell(nb: dict, path: Path) -> tuple[str, int]:
     )
 
 
-def read_parameters(path: Path | str) -> dict[str, Param]:
+def read_parameters(
+    path: Path | str,  # a file
+) -> dict[str, Param]:
     "The parameters declared in the `parameters` cell of notebook `path`."
     path = Path(path)
     try:
@@ -261,7 +263,9 @@ def _merge_params(steps: list[Step], meta: dict, path: Path) -> tuple[list[Step]
     return out, params
 
 
-def load_spec(path: Path | str) -> PipelineSpec:
+def load_spec(
+    path: Path | str,  # a file
+) -> PipelineSpec:
     "Read and check the pipeline spec at `path`."
     path = Path(path).resolve()
     d = _read_yaml(path)
@@ -269,7 +273,9 @@ def load_spec(path: Path | str) -> PipelineSpec:
     return PipelineSpec(str(d.get("name") or path.stem), path, tuple(steps), params, str(d.get("description") or ""))
 
 # %% ../../notebooks/runner/01_spec.ipynb #dfa53810
-def parse_assignments(items: list[str]) -> dict[str, str]:
+def parse_assignments(
+    items: list[str],  # KEY=VALUE strings
+) -> dict[str, str]:
     "['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}."
     out = {}
     for item in items:
@@ -280,7 +286,9 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
     return out
 
 
-def read_params_file(path: Path | str) -> dict:
+def read_params_file(
+    path: Path | str,  # a file
+) -> dict:
     "A YAML or JSON mapping of parameter values."
     import yaml
 
@@ -296,7 +304,11 @@ def read_params_file(path: Path | str) -> dict:
     return d
 
 # %% ../../notebooks/runner/01_spec.ipynb #3b53f6fa
-def resolve_params(spec: PipelineSpec, given: dict | None = None, settings_keys: tuple = ()) -> tuple[dict, dict]:
+def resolve_params(
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    given: dict | None = None,  # values given (strings or typed), by name
+    settings_keys: tuple = (),  # names that are settings rather than parameters
+) -> tuple[dict, dict]:
     "Typed values of every parameter of `spec`, and the settings overrides among `given`."
     given, values, settings = dict(given or {}), {}, {}
     for k in list(given):
@@ -325,7 +337,11 @@ def resolve_params(spec: PipelineSpec, given: dict | None = None, settings_keys:
     return values, settings
 
 
-def check_files(spec: PipelineSpec, values: dict, root: Path) -> None:
+def check_files(
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    values: dict,  # parameter values by name
+    root: Path,  # the project folder
+) -> None:
     "Raise `ParameterError` when a file parameter names a file that does not exist."
     for k, p in spec.params.items():
         if p.file and values.get(k) and not (root / str(values[k])).exists():

@@ -130,7 +130,10 @@ def _run_interactive(notebook: Path, folder: Path) -> None:
 
 # %% ../../notebooks/runner/02_step.ipynb #71a8f411
 @patch
-def upstream_dir(self: StepContext, step: str) -> Path:
+def upstream_dir(
+    self: StepContext,
+    step: str,  # an upstream step's name
+) -> Path:
     "The output folder of upstream step `step`."
     if step not in self.upstream:
         raise ConfigError(
@@ -141,7 +144,11 @@ def upstream_dir(self: StepContext, step: str) -> Path:
 
 
 @patch
-def upstream_file(self: StepContext, step: str, name: str) -> Path:
+def upstream_file(
+    self: StepContext,
+    step: str,  # an upstream step's name
+    name: str,  # a file that step wrote
+) -> Path:
     "Path of file `name` written by upstream step `step`."
     p = self.upstream_dir(step) / name
     if not p.exists():
@@ -152,19 +159,28 @@ def upstream_file(self: StepContext, step: str, name: str) -> Path:
 
 
 @patch
-def outputs_of(self: StepContext, step: str) -> dict:
+def outputs_of(
+    self: StepContext,
+    step: str,  # an upstream step's name
+) -> dict:
     "The values upstream step `step` handed on."
     return json.loads(self.upstream_file(step, OUTPUTS).read_text())
 
 
 @patch
-def path(self: StepContext, name: str) -> Path:
+def path(
+    self: StepContext,
+    name: str,  # a file name
+) -> Path:
     "Path for file `name` in this step's output folder."
     return self.out_dir / name
 
 
 @patch
-def finish(self: StepContext, **outputs) -> dict:
+def finish(
+    self: StepContext,
+    **outputs,  # JSON-able values to hand on to later steps, by name
+) -> dict:
     "Hand on `outputs` (JSON-able values) to later steps; closes an interactive run."
     tmp = self.path(OUTPUTS + ".tmp")
     tmp.write_text(json.dumps(outputs, indent=1, default=str))
@@ -175,13 +191,22 @@ def finish(self: StepContext, **outputs) -> dict:
 
 # %% ../../notebooks/runner/02_step.ipynb #e735a192
 @patch
-def log(self: StepContext, params: dict | None = None, metrics: dict | None = None, tags: dict | None = None) -> None:
+def log(
+    self: StepContext,
+    params: dict | None = None,  # parameter values by name
+    metrics: dict | None = None,  # metric values by name
+    tags: dict | None = None,  # tags by name
+) -> None:
     "Log values to this step's run in one batch."
     tracking.log_values(self.client, self.run_id, params, metrics, tags)
 
 
 @patch
-def log_artifact(self: StepContext, path: Path | str, folder: str | None = None) -> None:
+def log_artifact(
+    self: StepContext,
+    path: Path | str,  # a file, or a folder of files
+    folder: str | None = None,  # the artifact folder to put it in (default: the top)
+) -> None:
     "Log a file (or every file of a folder) to this step's run."
     path = Path(path)
     if path.is_dir():
@@ -191,7 +216,11 @@ def log_artifact(self: StepContext, path: Path | str, folder: str | None = None)
 
 
 @patch
-def log_text(self: StepContext, text: str, name: str) -> None:
+def log_text(
+    self: StepContext,
+    text: str,  # the text
+    name: str,  # the artifact's file name
+) -> None:
     "Log `text` as artifact file `name` of this step's run."
     self.client.log_text(self.run_id, text, name)
 

@@ -22,7 +22,10 @@ from ..track import client as tracking
 __all__ = ['expand_grid', 'SweepResult', 'rank', 'run_sweep', 'ranking_rows']
 
 # %% ../../notebooks/runner/08_sweep.ipynb #0836dc77
-def expand_grid(spec: PipelineSpec, sweeps: list[str]) -> list[dict]:
+def expand_grid(
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    sweeps: list[str],  # NAME=V1,V2 items, one per parameter swept
+) -> list[dict]:
     "Every combination of `['name=v1,v2', ...]`, with values typed by the pipeline's parameters."
     axes = {}
     for item in sweeps:
@@ -61,7 +64,9 @@ def _primary(result: PipelineResult) -> tuple[str, float, str] | None:
     return name, float(ev["metrics"].get(name, float("nan"))), direction
 
 
-def rank(members: list) -> list:
+def rank(
+    members: list,  # (values, PipelineResult) of each member
+) -> list:
     "Finished members by primary metric (best first), then the others."
 
     def order(m):
@@ -74,12 +79,12 @@ def rank(members: list) -> list:
 
 # %% ../../notebooks/runner/08_sweep.ipynb #370c0e4a
 def run_sweep(
-    spec: PipelineSpec,
-    params: dict,
-    grid: list[dict],
-    settings: Settings,
-    report=None,
-    options: RunOptions | None = None,
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    params: dict,  # parameter values by name
+    grid: list[dict],  # the members' values (`expand_grid`)
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+    report=None,  # a callback given each step's `StepResult` as it starts and ends
+    options: RunOptions | None = None,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
 ) -> SweepResult:
     "Run `spec` once per grid member (on top of `params`), nested under one sweep run; rank the members."
     options, started = options or RunOptions(), time.time()
@@ -127,7 +132,9 @@ def run_sweep(
     return result
 
 # %% ../../notebooks/runner/08_sweep.ipynb #77b6e0bc
-def ranking_rows(result: SweepResult) -> list[dict]:
+def ranking_rows(
+    result: SweepResult,  # the sweep's `SweepResult`
+) -> list[dict]:
     "One row per member: its values, status, primary metric and run id."
     rows = []
     for values, r in result.members:

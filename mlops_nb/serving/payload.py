@@ -29,7 +29,9 @@ class InputColumn:
     required: bool = True
 
 
-def signature_columns(signature) -> list[InputColumn]:
+def signature_columns(
+    signature,  # an MLflow model signature
+) -> list[InputColumn]:
     "The input columns of an MLflow model signature."
     if signature is None or signature.inputs is None or not signature.inputs.has_input_names():
         raise BadRequest(
@@ -102,7 +104,10 @@ def _tensor_like_to_rows(value, columns: list[InputColumn], key: str) -> list[li
     return _records_to_rows(value, columns, key)
 
 
-def parse_json(body: bytes, columns: list[InputColumn]) -> tuple[list[list], dict]:
+def parse_json(
+    body: bytes,  # the request body
+    columns: list[InputColumn],  # the model's input columns, as its signature lists them
+) -> tuple[list[list], dict]:
     "Rows and params from a JSON body in any of MLflow's formats."
     try:
         doc = json.loads(body)
@@ -134,7 +139,10 @@ def parse_json(body: bytes, columns: list[InputColumn]) -> tuple[list[list], dic
     return rows, params
 
 # %% ../../notebooks/serving/01_payload.ipynb #1829f121
-def parse_csv(body: bytes, columns: list[InputColumn]) -> list[list]:
+def parse_csv(
+    body: bytes,  # the request body
+    columns: list[InputColumn],  # the model's input columns, as its signature lists them
+) -> list[list]:
     "Rows from a CSV body with a header row."
     try:
         df = pd.read_csv(io.BytesIO(body), low_memory=False)
@@ -148,7 +156,11 @@ def parse_csv(body: bytes, columns: list[InputColumn]) -> list[list]:
     return [list(r) for r in df.reindex(columns=[c.name for c in columns]).itertuples(index=False, name=None)]
 
 
-def parse_body(body: bytes, content_type: str, columns: list[InputColumn]) -> tuple[list[list], dict]:
+def parse_body(
+    body: bytes,  # the request body
+    content_type: str,  # the request's Content-Type
+    columns: list[InputColumn],  # the model's input columns, as its signature lists them
+) -> tuple[list[list], dict]:
     "Rows and params of a request body of the given content type."
     kind = (content_type or "").split(";")[0].strip().lower()
     if kind in ("application/json", ""):
@@ -173,7 +185,10 @@ def _bad_value(c: InputColumn, i: int, v) -> BadRequest:
     )
 
 
-def check_values(rows: list[list], columns: list[InputColumn]) -> None:
+def check_values(
+    rows: list[list],  # the request's rows, as dicts
+    columns: list[InputColumn],  # the model's input columns, as its signature lists them
+) -> None:
     "Raise `BadRequest` naming the first value that does not fit its column's type (None is a missing value)."
     for j, c in enumerate(columns):
         for i, row in enumerate(rows):
@@ -202,7 +217,10 @@ def _is_date(v: str) -> bool:
         return False
 
 # %% ../../notebooks/serving/01_payload.ipynb #efca49cc
-def to_frame(rows: list[list], columns: list[InputColumn]) -> pd.DataFrame:
+def to_frame(
+    rows: list[list],  # the request's rows, as dicts
+    columns: list[InputColumn],  # the model's input columns, as its signature lists them
+) -> pd.DataFrame:
     "A DataFrame of checked `rows` with the signature's dtypes."
     df = pd.DataFrame(rows, columns=[c.name for c in columns])
     for c in columns:
@@ -220,7 +238,10 @@ def to_frame(rows: list[list], columns: list[InputColumn]) -> pd.DataFrame:
     return df
 
 # %% ../../notebooks/serving/01_payload.ipynb #2bf323aa
-def parse_feedback(body: bytes, max_items: int = 100_000) -> list[dict]:
+def parse_feedback(
+    body: bytes,  # the request body
+    max_items: int = 100_000,  # at most this many labels in one request
+) -> list[dict]:
     "Feedback items from a JSON body, or `BadRequest` naming the first problem."
     from pydantic import BaseModel, Field, ValidationError
 

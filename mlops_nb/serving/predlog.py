@@ -97,7 +97,10 @@ def _run(self: PredictionLog) -> None:
 
 
 @patch
-def close(self: PredictionLog, timeout: float = 10.0) -> None:
+def close(
+    self: PredictionLog,
+    timeout: float = 10.0,  # seconds to wait for the writer
+) -> None:
     "Write what is queued, then stop the writer."
     self._stop.set()
     self._thread.join(timeout)
@@ -105,7 +108,10 @@ def close(self: PredictionLog, timeout: float = 10.0) -> None:
 
 # %% ../../notebooks/serving/02_predlog.ipynb #ed539d28
 def read_log(
-    folder: Path | str, limit: int | None = None, since: float | None = None, prefix: str = "predictions"
+    folder: Path | str,  # the log's folder
+    limit: int | None = None,  # only the newest N records (None: all)
+    since: float | None = None,  # only records at or after this Unix time
+    prefix: str = "predictions",  # file-name prefix of the segments (predictions, or feedback)
 ) -> list[dict]:
     "Records of the prediction log in `folder`, oldest first (the last `limit`, or those at or after `since`)."
     out: list[dict] = []
@@ -129,7 +135,9 @@ def read_log(
     return out if limit is None else out[-limit:]
 
 
-def log_frame(records: list[dict]):
+def log_frame(
+    records: list[dict],  # prediction log records
+):
     "The logged inputs as columns, beside request id, time, version, variant and prediction."
     import pandas as pd
 
@@ -140,7 +148,9 @@ def log_frame(records: list[dict]):
 FEEDBACK = "feedback"
 
 
-def feedback_folder(predictions: Path | str) -> Path:
+def feedback_folder(
+    predictions: Path | str,  # the prediction log's folder
+) -> Path:
     return Path(predictions) / FEEDBACK
 
 
@@ -170,17 +180,25 @@ class RecentIds:
         return f"RecentIds({len(self)} of at most {self.maxlen})"
 
 
-def scored_ids(folder: Path | str) -> set[tuple[str, int]]:
+def scored_ids(
+    folder: Path | str,  # the prediction log's folder
+) -> set[tuple[str, int]]:
     "(request id, row) of every row in the prediction log."
     return {(r["request_id"], int(r.get("row", 0))) for r in read_log(folder)}
 
 
-def labelled_ids(folder: Path | str) -> set[tuple[str, int]]:
+def labelled_ids(
+    folder: Path | str,  # the prediction log's folder
+) -> set[tuple[str, int]]:
     "(request id, row) of every row that already has a label."
     return {(r["request_id"], int(r.get("row", 0))) for r in read_log(feedback_folder(folder), prefix=FEEDBACK)}
 
 
-def sort_feedback(items: list[dict], scored: set, labelled: set) -> tuple[list[dict], list[str], list[str]]:
+def sort_feedback(
+    items: list[dict],  # feedback items: request_id, row, label
+    scored: set,  # (request id, row) pairs the server answered
+    labelled: set,  # (request id, row) pairs that have a label already
+) -> tuple[list[dict], list[str], list[str]]:
     "Split feedback items into the accepted ones, unknown ids and ids already labelled (each labelled at most once)."
     ok, unknown, again = [], [], []
     for it in items:
@@ -206,7 +224,10 @@ def sort_feedback(items: list[dict], scored: set, labelled: set) -> tuple[list[d
 MONITOR_STATUS = "monitor-status.json"
 
 
-def write_monitor_status(predictions: Path | str, status: dict) -> Path:
+def write_monitor_status(
+    predictions: Path | str,  # the prediction log's folder
+    status: dict,  # the figures to export (`monitor_status`)
+) -> Path:
     "Replace the monitor's latest status in the predictions folder (atomically)."
     folder = Path(predictions)
     folder.mkdir(parents=True, exist_ok=True)
@@ -216,7 +237,9 @@ def write_monitor_status(predictions: Path | str, status: dict) -> Path:
     return folder / MONITOR_STATUS
 
 
-def read_monitor_status(predictions: Path | str) -> dict | None:
+def read_monitor_status(
+    predictions: Path | str,  # the prediction log's folder
+) -> dict | None:
     "The monitor's latest status, or None if it never ran here (or the file is unreadable)."
     try:
         return json.loads((Path(predictions) / MONITOR_STATUS).read_text())

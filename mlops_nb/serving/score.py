@@ -15,7 +15,10 @@ from .payload import check_values, to_frame
 __all__ = ['read_chunks', 'count_rows', 'score_file']
 
 # %% ../../notebooks/serving/04_score.ipynb #37751275
-def read_chunks(path: Path, chunk_rows: int):
+def read_chunks(
+    path: Path,  # a file
+    chunk_rows: int,  # rows read and scored at a time
+):
     "DataFrames of at most `chunk_rows` rows from a CSV or Parquet file."
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
@@ -29,7 +32,9 @@ def read_chunks(path: Path, chunk_rows: int):
         raise DataError(f"{path} has suffix '{path.suffix}'; batch scoring reads .csv, .tsv or .parquet files.")
 
 
-def count_rows(path: Path) -> int | None:
+def count_rows(
+    path: Path,  # a file
+) -> int | None:
     "Rows in the file, when cheap to know (Parquet metadata, or counting CSV lines)."
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
@@ -65,7 +70,13 @@ def _scored(served, chunk: pd.DataFrame, offset: int) -> pd.DataFrame:
     return out
 
 
-def score_file(served, source: Path | str, target: Path | str, chunk_rows: int = 50_000, progress=None) -> int:
+def score_file(
+    served,  # the loaded model (`load_served`)
+    source: Path | str,  # the input file (CSV or Parquet)
+    target: Path | str,  # the output file of predictions
+    chunk_rows: int = 50_000,  # rows read and scored at a time
+    progress=None,  # a callback given the rows scored so far
+) -> int:
     "Score every row of `source` with `served` into `target` (CSV or Parquet); return the rows scored."
     source, target = Path(source), Path(target)
     if not source.is_file():

@@ -72,7 +72,10 @@ _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)$")
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 
-def resolve(client, uri: str) -> tuple[str, str, str]:
+def resolve(
+    client,  # an MlflowClient (`track.client.connect`)
+    uri: str,  # a model URI: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a folder
+) -> tuple[str, str, str]:
     "(name, version, alias) of a models:/ URI; a missing alias or version raises `RegistryError`."
     if m := _ALIAS_URI.match(uri):
         mv = alias_version(client, m["name"], m["alias"])
@@ -89,7 +92,9 @@ def resolve(client, uri: str) -> tuple[str, str, str]:
 BUNDLE_FILE = "bundle.json"  # what `mlops-nb bundle` writes beside the model: where it came from
 
 
-def load_bundle(folder: Path | str) -> ServedModel:
+def load_bundle(
+    folder: Path | str,  # a folder
+) -> ServedModel:
     "Load a bundle's model from its folder: no tracking server, no network."
     folder = Path(folder)
     try:
@@ -116,7 +121,10 @@ def load_bundle(folder: Path | str) -> ServedModel:
     )
 
 
-def load_served(client, uri: str) -> ServedModel:
+def load_served(
+    client,  # an MlflowClient (`track.client.connect`)
+    uri: str,  # a model URI: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a folder
+) -> ServedModel:
     "Load the model at `uri` (models:/name@alias, models:/name/version, runs:/..., a local path, or a bundle's folder)."
     if (Path(uri) / BUNDLE_FILE).is_file():
         return load_bundle(uri)
@@ -469,7 +477,10 @@ def _follow(self: ScoringService, role: str, alias: str, cur) -> None:
     logging.getLogger("mlops_nb.serving.server").warning("%s is now %s version %s", role, self.name, version)
 
 # %% ../../notebooks/serving/03_server.ipynb #376db630
-def choose_variant(fraction: float, caller: str | None) -> str:
+def choose_variant(
+    fraction: float,  # the share of callers sent to the challenger
+    caller: str | None,  # the caller's id (X-Caller-Id), for sticky routing
+) -> str:
     "champion or challenger for a caller, given the challenger's share of traffic."
     if fraction <= 0:
         return "champion"
@@ -515,11 +526,11 @@ class Answer:
 @patch
 async def score(
     self: ScoringService,
-    body: bytes,
-    content_type: str,
-    request_id: str,
-    caller: str | None = None,
-    proba: bool = False,
+    body: bytes,  # the request body
+    content_type: str,  # its Content-Type
+    request_id: str,  # the request's id (X-Request-Id, or a new one)
+    caller: str | None = None,  # the caller's id (X-Caller-Id), for sticky A/B routing
+    proba: bool = False,  # also answer class probabilities
 ) -> Answer:
     "Score one request: route it, check it against its model, batch it, fall back if the model fails."
     variant = choose_variant(self.options.ab_fraction, caller) if self.models["challenger"] else "champion"
@@ -562,7 +573,11 @@ async def score(
 
 # %% ../../notebooks/serving/03_server.ipynb #f4aea281
 @patch
-async def record(self: ScoringService, a: Answer, seconds: float) -> None:
+async def record(
+    self: ScoringService,
+    a: Answer,  # the answer to record
+    seconds: float,  # how long the request took
+) -> None:
     "Metrics and prediction-log records of an answered request, with the shadow's opinion if enabled."
     m = self.metrics
     m.requests.labels(a.variant, "ok").inc()
@@ -640,7 +655,9 @@ def _error(e: BadRequest, headers: dict | None = None):
     )
 
 # %% ../../notebooks/serving/03_server.ipynb #bc282a34
-def create_app(service: ScoringService):
+def create_app(
+    service: ScoringService,  # the scoring service (`ScoringService`)
+):
     "The FastAPI application serving `service`."
     from contextlib import asynccontextmanager
     from starlette.responses import JSONResponse, Response
@@ -728,7 +745,13 @@ def create_app(service: ScoringService):
     return app
 
 # %% ../../notebooks/serving/03_server.ipynb #736eb612
-def run_server(settings, options: ServeOptions, host: str = "127.0.0.1", port: int = 8080, on_start=None) -> None:
+def run_server(
+    settings,  # the workbench settings (`core.config.load_settings`)
+    options: ServeOptions,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+    host: str = "127.0.0.1",  # interface to bind
+    port: int = 8080,  # TCP port on `host`
+    on_start=None,  # called with the service once it has started
+) -> None:
     "Serve until interrupted."
     import uvicorn
 

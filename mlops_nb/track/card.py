@@ -56,7 +56,12 @@ def _model_file(client, name: str, version: str, path: str, folder: str) -> Path
         return None
 
 
-def card_facts(client, name: str, version, intended_use: str = "") -> CardFacts:
+def card_facts(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    version,  # the version
+    intended_use: str = "",  # what the model is for, the card's first line
+) -> CardFacts:
     "Gather the facts for the card of version `version` of model `name`."
     mv = client.get_model_version(name, str(version))
     f = CardFacts(name, str(mv.version), intended_use, dict(mv.tags))
@@ -117,7 +122,9 @@ def _limitations(f: CardFacts) -> list[str]:
     return out
 
 # %% ../../notebooks/track/04_card.ipynb #d2d552ad
-def render_card(f: CardFacts) -> str:
+def render_card(
+    f: CardFacts,  # the facts of the card (`card_facts`)
+) -> str:
     "The model card as Markdown."
     t = f.tags
     md = [
@@ -201,7 +208,10 @@ def render_card(f: CardFacts) -> str:
     return "\n".join(md)
 
 
-def card_html(markdown: str, title: str) -> str:
+def card_html(
+    markdown: str,  # the card, as Markdown
+    title: str,  # the page's title
+) -> str:
     "A standalone HTML page for a Markdown card."
     import mistune
 
@@ -215,7 +225,12 @@ def card_html(markdown: str, title: str) -> str:
 
 # %% ../../notebooks/track/04_card.ipynb #960830ae
 def write_card(
-    client, name: str, version, run_id: str, intended_use: str = "", folder: Path | str | None = None
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    version,  # the version
+    run_id: str,  # an MLflow run id
+    intended_use: str = "",  # what the model is for, the card's first line
+    folder: Path | str | None = None,  # a folder
 ) -> str:
     "Build a version's card, log card.md and card.html to `run_id`, make it the description; return the Markdown."
     md = render_card(card_facts(client, name, version, intended_use))

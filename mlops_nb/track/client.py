@@ -61,7 +61,9 @@ class Tag:
     history = f"{TAG}.history."  # prefix of the registry's history events on a registered model
 
 
-def connect(settings: Settings):
+def connect(
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+):
     "An MlflowClient for the settings' tracking store (registry in the same store)."
     import logging
 
@@ -72,7 +74,10 @@ def connect(settings: Settings):
     return MlflowClient(tracking_uri=settings.tracking, registry_uri=settings.tracking)
 
 
-def ensure_experiment(client, settings: Settings) -> str:
+def ensure_experiment(
+    client,  # an MlflowClient (`track.client.connect`)
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+) -> str:
     "The id of the settings' experiment, created (with the local artifact folder) if missing."
     exp = client.get_experiment_by_name(settings.experiment)
     if exp is not None:
@@ -84,7 +89,13 @@ def ensure_experiment(client, settings: Settings) -> str:
         return client.get_experiment_by_name(settings.experiment).experiment_id
 
 # %% ../../notebooks/track/01_client.ipynb #1b780fee
-def start_run(client, experiment_id: str, name: str, tags: dict | None = None, parent_run_id: str | None = None) -> str:
+def start_run(
+    client,  # an MlflowClient (`track.client.connect`)
+    experiment_id: str,  # the experiment to create the run in
+    name: str,  # the run's name
+    tags: dict | None = None,  # tags to set, by name
+    parent_run_id: str | None = None,  # the run to nest it under, or None
+) -> str:
     "Create a RUNNING run (nested under `parent_run_id` if given); return its id."
     tags = {k: str(v) for k, v in (tags or {}).items()}
     if parent_run_id:
@@ -93,7 +104,11 @@ def start_run(client, experiment_id: str, name: str, tags: dict | None = None, p
 
 
 def log_values(
-    client, run_id: str, params: dict | None = None, metrics: dict | None = None, tags: dict | None = None
+    client,  # an MlflowClient (`track.client.connect`)
+    run_id: str,  # an MLflow run id
+    params: dict | None = None,  # parameter values by name
+    metrics: dict | None = None,  # metric values by name; non-finite ones are skipped
+    tags: dict | None = None,  # tags to set, by name
 ) -> None:
     "Log params, metrics and tags in one batch; non-finite metrics are skipped."
     from mlflow.entities import Metric, Param, RunTag
@@ -122,7 +137,11 @@ def _finite(v) -> bool:
         return False
 
 
-def finish_run(client, run_id: str, status: str = "FINISHED") -> None:
+def finish_run(
+    client,  # an MlflowClient (`track.client.connect`)
+    run_id: str,  # an MLflow run id
+    status: str = "FINISHED",  # FINISHED, FAILED or KILLED
+) -> None:
     "Mark a run FINISHED, FAILED or KILLED."
     client.set_terminated(run_id, status=status)
 
@@ -186,7 +205,9 @@ def open_stores(
                 store.engine.dispose()  # children open their own connections
 
 # %% ../../notebooks/track/01_client.ipynb #55761db1
-def git_state(folder: Path | str) -> dict[str, str]:
+def git_state(
+    folder: Path | str,  # a folder
+) -> dict[str, str]:
     "Commit, branch and dirty flag of the git work tree at `folder` (empty outside git)."
 
     def git(*args):
@@ -230,7 +251,14 @@ def installed_packages() -> str:
 
 # %% ../../notebooks/track/01_client.ipynb #e3d1fa54
 def log_dataset(
-    client, run_id: str, df, source: str, name: str, digest: str, target: str | None = None, context: str = "training"
+    client,  # an MlflowClient (`track.client.connect`)
+    run_id: str,  # an MLflow run id
+    df,  # the data
+    source: str,  # where the data came from: a path, or a description of generated data
+    name: str,  # the dataset's name
+    digest: str,  # the data's content hash (its version)
+    target: str | None = None,  # the target column
+    context: str = "training",  # training, validation or test
 ) -> None:
     "Record `df` (from `source`, version `digest`) as an input of the run."
     from mlflow.data.code_dataset_source import CodeDatasetSource

@@ -70,7 +70,11 @@ def _fmt(v) -> str:
 
 # %% ../../notebooks/track/03_gate.ipynb #c02389fc
 def decide(
-    rules: GateRules, challenger: str, scores: dict, champion: str | None = None, champion_scores: dict | None = None
+    rules: GateRules,  # the gate's rules (`GateRules`)
+    challenger: str,  # the challenger's version
+    scores: dict,  # the challenger's metrics, plus `slice_gap`
+    champion: str | None = None,  # the champion's version before the gate (None: none)
+    champion_scores: dict | None = None,  # the champion's metrics on the same rows
 ) -> GateDecision:
     "Apply `rules` to the challenger's `scores` (metrics plus 'slice_gap') and the champion's."
     m, up = rules.metric, higher_is_better(rules.metric)
@@ -111,7 +115,13 @@ def decide(
     return d
 
 # %% ../../notebooks/track/03_gate.ipynb #2b7c25b9
-def gate_scores(model, X, y, task: str, slice_column: str | None) -> dict:
+def gate_scores(
+    model,  # the model to score
+    X,  # the features, one row per example
+    y,  # the true targets
+    task: str,  # binary, multiclass or regression
+    slice_column: str | None,  # the column to compute per-slice metrics on (None: no slices)
+) -> dict:
     "The metrics of `model` on `X`, `y`, plus the largest gap between slices of `slice_column`."
     from mlops_nb.ml.evaluate import evaluate, slice_metrics, slice_gap
 
@@ -119,7 +129,11 @@ def gate_scores(model, X, y, task: str, slice_column: str | None) -> dict:
     return {**evaluate(model, X, y, task), "slice_gap": gap}
 
 
-def load_version(client, name: str, version: str):
+def load_version(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    version: str,  # the version to load
+):
     "The scikit-learn model of version `version` of `name`, as registered."
     import mlflow.sklearn
 
@@ -138,14 +152,14 @@ def who() -> str:
 
 
 def record_event(
-    client,
-    name: str,
-    action: str,
-    version: str,
-    reason: str,
-    previous: str | None = None,
-    run_id: str | None = None,
-    by: str | None = None,
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    action: str,  # promote, refuse, keep or rollback
+    version: str,  # the version the event is about
+    reason: str,  # why, in a person's words: recorded in the history
+    previous: str | None = None,  # the champion before this event
+    run_id: str | None = None,  # an MLflow run id
+    by: str | None = None,  # who acts; default: $MLOPS_NB_USER or the login name
 ) -> dict:
     "Append one event (promote, refuse, rollback) to the history of model `name`."
     event = {
@@ -161,7 +175,10 @@ def record_event(
     return event
 
 
-def history(client, name: str) -> list[dict]:
+def history(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+) -> list[dict]:
     "The events of model `name`, oldest first."
     tags = client.get_registered_model(name).tags
     return [
@@ -185,7 +202,14 @@ def _version(client, name: str, version) -> str:
         ) from None
 
 
-def promote(client, name: str, version, reason: str, run_id: str | None = None, by: str | None = None) -> dict:
+def promote(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    version,  # the version to make champion
+    reason: str,  # why, in a person's words: recorded in the history
+    run_id: str | None = None,  # an MLflow run id
+    by: str | None = None,  # who acts; default: $MLOPS_NB_USER or the login name
+) -> dict:
     "Make `version` the champion of `name` (the old champion becomes `previous`); record why."
     version = _version(client, name, version)
     old = alias_version(client, name, "champion")
@@ -198,7 +222,12 @@ def promote(client, name: str, version, reason: str, run_id: str | None = None, 
     return record_event(client, name, "promote", version, reason, previous=old, run_id=run_id, by=by)
 
 
-def rollback(client, name: str, reason: str, by: str | None = None) -> dict:
+def rollback(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    reason: str,  # why, in a person's words: recorded in the history
+    by: str | None = None,  # who acts; default: $MLOPS_NB_USER or the login name
+) -> dict:
     "Make the `previous` version champion again; record why."
     prev, cur = alias_version(client, name, "previous"), alias_version(client, name, "champion")
     if prev is None:
@@ -224,7 +253,12 @@ def rollback(client, name: str, reason: str, by: str | None = None) -> dict:
     )
 
 # %% ../../notebooks/track/03_gate.ipynb #62e2769c
-def apply_decision(client, name: str, decision: GateDecision, run_id: str | None = None) -> dict:
+def apply_decision(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    decision: GateDecision,  # what the gate decided (`GateDecision`)
+    run_id: str | None = None,  # an MLflow run id
+) -> dict:
     "Promote the challenger if `decision` passed; tag the version and record the event either way."
     v = decision.challenger
     client.set_model_version_tag(name, v, Tag.gate, "passed" if decision.passed else "refused")
@@ -241,15 +275,15 @@ def apply_decision(client, name: str, decision: GateDecision, run_id: str | None
 
 # %% ../../notebooks/track/03_gate.ipynb #d7dfca67
 def run_gate(
-    client,
-    name: str,
-    challenger: str,
-    rules: GateRules,
-    X,
-    y,
-    task: str,
-    slice_column: str | None = None,
-    run_id: str | None = None,
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    challenger: str,  # the challenger's version
+    rules: GateRules,  # the gate's rules (`GateRules`)
+    X,  # the features, one row per example
+    y,  # the true targets
+    task: str,  # binary, multiclass or regression
+    slice_column: str | None = None,  # the column to compute per-slice metrics on (None: no slices)
+    run_id: str | None = None,  # an MLflow run id
 ) -> tuple[GateDecision, dict]:
     "Score the challenger and the champion on `X`, `y`, decide, apply; return the decision and the scores."
     import mlflow

@@ -35,7 +35,9 @@ def pinned_requirements() -> list[str]:
     return out
 
 
-def trusted_types(model) -> list[str]:
+def trusted_types(
+    model,  # a fitted estimator
+) -> list[str]:
     "The non-default types skops must trust to load `model` (we built it, so we trust them)."
     import skops.io as sio
 
@@ -43,7 +45,14 @@ def trusted_types(model) -> list[str]:
 
 # %% ../../notebooks/track/02_registry.ipynb #84d35488
 def register_model(
-    client, run_id: str, name: str, model, example, schema: Schema, tags: dict | None = None, profile=None
+    client,  # an MlflowClient (`track.client.connect`)
+    run_id: str,  # an MLflow run id
+    name: str,  # registered model name
+    model,  # a fitted scikit-learn estimator
+    example,  # a few input rows: the model's input example and signature
+    schema: Schema,  # the training data's schema (`infer_schema`)
+    tags: dict | None = None,  # tags to set on the new version
+    profile=None,  # the reference profile of the training data (`make_profile`), or None
 ):
     "Log `model` to run `run_id` (with its schema and reference `profile`) and register a new version of `name`."
     import mlflow, mlflow.sklearn
@@ -85,7 +94,11 @@ def register_model(
     return client.get_model_version(name, mv.version)
 
 # %% ../../notebooks/track/02_registry.ipynb #55db708a
-def alias_version(client, name: str, alias: str):
+def alias_version(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    alias: str,  # an alias: champion, challenger or previous
+):
     "The version of `name` holding `alias`, or None."
     from mlflow.exceptions import MlflowException
 
@@ -95,12 +108,22 @@ def alias_version(client, name: str, alias: str):
         return None
 
 
-def make_challenger(client, name: str, version: str) -> None:
+def make_challenger(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    version: str,  # a registered model version
+) -> None:
     "Give `version` the `challenger` alias (taking it from any other version)."
     client.set_registered_model_alias(name, "challenger", version)
 
 # %% ../../notebooks/track/02_registry.ipynb #f4436f5f
-def version_file(client, name: str, version: str, path: str, folder: str | None = None) -> Path:
+def version_file(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    version: str,  # a registered model version
+    path: str,  # a file
+    folder: str | None = None,  # a folder
+) -> Path:
     "Download a file of a registered version's model (e.g. extra_files/profile.json); `RegistryError` if none."
     import mlflow
 
@@ -117,14 +140,22 @@ def version_file(client, name: str, version: str, path: str, folder: str | None 
         ) from None
 
 
-def version_profile(client, name: str, version: str):
+def version_profile(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    version: str,  # a registered model version
+):
     "The reference profile registered with a version."
     from mlops_nb.ml.drift import Profile
 
     return Profile.read(version_file(client, name, version, "extra_files/profile.json"))
 
 
-def version_schema(client, name: str, alias: str = "champion") -> Schema | None:
+def version_schema(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    alias: str = "champion",  # the alias whose version's schema to read
+) -> Schema | None:
     "The training schema of the version of `name` holding `alias` (None if no such version)."
     mv = alias_version(client, name, alias)
     if mv is None:

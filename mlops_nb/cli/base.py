@@ -54,7 +54,7 @@ def format_duration(
     "How long a run took, or `running`."
     return f"{(info.end_time - info.start_time) / 1000:.1f}s" if info.end_time else "running"
 
-
+# %% ../../notebooks/cli/01_base.ipynb #cc3010e8
 def report_step(
     console,  # a rich Console
     statuses=("done", "cached", "failed"),  # the statuses worth a line

@@ -95,7 +95,7 @@ class Schema(JsonValue):
             + self.to_frame().to_markdown(index=False)
         )
 
-
+# %% ../../notebooks/ml/02_validate.ipynb #a38dc64d
 def _describe(c: ColumnSchema) -> str:
     if c.categories is not None:
         return ", ".join(map(str, c.categories[:8])) + (" ..." if len(c.categories) > 8 else "")
@@ -136,7 +136,7 @@ class Violation:
     severity: str  # error or warning
     message: str
 
-
+# %% ../../notebooks/ml/02_validate.ipynb #c8bf25b9
 @dataclass
 class ValidationReport:
     "What checking one table against one schema found."
@@ -236,7 +236,7 @@ def check_data(
             )
     return report
 
-
+# %% ../../notebooks/ml/02_validate.ipynb #98dd4a77
 def require_valid(
     report: ValidationReport,  # the validation report
 ) -> ValidationReport:

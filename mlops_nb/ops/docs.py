@@ -100,7 +100,7 @@ def _no_rule(output: dict) -> dict:
         output["data"]["text/markdown"] = re.sub(r"^---\s*\n", "", md.lstrip())
     return nbformat.from_dict(dict(output))
 
-
+# %% ../../notebooks/ops/04_docs.ipynb #809dd83b
 def to_myst(
     nb,  # a processed notebook
 ) -> nbformat.NotebookNode:
@@ -262,7 +262,7 @@ CSS = """/* long signatures and code lines wrap instead of running off the right
 div.highlight pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
-
+# %% ../../notebooks/ops/04_docs.ipynb #5d022ad0
 def render_site(
     staging: Path,  # the folder of processed pages
     out: Path,  # where the site goes
@@ -338,7 +338,7 @@ def _layers(docs: list[str], order: list[str]) -> dict[str, list[str]]:
     rank = lambda layer: (order.index(layer), "") if layer in order else (len(order), layer)
     return dict(sorted(out.items(), key=lambda kv: rank(kv[0])))
 
-
+# %% ../../notebooks/ops/04_docs.ipynb #24955b9e
 def build_docs(
     project: Path | str = ".",  # the project's folder (or one below it)
     out: Path | str | None = None,  # where the site goes; default the `doc_path` of `[tool.nbdev]`

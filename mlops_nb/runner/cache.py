@@ -101,9 +101,10 @@ class CacheEntry(JsonValue):
 
 
 _KEY_LOCKS: dict = {}
+
 _KEY_LOCKS_LOCK = threading.Lock()
 
-
+# %% ../../notebooks/runner/03_cache.ipynb #1c8168f5
 class StepCache:
     "A folder of cache entries, one small JSON file per key."
 

@@ -35,6 +35,7 @@ PRELOAD = (
     "mlops_nb.ml.data",
     "sklearn.model_selection",
 )  # what every step (and the first, ingest) needs
+
 PRELOAD_LATER = (
     "mlops_nb.ml.validate",
     "mlops_nb.track.registry",
@@ -53,6 +54,8 @@ PRELOAD_LATER = (
     "mlflow.models",
     "skops.io",
 )  # imported between requests, in the order the train pipeline's steps need them
+
+# %% ../../notebooks/runner/05_kernels.ipynb #990a760c
 HOLD = 1.0  # seconds the zygote keeps still after its first batch, so that the first fork never waits on an import
 
 #: (Opening an MLflow SQLite store imports alembic, the SQLite dialect and MLflow's workspace and
@@ -118,7 +121,7 @@ def _become_kernel(request: dict) -> None:
     finally:
         os._exit(0)
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #399fa504
 def _as_fresh_kernel() -> None:
     "Undo what the preload decided differently from a kernel's own imports (the zygote is not a kernel)."
     import numpy as np
@@ -158,7 +161,7 @@ def _open_stores(uris) -> None:
 
     open_stores(uris)
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #23595782
 def serve(
     path: str,  # the unix socket to listen on
     modules=PRELOAD,  # modules to import before the first fork
@@ -216,7 +219,7 @@ def request(
         s.sendall(json.dumps(req).encode() + b"\n")
         return s.makefile().readline().strip()
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #924a90e9
 class Zygote:
     "A running zygote process and its socket."
 
@@ -358,12 +361,14 @@ class Prestarted:
                 for pid, _ in self.ready.pop(key):
                     ForkedProcess(pid).kill()
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #e9b82ff7
 PRESTARTED = Prestarted()
 
 # %% ../../notebooks/runner/05_kernels.ipynb #f906fe4f
 import uuid
+
 from jupyter_client.manager import AsyncKernelManager
+
 from jupyter_client.provisioning import LocalProvisioner
 
 
@@ -392,9 +397,10 @@ class ForkedProvisioner(LocalProvisioner):
 LIVE: set[int] = set()  # pids of the kernels this process started and has not yet seen end
 
 from jupyter_client.asynchronous import AsyncKernelClient
+
 from traitlets import DottedObjectName, Type
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #056c1054
 class QuickKernelClient(AsyncKernelClient):
     "A kernel client whose readiness check does not end with 0.2 s of waiting for IOPub to fall silent."
 
@@ -428,7 +434,7 @@ class QuickKernelClient(AsyncKernelClient):
 
     wait_for_ready = _async_wait_for_ready
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #66d8a46f
 class TrackedKernelManager(AsyncKernelManager):
     "nbclient's kernel manager, listing every kernel it starts in `LIVE` (so an interrupted run can stop them)."
 

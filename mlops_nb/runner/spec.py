@@ -18,10 +18,12 @@ __all__ = ['TYPES', 'RUNNER_PARAMS', 'Param', 'read_parameters', 'Step', 'Pipeli
 
 # %% ../../notebooks/runner/01_spec.ipynb #5ece3fe7
 TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
 RUNNER_PARAMS = ("out_dir", "upstream", "mlflow_run_id")
+
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
-
+# %% ../../notebooks/runner/01_spec.ipynb #560d3dd4
 @dataclass(frozen=True)
 class Param:
     "One typed pipeline parameter."
@@ -62,7 +64,7 @@ class Param:
             )
         return v
 
-
+# %% ../../notebooks/runner/01_spec.ipynb #97c4f694
 def _hint(p: Param) -> str:
     return {"bool": " (use true or false)", "int": " (a whole number)", "float": " (a number)"}.get(p.type, "")
 
@@ -77,7 +79,7 @@ def _parameters_cell(nb: dict, path: Path) -> tuple[str, int]:
         "In JupyterLab open the cell's property inspector (gear icon, right sidebar) and add the tag 'parameters'."
     )
 
-
+# %% ../../notebooks/runner/01_spec.ipynb #e6a1ce76
 def read_parameters(
     path: Path | str,  # a file
 ) -> dict[str, Param]:
@@ -214,7 +216,7 @@ def _read_steps(d: dict, path: Path) -> list[Step]:
         steps.append(Step(str(s["name"]), nb, tuple(map(str, needs)), cache=s.get("cache", True)))
     return _ordered(steps, path)
 
-
+# %% ../../notebooks/runner/01_spec.ipynb #5d5b0633
 def _ordered(steps: list[Step], path: Path) -> list[Step]:
     names = [s.name for s in steps]
     if len(set(names)) < len(names):
@@ -336,7 +338,7 @@ def resolve_params(
             values[k] = p.default
     return values, settings
 
-
+# %% ../../notebooks/runner/01_spec.ipynb #e0a2e13b
 def check_files(
     spec: PipelineSpec,  # the pipeline spec (`load_spec`)
     values: dict,  # parameter values by name

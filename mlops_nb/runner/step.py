@@ -21,7 +21,7 @@ __all__ = ['OUTPUTS', 'StepContext']
 # %% ../../notebooks/runner/02_step.ipynb #96e471d9
 OUTPUTS = "outputs.json"
 
-
+# %% ../../notebooks/runner/02_step.ipynb #1e753b8b
 @dataclass
 class StepContext:
     "A step's folder, inputs and MLflow run."
@@ -101,7 +101,7 @@ def _upstream_closure(spec, step: str) -> list[str]:
             todo += list(spec.step(n).needs)
     return [s.name for s in spec.steps if s.name in needed]
 
-
+# %% ../../notebooks/runner/02_step.ipynb #3a331544
 def _run_interactive(notebook: Path, folder: Path) -> None:
     "Run an upstream step notebook with its defaults (it has no output yet)."
     print(
@@ -175,7 +175,7 @@ def path(
     "Path for file `name` in this step's output folder."
     return self.out_dir / name
 
-
+# %% ../../notebooks/runner/02_step.ipynb #54aaa451
 @patch
 def finish(
     self: StepContext,

@@ -103,7 +103,7 @@ def _tensor_like_to_rows(value, columns: list[InputColumn], key: str) -> list[li
         return value
     return _records_to_rows(value, columns, key)
 
-
+# %% ../../notebooks/serving/01_payload.ipynb #246edadc
 def parse_json(
     body: bytes,  # the request body
     columns: list[InputColumn],  # the model's input columns, as its signature lists them

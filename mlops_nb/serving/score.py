@@ -69,7 +69,7 @@ def _scored(served, chunk: pd.DataFrame, offset: int) -> pd.DataFrame:
             out[f"proba_{cls}"] = proba[:, k]
     return out
 
-
+# %% ../../notebooks/serving/04_score.ipynb #f6adf2d9
 def score_file(
     served,  # the loaded model (`load_served`)
     source: Path | str,  # the input file (CSV or Parquet)

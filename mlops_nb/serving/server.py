@@ -69,6 +69,7 @@ class ServedModel:
 
 # %% ../../notebooks/serving/03_server.ipynb #bc968a5e
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)$")
+
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 
@@ -91,7 +92,7 @@ def resolve(
 
 BUNDLE_FILE = "bundle.json"  # what `mlops-nb bundle` writes beside the model: where it came from
 
-
+# %% ../../notebooks/serving/03_server.ipynb #85139430
 def load_bundle(
     folder: Path | str,  # a folder
 ) -> ServedModel:
@@ -120,7 +121,7 @@ def load_bundle(
         meta.get("data_version", ""),
     )
 
-
+# %% ../../notebooks/serving/03_server.ipynb #bdfcdacd
 def load_served(
     client,  # an MlflowClient (`track.client.connect`)
     uri: str,  # a model URI: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a folder
@@ -211,7 +212,7 @@ def _run_batch(jobs: list[_Job]):
             return [e]
         return [r for j in jobs for r in _run_batch([j])]
 
-
+# %% ../../notebooks/serving/03_server.ipynb #e4a5098d
 @patch
 async def _work(self: MicroBatcher):
     loop = asyncio.get_running_loop()
@@ -447,7 +448,7 @@ def start(self: ScoringService) -> None:
 
     threading.Thread(target=watch, name="model-watch", daemon=True).start()
 
-
+# %% ../../notebooks/serving/03_server.ipynb #5b3d17cd
 @patch
 def stop(self: ScoringService) -> None:
     "Stop following aliases and write the rest of the prediction log."

@@ -55,7 +55,7 @@ def _model_file(client, name: str, version: str, path: str, folder: str) -> Path
     except Exception:
         return None
 
-
+# %% ../../notebooks/track/04_card.ipynb #39f0b26d
 def card_facts(
     client,  # an MlflowClient (`track.client.connect`)
     name: str,  # registered model name
@@ -207,7 +207,7 @@ def render_card(
     md += ["## Limitations", "", *[f"- {x}" for x in _limitations(f)], ""]
     return "\n".join(md)
 
-
+# %% ../../notebooks/track/04_card.ipynb #4a1637f2
 def card_html(
     markdown: str,  # the card, as Markdown
     title: str,  # the page's title

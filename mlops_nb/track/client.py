@@ -19,7 +19,7 @@ __all__ = ['TAG', 'PARENT', 'Tag', 'connect', 'ensure_experiment', 'start_run', 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
 
-
+# %% ../../notebooks/track/01_client.ipynb #b036267e
 class Tag:
     "The names of the tags the workbench writes on runs and model versions, in one place."
 
@@ -60,7 +60,7 @@ class Tag:
     gate_champion = f"{TAG}.gate.champion"  # on a version: the champion it faced
     history = f"{TAG}.history."  # prefix of the registry's history events on a registered model
 
-
+# %% ../../notebooks/track/01_client.ipynb #8ce221a0
 def connect(
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
 ):
@@ -129,7 +129,7 @@ def _text(v) -> str:
     s = v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, (list, dict)) else str(v)
     return s[:6000]
 
-
+# %% ../../notebooks/track/01_client.ipynb #a8884ea1
 def _finite(v) -> bool:
     try:
         return math.isfinite(float(v))

@@ -150,7 +150,7 @@ def version_profile(
 
     return Profile.read(version_file(client, name, version, "extra_files/profile.json"))
 
-
+# %% ../../notebooks/track/02_registry.ipynb #d7b30fa1
 def version_schema(
     client,  # an MlflowClient (`track.client.connect`)
     name: str,  # registered model name
@@ -217,7 +217,7 @@ def list_versions(
     "Every version of `name`, newest first."
     return sorted(client.search_model_versions(f"name='{name}'"), key=lambda m: int(m.version), reverse=True)
 
-
+# %% ../../notebooks/track/02_registry.ipynb #6298d28b
 def download_model(
     client,  # an MlflowClient
     name: str,  # registered model name

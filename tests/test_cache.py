@@ -89,13 +89,24 @@ def start(project, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def wait_for_step(project, step, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        hits = list((project.root / "runs").glob(f"*/{step}"))
-        if hits: return hits[0].parent.name
+def wait_for_step(project, step, timeout=300):
+    "Wait until `step` is executing (its kernel is writing the executed notebook); return the pipeline run id."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hits = list((project.root / "runs").glob(f"*/{step}/{step}.ipynb"))
+        if hits: return hits[0].parent.parent.name
         time.sleep(0.05)
-    raise AssertionError(f"step {step} did not start")
+    raise AssertionError(f"step {step} did not start within {timeout} s")
+
+
+def wait_gone(pattern: str, owner: int, timeout=60) -> list[str]:
+    "Wait until no process started for runner `owner` matches `pattern`; return those still there at the timeout."
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        left = [pid for pid in pids if f"owner={owner})" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")]
+        if not left or time.monotonic() > deadline: return left
+        time.sleep(0.1)
 
 
 def cache_entries(project):
@@ -106,7 +117,6 @@ def cache_entries(project):
 def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how):
     p = start(project, "-p", "n_rows=1500", "-p", "n_estimators=3000", "-p", "learning_rate=0.001")  # a long train step
     run_id = wait_for_step(project, "train")
-    time.sleep(1.0)
     os.kill(p.pid, signal.SIGINT if how == "sigint" else signal.SIGKILL)
     code = p.wait(60)
     assert code == (130 if how == "sigint" else -signal.SIGKILL)
@@ -115,8 +125,6 @@ def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how
     run = project.client().get_run(run_id)
     assert run.info.status == "KILLED"
     assert steps_of(project, run)["train"].info.status == "KILLED"
-    time.sleep(1.5)  # the forked kernel and the zygote watch the runner and go with it
-    leftovers = subprocess.run(["pgrep", "-f", "mlops_nb.runner.kernels import serve"], capture_output=True, text=True).stdout.split()
-    assert not [pid for pid in leftovers if f"owner={p.pid})" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")]
+    assert not wait_gone("mlops_nb.runner.kernels import serve", p.pid)  # the zygote watches the runner and goes with it
     project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "-p", "n_estimators=20", check=True)
     assert executed(project, project.pipeline_runs()[-1]) == ["evaluate", "gate", "register", "train"]  # resumed after validate

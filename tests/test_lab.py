@@ -45,26 +45,26 @@ def test_first_train_step_runs_top_to_bottom_in_jupyterlab(lab, browser, tmp_pat
     first = load_spec(project.root / "pipelines" / "train.yaml").steps[0].notebook.name
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{url}/lab/tree/pipelines/{first}?token={token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-CodeCell", timeout=60_000)
-    page.locator(".jp-StatusBar-Item", has_text="| Idle").first.wait_for(timeout=60_000)  # the kernel is up and connected
+    page.wait_for_selector(".jp-NotebookPanel .jp-CodeCell", timeout=240_000)
+    page.locator(".jp-StatusBar-Item", has_text="| Idle").first.wait_for(timeout=240_000)  # the kernel is up and connected
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
     try:
         page.wait_for_function("""() => {
             const ps = [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')];
             return ps.length > 0 && ps.every(p => /\\[\\d+\\]/.test(p.textContent));
-        }""", timeout=120_000)
+        }""", timeout=300_000)
     except Exception:
         page.screenshot(path=str(tmp_path / "lab-timeout.png"))
         prompts = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
-        raise AssertionError(f"cells did not all finish within 2 minutes: prompts {prompts}; screenshot {tmp_path / 'lab-timeout.png'}")
+        raise AssertionError(f"cells did not all finish within 5 minutes: prompts {prompts}; screenshot {tmp_path / 'lab-timeout.png'}")
     page.screenshot(path=str(tmp_path / "lab.png"))
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", has_text="Traceback")
     assert errors.count() == 0, errors.first.inner_text()
     page.keyboard.press("Control+s")  # save, then read what the kernel produced from the file itself
     nb_path = project.root / "pipelines" / first
-    deadline = time.time() + 30
-    while time.time() < deadline:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
         nb = json.loads(nb_path.read_text())
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         if all(c.get("execution_count") for c in code): break

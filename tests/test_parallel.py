@@ -6,16 +6,25 @@ import pytest
 pytestmark = pytest.mark.slow
 
 STEP = '''import time, json, os
+from pathlib import Path
 from mlops_nb.runner.step import StepContext
 ctx = StepContext.open({name!r}, out_dir=out_dir, upstream=upstream, mlflow_run_id=mlflow_run_id)
-start = time.time(); time.sleep(seconds); end = time.time()
-ctx.finish(start=start, end=end)'''
+start = time.time()
+meeting = Path(ctx.out_dir).parent / "meeting"
+meeting.mkdir(exist_ok=True)
+(meeting / {name!r}).touch()
+peer = {{"a": "b", "b": "a"}}.get({name!r})  # a and b wait for each other (at most `seconds`): only true parallelism meets
+deadline = time.monotonic() + seconds
+while peer and not (meeting / peer).exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+end = time.time()
+ctx.finish(start=start, end=end, met=bool(peer and (meeting / peer).exists()))'''
 
 
 def diamond(project):
-    "a and b are independent (2 s each); c needs both."
+    "a and b are independent (each waits up to `seconds` for the other to start); c needs both."
     for name in "abc":
-        cells = [nbformat.v4.new_code_cell('seconds: float = 2.0  # how long the step works\nout_dir: str = ""  # set by the runner\n'
+        cells = [nbformat.v4.new_code_cell('seconds: float = 2.0  # how long a step waits for its peer at most\nout_dir: str = ""  # set by the runner\n'
                                            'upstream: str = ""  # set by the runner\nmlflow_run_id: str = ""  # set by the runner'),
                  nbformat.v4.new_code_cell(STEP.format(name=name))]
         cells[0].metadata["tags"] = ["parameters"]
@@ -34,10 +43,10 @@ def intervals(project):
     return out
 
 
-@pytest.mark.parametrize("workers, overlap", [(2, True), (1, False)])
-def test_independent_steps_overlap_only_with_enough_workers(project, workers, overlap):
-    diamond(project)
-    project.run("run", "pipelines/diamond.yaml", "--workers", str(workers), "--no-cache", check=True)
+@pytest.mark.parametrize("workers, overlap, wait", [(2, True, 300), (1, False, 2)])
+def test_independent_steps_overlap_only_with_enough_workers(project, workers, overlap, wait):
+    diamond(project)  # with two workers a and b meet however busy the machine; with one, a waits in vain and ends
+    project.run("run", "pipelines/diamond.yaml", "--workers", str(workers), "--no-cache", "-p", f"seconds={wait}", check=True)
     t = intervals(project)
     a, b, c = t["a"], t["b"], t["c"]
     assert (a[0] < b[1] and b[0] < a[1]) == overlap  # a and b ran at the same time iff two workers

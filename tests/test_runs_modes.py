@@ -115,9 +115,9 @@ def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project):
     p = subprocess.Popen([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/train.yaml", "--sweep", "model=hgb,rf",
                           "-p", "n_rows=1500", "-p", "n_estimators=3000", "-p", "learning_rate=0.001"],
                          cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while not glob.glob(str(project.root / "runs" / "*" / "train")) and time.time() < deadline: time.sleep(0.1)
-    time.sleep(1)
+    deadline = time.monotonic() + 300  # until a member's train step is executing (its kernel writes the notebook)
+    while not glob.glob(str(project.root / "runs" / "*" / "train" / "train.ipynb")) and time.monotonic() < deadline:
+        time.sleep(0.1)
     p.send_signal(signal.SIGINT)
     p.communicate(timeout=60)  # the members' kernels are stopped: no waiting for a long training to end
     assert p.returncode == 130

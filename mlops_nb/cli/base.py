@@ -47,14 +47,14 @@ def format_time(ms) -> str:  # milliseconds since the epoch, as MLflow keeps tim
     "A run's time, local, to the second (empty for none)."
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else ""
 
-
+# %% ../../notebooks/cli/01_base.ipynb #77a7b471
 def format_duration(
     info,  # a run's info (start and end times)
 ) -> str:
     "How long a run took, or `running`."
     return f"{(info.end_time - info.start_time) / 1000:.1f}s" if info.end_time else "running"
 
-# %% ../../notebooks/cli/01_base.ipynb #cc3010e8
+
 def report_step(
     console,  # a rich Console
     statuses=("done", "cached", "failed"),  # the statuses worth a line

@@ -50,10 +50,9 @@ deploy_app = typer.Typer(
     help="Deployment files: a container image, Kubernetes manifests, Prometheus and Grafana configuration.",
     no_args_is_help=True,
 )
-
 app.add_typer(deploy_app, name="deploy", rich_help_panel="Deployment and docs")
 
-# %% ../../notebooks/cli/06_deploy.ipynb #9de85032
+# %% ../../notebooks/cli/06_deploy.ipynb #7f3f8124
 @deploy_app.command("docker")
 def deploy_docker(
     out: Path = typer.Argument(
@@ -77,7 +76,7 @@ def deploy_docker(
         soft_wrap=True,
     )
 
-# %% ../../notebooks/cli/06_deploy.ipynb #a6127ee4
+# %% ../../notebooks/cli/06_deploy.ipynb #deb34385
 @deploy_app.command("k8s")
 def deploy_k8s(
     out: Path = typer.Argument(..., help="folder for the manifests"),
@@ -104,7 +103,7 @@ def deploy_k8s(
         soft_wrap=True,
     )
 
-# %% ../../notebooks/cli/06_deploy.ipynb #7556fbc7
+# %% ../../notebooks/cli/06_deploy.ipynb #656f3b7a
 @deploy_app.command("monitoring")
 def deploy_monitoring(
     out: Path = typer.Argument(..., help="folder for prometheus.yml and grafana-dashboard.json"),

@@ -52,7 +52,7 @@ def main(
     outcome[0] = code
     sys.exit(code)
 
-# %% ../../notebooks/cli/07_main.ipynb #35942667
+# %% ../../notebooks/cli/07_main.ipynb #7871f989
 def _skip_teardown(outcome: list) -> None:
     "The last exit handler (threads joined, other handlers run): skip tearing down mlflow, pandas, sklearn (~0.7 s)."
     import os

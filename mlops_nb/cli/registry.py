@@ -53,7 +53,7 @@ def registry(
         h.add_row(e["time"], e["action"], e["version"], e.get("previous") or "", e["by"], e["reason"])
     c.print(h if h.row_count else "history: no promotions yet")
 
-# %% ../../notebooks/cli/03_registry.ipynb #402e02b8
+# %% ../../notebooks/cli/03_registry.ipynb #cca2127e
 @app.command(rich_help_panel="Registry")
 def promote(
     version: str = typer.Argument(..., help="the version to make champion"),

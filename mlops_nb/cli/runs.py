@@ -67,7 +67,7 @@ def _figures(outputs: dict) -> str:
     }
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
-# %% ../../notebooks/cli/02_runs.ipynb #1dffea1b
+# %% ../../notebooks/cli/02_runs.ipynb #5d6545a5
 def print_summary(
     console,  # a rich Console
     result,  # the pipeline run's `PipelineResult`
@@ -110,7 +110,7 @@ def print_summary(
     )
     console.print(f"look at it: {where}; or `mlops-nb show {result.run_id}`")
 
-# %% ../../notebooks/cli/02_runs.ipynb #493e1276
+# %% ../../notebooks/cli/02_runs.ipynb #892eedc9
 def print_failure(
     console,  # a rich Console
     result,  # the pipeline run's `PipelineResult`
@@ -153,7 +153,7 @@ def _options(spec, force, workers, no_cache, cold, executor, scheduler):
         ),
     )
 
-# %% ../../notebooks/cli/02_runs.ipynb #e5da6d72
+# %% ../../notebooks/cli/02_runs.ipynb #5e936b7f
 @app.command(rich_help_panel="Pipelines and runs")
 def run(
     pipeline: Path = typer.Argument(..., help="pipeline spec, e.g. pipelines/train.yaml"),
@@ -190,7 +190,7 @@ def run(
         print_failure(make_console(stderr=True), result)
     raise_if_failed(result)
 
-# %% ../../notebooks/cli/02_runs.ipynb #6a0739d5
+# %% ../../notebooks/cli/02_runs.ipynb #7c9f1a01
 def _run_sweep(spec, values, settings, options, sweep, console):
     from rich.table import Table
     from mlops_nb.core.errors import PipelineFailed

@@ -65,7 +65,7 @@ def serve(
     )
     run_server(settings, opts, host, port)
 
-# %% ../../notebooks/cli/04_serving.ipynb #92923ccd
+# %% ../../notebooks/cli/04_serving.ipynb #3933b706
 @app.command(rich_help_panel="Serving")
 def score(
     input: Path = typer.Argument(..., help="CSV or Parquet file to score"),

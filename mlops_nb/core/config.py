@@ -79,7 +79,7 @@ class Settings:
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }  # progress bars are noise in an executed notebook
 
-# %% ../../notebooks/core/02_config.ipynb #d90a86df
+# %% ../../notebooks/core/02_config.ipynb #7648c3ff
 KEYS = tuple(f.name for f in fields(Settings) if f.name != "root")
 
 # %% ../../notebooks/core/02_config.ipynb #c1c065aa

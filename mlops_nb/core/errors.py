@@ -44,7 +44,7 @@ class PipelineFailed(MlopsNbError):
 
     exit_code = 1
 
-
+# %% ../../notebooks/core/01_errors.ipynb #ff66c6ef
 class BadRequest(MlopsNbError):
     "A scoring request the server cannot answer: the message names the problem; `status` is the HTTP code."
 

@@ -45,7 +45,7 @@ def _read(path: Path, kind: str) -> pd.DataFrame:
             "Parquet."
         ) from None
 
-# %% ../../notebooks/ml/01_data.ipynb #f647aa99
+# %% ../../notebooks/ml/01_data.ipynb #a37c9e3c
 def load_table(
     path: Path | str,  # a CSV or Parquet file
 ) -> pd.DataFrame:
@@ -154,7 +154,7 @@ def check_target(
             "target=NAME."
         )
 
-# %% ../../notebooks/ml/01_data.ipynb #11b09734
+# %% ../../notebooks/ml/01_data.ipynb #617055f0
 def infer_task(
     y: pd.Series,  # the true targets
     task: str = "auto",  # binary, multiclass or regression

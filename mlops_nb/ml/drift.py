@@ -32,7 +32,7 @@ class ColumnProfile:
     sample: list = field(default_factory=list)  # numeric: a random sample for the KS test
     categories: dict = field(default_factory=dict)  # categorical: value -> count
 
-# %% ../../notebooks/ml/07_drift.ipynb #6f59cbd9
+# %% ../../notebooks/ml/07_drift.ipynb #d6c27cd6
 def profile_column(
     s: pd.Series,  # one column
     name: str | None = None,  # the column's name (default: the series' name)
@@ -149,7 +149,7 @@ def check_numeric(
     r = ks_2samp(ref.sample, v if len(v) <= 200_000 else np.random.default_rng(0).choice(v, 200_000, replace=False))
     return {"psi": psi(ref.counts, counts), "p_value": float(r.pvalue), "statistic": float(r.statistic), "test": "ks"}
 
-# %% ../../notebooks/ml/07_drift.ipynb #34d205d7
+# %% ../../notebooks/ml/07_drift.ipynb #763f6cde
 def check_categorical(
     ref: ColumnProfile,  # the column's reference profile
     s: pd.Series,  # one column
@@ -249,7 +249,7 @@ class DriftReport:
 def _flag(r: dict, t: Thresholds) -> bool:
     return bool(r["psi"] >= t.psi and r["p_value"] < t.alpha) if not math.isnan(r.get("psi", math.nan)) else False
 
-# %% ../../notebooks/ml/07_drift.ipynb #c19f0ce7
+# %% ../../notebooks/ml/07_drift.ipynb #bcb7a9c1
 def check_drift(
     profile: Profile,  # the reference profile (`make_profile`)
     X: pd.DataFrame,  # the window's features

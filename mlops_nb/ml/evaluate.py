@@ -57,7 +57,7 @@ def compute_metrics(
             m["log_loss"] = skm.log_loss(y, proba, labels=classes)
     return {k: float(v) for k, v in m.items()}
 
-# %% ../../notebooks/ml/06_evaluate.ipynb #077134c3
+# %% ../../notebooks/ml/06_evaluate.ipynb #a0fed4a9
 def evaluate(
     model,  # a fitted scikit-learn estimator
     X: pd.DataFrame,  # the features, one row per example
@@ -100,7 +100,7 @@ def slice_metrics(
         )
     return pd.DataFrame(rows).sort_values("n", ascending=False).head(max_slices).reset_index(drop=True)
 
-# %% ../../notebooks/ml/06_evaluate.ipynb #45697d83
+# %% ../../notebooks/ml/06_evaluate.ipynb #05f86990
 def slice_gap(
     slices: pd.DataFrame,  # per-slice metrics (`slice_metrics`)
     task: str,  # binary, multiclass or regression

@@ -49,7 +49,7 @@ def _rf(cls):
 
     return make
 
-
+# %% ../../notebooks/ml/04_models.ipynb #ac3917bf
 def _hgb(cls):
     def make(seed, max_depth=0, n_estimators=100, learning_rate=0.1, **kw):
         import sklearn.ensemble as e
@@ -92,7 +92,7 @@ def make_estimator(
     r = RECIPES[recipe]
     return (r.regressor if task == "regression" else r.classifier)(seed, **params)
 
-
+# %% ../../notebooks/ml/04_models.ipynb #cb4c168e
 def build_model(
     schema: Schema,  # the training data's schema (`infer_schema`)
     recipe: str,  # the model recipe: linear, rf or hgb

@@ -95,7 +95,7 @@ class Schema(JsonValue):
             + self.to_frame().to_markdown(index=False)
         )
 
-# %% ../../notebooks/ml/02_validate.ipynb #a38dc64d
+# %% ../../notebooks/ml/02_validate.ipynb #040ff716
 def _describe(c: ColumnSchema) -> str:
     if c.categories is not None:
         return ", ".join(map(str, c.categories[:8])) + (" ..." if len(c.categories) > 8 else "")
@@ -136,7 +136,7 @@ class Violation:
     severity: str  # error or warning
     message: str
 
-# %% ../../notebooks/ml/02_validate.ipynb #c8bf25b9
+# %% ../../notebooks/ml/02_validate.ipynb #516f9ebf
 @dataclass
 class ValidationReport:
     "What checking one table against one schema found."
@@ -202,7 +202,7 @@ def _check_column(s: pd.Series, c: ColumnSchema, range_tolerance: float, max_sha
 def check_data(
     df: pd.DataFrame,  # a table
     schema: Schema,  # the training data's schema (`infer_schema`)
-    against: str = "the training data",  # a schema to check against (the champion's); None checks the data on its own
+    against: str = "the training data",  # what the schema describes, named in the messages
     range_tolerance: float = 0.1,  # widen the known range by this share of its span
     max_share: float = 0.01,  # share of odd values tolerated before a warning
     require_target: bool = True,  # whether the target column must be there
@@ -236,7 +236,7 @@ def check_data(
             )
     return report
 
-# %% ../../notebooks/ml/02_validate.ipynb #98dd4a77
+# %% ../../notebooks/ml/02_validate.ipynb #fb82a63a
 def require_valid(
     report: ValidationReport,  # the validation report
 ) -> ValidationReport:

@@ -79,7 +79,7 @@ def _norm(name: str) -> str:
 def _requirement_name(line: str) -> str:
     return re.split(r"[\s<>=!~;\[]", line.strip(), maxsplit=1)[0]
 
-
+# %% ../../notebooks/ops/03_deploy.ipynb #93d50efc
 def pinned_closure(
     roots,  # distribution names to start from
 ) -> dict[str, str]:
@@ -102,7 +102,7 @@ def pinned_closure(
                 todo.append(_norm(req.name))
     return pins
 
-# %% ../../notebooks/ops/03_deploy.ipynb #f4302be5
+
 def server_requirements(
     model_dir: Path | str,  # the model's folder (with its requirements.txt)
 ) -> list[str]:
@@ -159,7 +159,7 @@ def _fresh_folder(out: Path, marker: str) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file())):
         raise MlopsNbError(f"{out} exists and is not one mlops-nb wrote; give a new folder (nothing was changed).")
 
-# %% ../../notebooks/ops/03_deploy.ipynb #a25af215
+# %% ../../notebooks/ops/03_deploy.ipynb #4aa39eb9
 def make_bundle(
     out: Path | str,  # the folder to write (a .tar.gz of it is written beside it)
     model_uri: str,  # the registered model: models:/NAME/VERSION or models:/NAME@ALIAS
@@ -226,7 +226,6 @@ def verify_bundle(
 
 # %% ../../notebooks/ops/03_deploy.ipynb #34e93c37
 PORT = 8080
-
 UID = 10001
 
 
@@ -235,7 +234,7 @@ def _probe(port: int) -> str:
     url = f"http://127.0.0.1:{port}/ping"
     return f"import sys, urllib.request; sys.exit(urllib.request.urlopen('{url}', timeout=2).status != 200)"
 
-# %% ../../notebooks/ops/03_deploy.ipynb #312a0303
+# %% ../../notebooks/ops/03_deploy.ipynb #f752edca
 def dockerfile(
     meta: dict,  # the bundle's metadata (bundle.json)
     port: int = PORT,  # the port the server listens on in the container
@@ -272,12 +271,12 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=60s --retries=3 \\
 CMD ["python", "-m", "mlops_nb.cli.main", "serve", "--model", "/app", "--host", "0.0.0.0", "--port", "{port}"]
 """
 
-
+# %% ../../notebooks/ops/03_deploy.ipynb #831c44ab
 DOCKERIGNORE = (
     "# not part of the image\npredictions/\n**/__pycache__/\n*.pyc\n*.tar.gz\n.git/\nDockerfile\n.dockerignore\n"
 )
 
-# %% ../../notebooks/ops/03_deploy.ipynb #ce1625a5
+
 def write_dockerfile(
     folder: Path | str,  # the bundle's folder
     meta: dict,  # the bundle's metadata (bundle.json)
@@ -306,7 +305,7 @@ K8S_VERSION = "1.30.0"
 def _labels(meta: dict) -> dict:
     return {"app.kubernetes.io/name": meta["app"], "app.kubernetes.io/part-of": "mlops-nb"}
 
-# %% ../../notebooks/ops/03_deploy.ipynb #acc13295
+# %% ../../notebooks/ops/03_deploy.ipynb #46f0223c
 def k8s_manifests(
     meta: dict,  # the bundle's metadata (bundle.json)
     image: str,  # the container image to run
@@ -434,7 +433,7 @@ def validate_manifest(
             f"{obj.get('kind', '?')} {obj.get('metadata', {}).get('name', '?')}: {where}: {e.message}"
         ) from None
 
-# %% ../../notebooks/ops/03_deploy.ipynb #153b17ef
+# %% ../../notebooks/ops/03_deploy.ipynb #4bc0df85
 def write_k8s(
     folder: Path | str,  # the folder for the manifests
     meta: dict,  # the bundle's metadata (bundle.json)
@@ -574,7 +573,7 @@ _PANELS = [  # (title, unit, [(legend, PromQL)])
     ),
 ]
 
-# %% ../../notebooks/ops/03_deploy.ipynb #13027f40
+# %% ../../notebooks/ops/03_deploy.ipynb #21d92ebc
 def grafana_dashboard(
     title: str = "mlops-nb scoring server",  # the dashboard's title
 ) -> dict:
@@ -623,7 +622,7 @@ def grafana_dashboard(
         "panels": panels,
     }
 
-# %% ../../notebooks/ops/03_deploy.ipynb #c38584e7
+# %% ../../notebooks/ops/03_deploy.ipynb #20fd7c5f
 def dashboard_metrics(
     dashboard: dict,  # a Grafana dashboard, as a dict
 ) -> set[str]:

@@ -100,7 +100,7 @@ def _no_rule(output: dict) -> dict:
         output["data"]["text/markdown"] = re.sub(r"^---\s*\n", "", md.lstrip())
     return nbformat.from_dict(dict(output))
 
-# %% ../../notebooks/ops/04_docs.ipynb #809dd83b
+# %% ../../notebooks/ops/04_docs.ipynb #a0c00da5
 def to_myst(
     nb,  # a processed notebook
 ) -> nbformat.NotebookNode:
@@ -183,7 +183,7 @@ def page_path(
     rel = Path(notebook).resolve().relative_to(Path(nbs).resolve())
     return "/".join([*rel.parent.parts, page_name(rel)])
 
-
+# %% ../../notebooks/ops/04_docs.ipynb #44c5855d
 def library_page(
     staging: Path,  # the staging folder the pages were written to
     layers: dict[str, list[str]],  # layer folder -> its pages (as `page_path` names them), lowest layer first
@@ -262,7 +262,7 @@ CSS = """/* long signatures and code lines wrap instead of running off the right
 div.highlight pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
-# %% ../../notebooks/ops/04_docs.ipynb #5d022ad0
+# %% ../../notebooks/ops/04_docs.ipynb #aae1fba9
 def render_site(
     staging: Path,  # the folder of processed pages
     out: Path,  # where the site goes
@@ -338,7 +338,7 @@ def _layers(docs: list[str], order: list[str]) -> dict[str, list[str]]:
     rank = lambda layer: (order.index(layer), "") if layer in order else (len(order), layer)
     return dict(sorted(out.items(), key=lambda kv: rank(kv[0])))
 
-# %% ../../notebooks/ops/04_docs.ipynb #24955b9e
+# %% ../../notebooks/ops/04_docs.ipynb #a0148351
 def build_docs(
     project: Path | str = ".",  # the project's folder (or one below it)
     out: Path | str | None = None,  # where the site goes; default the `doc_path` of `[tool.nbdev]`

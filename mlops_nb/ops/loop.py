@@ -50,7 +50,7 @@ def step_of(
     "The StepResult of step `name` in a pipeline result."
     return next(s for s in result.steps if s.name == name)
 
-# %% ../../notebooks/ops/02_loop.ipynb #cd043f7c
+# %% ../../notebooks/ops/02_loop.ipynb #048adb01
 def monitor_once(
     root: Path,  # the project folder
     settings,  # the workbench settings (`core.config.load_settings`)
@@ -109,7 +109,7 @@ def training_table(
         )
     return pd.concat([original[labelled.columns], labelled], ignore_index=True)
 
-# %% ../../notebooks/ops/02_loop.ipynb #01e0a0b7
+# %% ../../notebooks/ops/02_loop.ipynb #f6044f37
 def retrain(
     root: Path,  # the project folder
     settings,  # the workbench settings (`core.config.load_settings`)
@@ -236,7 +236,7 @@ def wait_logged(
 def _accuracy(pred, truth) -> float:
     return float((pd.Series(pred).to_numpy() == pd.Series(truth).to_numpy()).mean())
 
-# %% ../../notebooks/ops/02_loop.ipynb #67219d4b
+# %% ../../notebooks/ops/02_loop.ipynb #25ac4867
 def demo_loop(
     root: Path,  # the demo's project folder
     url: str,  # a scoring server serving that project's champion

@@ -80,7 +80,7 @@ def join_labels(
         dtype=object,
     )
 
-# %% ../../notebooks/ops/01_monitor.ipynb #16479933
+# %% ../../notebooks/ops/01_monitor.ipynb #68933599
 def file_window(
     path: Path | str,  # a CSV or Parquet file to check
     label_column: str = "",  # the file's column of true labels (empty: none)

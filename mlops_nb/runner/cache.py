@@ -76,7 +76,7 @@ def library_fingerprint() -> str:
 
     return code_fingerprint(Path(mlops_nb.__file__).parent, mlops_nb.__version__)
 
-
+# %% ../../notebooks/runner/03_cache.ipynb #8f7637d8
 def cache_key(
     notebook: str,  # the notebook's fingerprint
     params: dict,  # the step's resolved parameters
@@ -101,10 +101,9 @@ class CacheEntry(JsonValue):
 
 
 _KEY_LOCKS: dict = {}
-
 _KEY_LOCKS_LOCK = threading.Lock()
 
-# %% ../../notebooks/runner/03_cache.ipynb #1c8168f5
+# %% ../../notebooks/runner/03_cache.ipynb #e6c4fb04
 class StepCache:
     "A folder of cache entries, one small JSON file per key."
 

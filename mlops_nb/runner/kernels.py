@@ -35,7 +35,6 @@ PRELOAD = (
     "mlops_nb.ml.data",
     "sklearn.model_selection",
 )  # what every step (and the first, ingest) needs
-
 PRELOAD_LATER = (
     "mlops_nb.ml.validate",
     "mlops_nb.track.registry",
@@ -55,7 +54,7 @@ PRELOAD_LATER = (
     "skops.io",
 )  # imported between requests, in the order the train pipeline's steps need them
 
-# %% ../../notebooks/runner/05_kernels.ipynb #990a760c
+# %% ../../notebooks/runner/05_kernels.ipynb #e09f9509
 HOLD = 1.0  # seconds the zygote keeps still after its first batch, so that the first fork never waits on an import
 
 #: (Opening an MLflow SQLite store imports alembic, the SQLite dialect and MLflow's workspace and
@@ -98,7 +97,7 @@ def watch_owner(
     if pid:
         threading.Thread(target=watch, daemon=True).start()
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #72592136
 def _become_kernel(request: dict) -> None:
     "In the forked grandchild: turn into an ipykernel for `request` (argv, cwd, env); never returns."
     try:
@@ -121,7 +120,7 @@ def _become_kernel(request: dict) -> None:
     finally:
         os._exit(0)
 
-# %% ../../notebooks/runner/05_kernels.ipynb #399fa504
+
 def _as_fresh_kernel() -> None:
     "Undo what the preload decided differently from a kernel's own imports (the zygote is not a kernel)."
     import numpy as np
@@ -134,7 +133,7 @@ def _as_fresh_kernel() -> None:
     for m in ("tqdm.auto", "tqdm.autonotebook"):
         sys.modules.pop(m, None)  # choose notebook progress bars afresh
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #82778280
 def _fork_kernel(request: dict, sockets=()) -> int:
     "Double-fork a kernel (closing the zygote's `sockets` in it); return its pid."
     r, w = os.pipe()
@@ -161,7 +160,7 @@ def _open_stores(uris) -> None:
 
     open_stores(uris)
 
-# %% ../../notebooks/runner/05_kernels.ipynb #23595782
+# %% ../../notebooks/runner/05_kernels.ipynb #aa5b082c
 def serve(
     path: str,  # the unix socket to listen on
     modules=PRELOAD,  # modules to import before the first fork
@@ -219,7 +218,7 @@ def request(
         s.sendall(json.dumps(req).encode() + b"\n")
         return s.makefile().readline().strip()
 
-# %% ../../notebooks/runner/05_kernels.ipynb #924a90e9
+# %% ../../notebooks/runner/05_kernels.ipynb #64a792d5
 class Zygote:
     "A running zygote process and its socket."
 
@@ -361,14 +360,12 @@ class Prestarted:
                 for pid, _ in self.ready.pop(key):
                     ForkedProcess(pid).kill()
 
-# %% ../../notebooks/runner/05_kernels.ipynb #e9b82ff7
+# %% ../../notebooks/runner/05_kernels.ipynb #0b46db41
 PRESTARTED = Prestarted()
 
 # %% ../../notebooks/runner/05_kernels.ipynb #f906fe4f
 import uuid
-
 from jupyter_client.manager import AsyncKernelManager
-
 from jupyter_client.provisioning import LocalProvisioner
 
 
@@ -397,10 +394,9 @@ class ForkedProvisioner(LocalProvisioner):
 LIVE: set[int] = set()  # pids of the kernels this process started and has not yet seen end
 
 from jupyter_client.asynchronous import AsyncKernelClient
-
 from traitlets import DottedObjectName, Type
 
-# %% ../../notebooks/runner/05_kernels.ipynb #056c1054
+# %% ../../notebooks/runner/05_kernels.ipynb #006d7ea5
 class QuickKernelClient(AsyncKernelClient):
     "A kernel client whose readiness check does not end with 0.2 s of waiting for IOPub to fall silent."
 
@@ -434,7 +430,7 @@ class QuickKernelClient(AsyncKernelClient):
 
     wait_for_ready = _async_wait_for_ready
 
-# %% ../../notebooks/runner/05_kernels.ipynb #66d8a46f
+# %% ../../notebooks/runner/05_kernels.ipynb #9012ec3e
 class TrackedKernelManager(AsyncKernelManager):
     "nbclient's kernel manager, listing every kernel it starts in `LIVE` (so an interrupted run can stop them)."
 

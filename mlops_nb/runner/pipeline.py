@@ -177,7 +177,7 @@ def _no_slow_optional_imports() -> None:
 
     sys.modules.setdefault("rfc3987_syntax", None)
 
-# %% ../../notebooks/runner/07_pipeline.ipynb #61949241
+# %% ../../notebooks/runner/07_pipeline.ipynb #be29f72e
 def execute_notebook(
     notebook: Path | str,  # the step notebook
     output: Path | str,  # where the executed notebook goes
@@ -221,7 +221,7 @@ def execute_notebook(
                 "Re-run the pipeline (finished steps are cached); if it happens again, pass --cold.",
             )
 
-# %% ../../notebooks/runner/07_pipeline.ipynb #9b38b583
+# %% ../../notebooks/runner/07_pipeline.ipynb #e62755e3
 def _cells_ran(output) -> bool:
     "Whether any code cell of a (partly) executed notebook has started."
     try:
@@ -316,7 +316,7 @@ def _reuse(self: PipelineRun, step: Step, r: StepResult, hit: CacheEntry) -> Ste
     self.report(r)
     return r
 
-# %% ../../notebooks/runner/07_pipeline.ipynb #693ba9dc
+# %% ../../notebooks/runner/07_pipeline.ipynb #3741f8f1
 @patch
 def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
     r.out_dir = self.run_dir / step.name
@@ -351,7 +351,7 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
     self.report(r)
     return r
 
-
+# %% ../../notebooks/runner/07_pipeline.ipynb #b14068f0
 @patch
 def _record(self: PipelineRun, r: StepResult) -> None:
     "Log the executed notebook (and its HTML) and close the step's run."
@@ -359,7 +359,7 @@ def _record(self: PipelineRun, r: StepResult) -> None:
     self.mlflow(tracking.log_values, self.client, r.run_id, metrics={"step_seconds": r.seconds})
     self.mlflow(tracking.finish_run, self.client, r.run_id, "FINISHED" if r.status == "done" else "FAILED")
 
-# %% ../../notebooks/runner/07_pipeline.ipynb #7be82b18
+
 @patch
 def _log_notebook(self: PipelineRun, r: StepResult) -> None:
     if not r.notebook or not r.notebook.is_file():
@@ -477,7 +477,7 @@ def _start_parent(client, exp_id, spec, params, settings, parent_of=None, tags=N
     client.set_tag(run_id, tracking.Tag.run_dir, str(settings.runs / run_id))
     return run_id
 
-
+# %% ../../notebooks/runner/07_pipeline.ipynb #1926a394
 def result_tags(
     result: PipelineResult,  # a pipeline run's `PipelineResult`
 ) -> dict:
@@ -490,7 +490,7 @@ def result_tags(
         tags[tracking.Tag.failed_step] = result.failed.name
     return tags
 
-# %% ../../notebooks/runner/07_pipeline.ipynb #ca4ec621
+
 def _finish_parent(client, result: PipelineResult) -> None:
     tracking.log_values(
         client, result.run_id, metrics={**result.summary, "pipeline_seconds": result.seconds}, tags=result_tags(result)

@@ -90,6 +90,6 @@ def wait_rendered(
         time.sleep(0.1)
     return not pending.exists()
 
-
+# %% ../../notebooks/runner/06_render.ipynb #c5b57204
 if __name__ == "__main__" and len(sys.argv) == 2 and sys.argv[1].endswith(PENDING):
     render_pending(sys.argv[1])

@@ -18,12 +18,10 @@ __all__ = ['TYPES', 'RUNNER_PARAMS', 'Param', 'read_parameters', 'Step', 'Pipeli
 
 # %% ../../notebooks/runner/01_spec.ipynb #5ece3fe7
 TYPES = {"str": str, "int": int, "float": float, "bool": bool}
-
 RUNNER_PARAMS = ("out_dir", "upstream", "mlflow_run_id")
-
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
-# %% ../../notebooks/runner/01_spec.ipynb #560d3dd4
+# %% ../../notebooks/runner/01_spec.ipynb #2282cde7
 @dataclass(frozen=True)
 class Param:
     "One typed pipeline parameter."
@@ -64,7 +62,7 @@ class Param:
             )
         return v
 
-# %% ../../notebooks/runner/01_spec.ipynb #97c4f694
+# %% ../../notebooks/runner/01_spec.ipynb #5f9d6158
 def _hint(p: Param) -> str:
     return {"bool": " (use true or false)", "int": " (a whole number)", "float": " (a number)"}.get(p.type, "")
 
@@ -79,9 +77,9 @@ def _parameters_cell(nb: dict, path: Path) -> tuple[str, int]:
         "In JupyterLab open the cell's property inspector (gear icon, right sidebar) and add the tag 'parameters'."
     )
 
-# %% ../../notebooks/runner/01_spec.ipynb #e6a1ce76
+# %% ../../notebooks/runner/01_spec.ipynb #c751211b
 def read_parameters(
-    path: Path | str,  # a file
+    path: Path | str,  # a step notebook
 ) -> dict[str, Param]:
     "The parameters declared in the `parameters` cell of notebook `path`."
     path = Path(path)
@@ -216,7 +214,7 @@ def _read_steps(d: dict, path: Path) -> list[Step]:
         steps.append(Step(str(s["name"]), nb, tuple(map(str, needs)), cache=s.get("cache", True)))
     return _ordered(steps, path)
 
-# %% ../../notebooks/runner/01_spec.ipynb #5d5b0633
+# %% ../../notebooks/runner/01_spec.ipynb #04caff3d
 def _ordered(steps: list[Step], path: Path) -> list[Step]:
     names = [s.name for s in steps]
     if len(set(names)) < len(names):
@@ -266,7 +264,7 @@ def _merge_params(steps: list[Step], meta: dict, path: Path) -> tuple[list[Step]
 
 
 def load_spec(
-    path: Path | str,  # a file
+    path: Path | str,  # a pipeline spec (YAML)
 ) -> PipelineSpec:
     "Read and check the pipeline spec at `path`."
     path = Path(path).resolve()
@@ -289,7 +287,7 @@ def parse_assignments(
 
 
 def read_params_file(
-    path: Path | str,  # a file
+    path: Path | str,  # a YAML or JSON file of parameter values
 ) -> dict:
     "A YAML or JSON mapping of parameter values."
     import yaml
@@ -338,7 +336,7 @@ def resolve_params(
             values[k] = p.default
     return values, settings
 
-# %% ../../notebooks/runner/01_spec.ipynb #e0a2e13b
+# %% ../../notebooks/runner/01_spec.ipynb #c64be6e7
 def check_files(
     spec: PipelineSpec,  # the pipeline spec (`load_spec`)
     values: dict,  # parameter values by name

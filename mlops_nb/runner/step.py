@@ -21,7 +21,7 @@ __all__ = ['OUTPUTS', 'StepContext']
 # %% ../../notebooks/runner/02_step.ipynb #96e471d9
 OUTPUTS = "outputs.json"
 
-# %% ../../notebooks/runner/02_step.ipynb #1e753b8b
+# %% ../../notebooks/runner/02_step.ipynb #cc373233
 @dataclass
 class StepContext:
     "A step's folder, inputs and MLflow run."
@@ -101,7 +101,7 @@ def _upstream_closure(spec, step: str) -> list[str]:
             todo += list(spec.step(n).needs)
     return [s.name for s in spec.steps if s.name in needed]
 
-# %% ../../notebooks/runner/02_step.ipynb #3a331544
+# %% ../../notebooks/runner/02_step.ipynb #373e3952
 def _run_interactive(notebook: Path, folder: Path) -> None:
     "Run an upstream step notebook with its defaults (it has no output yet)."
     print(
@@ -166,7 +166,7 @@ def outputs_of(
     "The values upstream step `step` handed on."
     return json.loads(self.upstream_file(step, OUTPUTS).read_text())
 
-
+# %% ../../notebooks/runner/02_step.ipynb #1d002125
 @patch
 def path(
     self: StepContext,
@@ -175,7 +175,7 @@ def path(
     "Path for file `name` in this step's output folder."
     return self.out_dir / name
 
-# %% ../../notebooks/runner/02_step.ipynb #54aaa451
+
 @patch
 def finish(
     self: StepContext,

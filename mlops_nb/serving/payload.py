@@ -61,7 +61,7 @@ def _check_present(given: set, columns: list[InputColumn], records=None) -> None
             + "."
         )
 
-
+# %% ../../notebooks/serving/01_payload.ipynb #24469458
 def _split_to_rows(split, columns: list[InputColumn]) -> list[list]:
     if (
         not isinstance(split, dict)
@@ -103,7 +103,7 @@ def _tensor_like_to_rows(value, columns: list[InputColumn], key: str) -> list[li
         return value
     return _records_to_rows(value, columns, key)
 
-# %% ../../notebooks/serving/01_payload.ipynb #246edadc
+# %% ../../notebooks/serving/01_payload.ipynb #39fe27bb
 def parse_json(
     body: bytes,  # the request body
     columns: list[InputColumn],  # the model's input columns, as its signature lists them
@@ -208,7 +208,7 @@ def check_values(
             if not ok:
                 raise _bad_value(c, i, v)
 
-
+# %% ../../notebooks/serving/01_payload.ipynb #4f987a8f
 def _is_date(v: str) -> bool:
     try:
         pd.Timestamp(v)

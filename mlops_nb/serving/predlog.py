@@ -76,7 +76,7 @@ def _write(self: PredictionLog, records: list[dict]) -> None:
         self._file.close()
         self._file = self._open_segment()
 
-
+# %% ../../notebooks/serving/02_predlog.ipynb #4ef37c11
 @patch
 def _run(self: PredictionLog) -> None:
     while not (self._stop.is_set() and self.queue.empty()):
@@ -95,7 +95,7 @@ def _run(self: PredictionLog) -> None:
         except OSError:
             self.dropped += len(batch)  # a full disk must not take the server down
 
-# %% ../../notebooks/serving/02_predlog.ipynb #0f95e151
+
 @patch
 def close(
     self: PredictionLog,
@@ -179,7 +179,7 @@ class RecentIds:
     def __repr__(self):
         return f"RecentIds({len(self)} of at most {self.maxlen})"
 
-
+# %% ../../notebooks/serving/02_predlog.ipynb #abde253d
 def scored_ids(
     folder: Path | str,  # the prediction log's folder
 ) -> set[tuple[str, int]]:
@@ -193,7 +193,7 @@ def labelled_ids(
     "(request id, row) of every row that already has a label."
     return {(r["request_id"], int(r.get("row", 0))) for r in read_log(feedback_folder(folder), prefix=FEEDBACK)}
 
-# %% ../../notebooks/serving/02_predlog.ipynb #84f7f14e
+
 def sort_feedback(
     items: list[dict],  # feedback items: request_id, row, label
     scored: set,  # (request id, row) pairs the server answered

@@ -16,7 +16,7 @@ __all__ = ['read_chunks', 'count_rows', 'score_file']
 
 # %% ../../notebooks/serving/04_score.ipynb #37751275
 def read_chunks(
-    path: Path,  # a file
+    path: Path,  # a CSV or Parquet file
     chunk_rows: int,  # rows read and scored at a time
 ):
     "DataFrames of at most `chunk_rows` rows from a CSV or Parquet file."
@@ -33,7 +33,7 @@ def read_chunks(
 
 
 def count_rows(
-    path: Path,  # a file
+    path: Path,  # a CSV or Parquet file
 ) -> int | None:
     "Rows in the file, when cheap to know (Parquet metadata, or counting CSV lines)."
     if path.suffix.lower() in (".parquet", ".pq"):
@@ -69,7 +69,7 @@ def _scored(served, chunk: pd.DataFrame, offset: int) -> pd.DataFrame:
             out[f"proba_{cls}"] = proba[:, k]
     return out
 
-# %% ../../notebooks/serving/04_score.ipynb #f6adf2d9
+# %% ../../notebooks/serving/04_score.ipynb #80ad6490
 def score_file(
     served,  # the loaded model (`load_served`)
     source: Path | str,  # the input file (CSV or Parquet)

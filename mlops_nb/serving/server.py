@@ -69,7 +69,6 @@ class ServedModel:
 
 # %% ../../notebooks/serving/03_server.ipynb #bc968a5e
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)$")
-
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 
@@ -92,9 +91,9 @@ def resolve(
 
 BUNDLE_FILE = "bundle.json"  # what `mlops-nb bundle` writes beside the model: where it came from
 
-# %% ../../notebooks/serving/03_server.ipynb #85139430
+# %% ../../notebooks/serving/03_server.ipynb #7ef33e06
 def load_bundle(
-    folder: Path | str,  # a folder
+    folder: Path | str,  # a bundle's folder (`mlops-nb bundle` wrote it)
 ) -> ServedModel:
     "Load a bundle's model from its folder: no tracking server, no network."
     folder = Path(folder)
@@ -121,7 +120,7 @@ def load_bundle(
         meta.get("data_version", ""),
     )
 
-# %% ../../notebooks/serving/03_server.ipynb #bdfcdacd
+# %% ../../notebooks/serving/03_server.ipynb #da5dc7a4
 def load_served(
     client,  # an MlflowClient (`track.client.connect`)
     uri: str,  # a model URI: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a folder
@@ -212,7 +211,7 @@ def _run_batch(jobs: list[_Job]):
             return [e]
         return [r for j in jobs for r in _run_batch([j])]
 
-# %% ../../notebooks/serving/03_server.ipynb #e4a5098d
+# %% ../../notebooks/serving/03_server.ipynb #0296c835
 @patch
 async def _work(self: MicroBatcher):
     loop = asyncio.get_running_loop()
@@ -448,7 +447,7 @@ def start(self: ScoringService) -> None:
 
     threading.Thread(target=watch, name="model-watch", daemon=True).start()
 
-# %% ../../notebooks/serving/03_server.ipynb #5b3d17cd
+# %% ../../notebooks/serving/03_server.ipynb #3a3f5fb2
 @patch
 def stop(self: ScoringService) -> None:
     "Stop following aliases and write the rest of the prediction log."
@@ -748,7 +747,7 @@ def create_app(
 # %% ../../notebooks/serving/03_server.ipynb #736eb612
 def run_server(
     settings,  # the workbench settings (`core.config.load_settings`)
-    options: ServeOptions,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+    options: ServeOptions,  # how to serve (`ServeOptions`)
     host: str = "127.0.0.1",  # interface to bind
     port: int = 8080,  # TCP port on `host`
     on_start=None,  # called with the service once it has started

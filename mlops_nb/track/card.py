@@ -55,7 +55,7 @@ def _model_file(client, name: str, version: str, path: str, folder: str) -> Path
     except Exception:
         return None
 
-# %% ../../notebooks/track/04_card.ipynb #39f0b26d
+# %% ../../notebooks/track/04_card.ipynb #caae5fc4
 def card_facts(
     client,  # an MlflowClient (`track.client.connect`)
     name: str,  # registered model name
@@ -207,7 +207,7 @@ def render_card(
     md += ["## Limitations", "", *[f"- {x}" for x in _limitations(f)], ""]
     return "\n".join(md)
 
-# %% ../../notebooks/track/04_card.ipynb #4a1637f2
+# %% ../../notebooks/track/04_card.ipynb #05944d65
 def card_html(
     markdown: str,  # the card, as Markdown
     title: str,  # the page's title
@@ -230,7 +230,7 @@ def write_card(
     version,  # the version
     run_id: str,  # an MLflow run id
     intended_use: str = "",  # what the model is for, the card's first line
-    folder: Path | str | None = None,  # a folder
+    folder: Path | str | None = None,  # where card.md and card.html are written (default: a temporary folder)
 ) -> str:
     "Build a version's card, log card.md and card.html to `run_id`, make it the description; return the Markdown."
     md = render_card(card_facts(client, name, version, intended_use))

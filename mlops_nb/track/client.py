@@ -19,7 +19,7 @@ __all__ = ['TAG', 'PARENT', 'Tag', 'connect', 'ensure_experiment', 'start_run', 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
 
-# %% ../../notebooks/track/01_client.ipynb #b036267e
+# %% ../../notebooks/track/01_client.ipynb #562b35d2
 class Tag:
     "The names of the tags the workbench writes on runs and model versions, in one place."
 
@@ -60,7 +60,7 @@ class Tag:
     gate_champion = f"{TAG}.gate.champion"  # on a version: the champion it faced
     history = f"{TAG}.history."  # prefix of the registry's history events on a registered model
 
-# %% ../../notebooks/track/01_client.ipynb #8ce221a0
+# %% ../../notebooks/track/01_client.ipynb #6067cf3b
 def connect(
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
 ):
@@ -129,7 +129,7 @@ def _text(v) -> str:
     s = v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, (list, dict)) else str(v)
     return s[:6000]
 
-# %% ../../notebooks/track/01_client.ipynb #a8884ea1
+# %% ../../notebooks/track/01_client.ipynb #5079c1d2
 def _finite(v) -> bool:
     try:
         return math.isfinite(float(v))
@@ -172,7 +172,7 @@ def pipeline_runs(
     flt = f"tags.{TAG}.kind = 'pipeline'" + (f" and tags.{TAG}.pipeline = '{pipeline}'" if pipeline else "")
     return client.search_runs([experiment_id], flt, order_by=["attributes.start_time DESC"], max_results=limit)
 
-
+# %% ../../notebooks/track/01_client.ipynb #3b808d87
 def step_runs(
     client,  # an MlflowClient
     parent,  # a pipeline run (as `get_run` returns it)
@@ -206,7 +206,7 @@ def open_stores(
 
 # %% ../../notebooks/track/01_client.ipynb #55761db1
 def git_state(
-    folder: Path | str,  # a folder
+    folder: Path | str,  # a folder, inside a git work tree or not
 ) -> dict[str, str]:
     "Commit, branch and dirty flag of the git work tree at `folder` (empty outside git)."
 
@@ -236,7 +236,7 @@ def environment() -> dict[str, str]:
             pass
     return env
 
-
+# %% ../../notebooks/track/01_client.ipynb #2bc12d7e
 def installed_packages() -> str:
     "Every installed distribution as `name==version` lines (a requirements file)."
     return (

@@ -174,7 +174,7 @@ def record_event(
     client.set_registered_model_tag(name, f"{HISTORY_TAG}{time.time_ns()}", json.dumps(event))
     return event
 
-# %% ../../notebooks/track/03_gate.ipynb #79347344
+# %% ../../notebooks/track/03_gate.ipynb #ef5dc25a
 def history(
     client,  # an MlflowClient (`track.client.connect`)
     name: str,  # registered model name
@@ -221,7 +221,7 @@ def promote(
     client.set_registered_model_alias(name, "champion", version)
     return record_event(client, name, "promote", version, reason, previous=old, run_id=run_id, by=by)
 
-# %% ../../notebooks/track/03_gate.ipynb #444c8cb0
+# %% ../../notebooks/track/03_gate.ipynb #9398a680
 def rollback(
     client,  # an MlflowClient (`track.client.connect`)
     name: str,  # registered model name

@@ -121,8 +121,8 @@ def version_file(
     client,  # an MlflowClient (`track.client.connect`)
     name: str,  # registered model name
     version: str,  # a registered model version
-    path: str,  # a file
-    folder: str | None = None,  # a folder
+    path: str,  # a file of the model, e.g. extra_files/profile.json
+    folder: str | None = None,  # where to put it (default: a temporary folder)
 ) -> Path:
     "Download a file of a registered version's model (e.g. extra_files/profile.json); `RegistryError` if none."
     import mlflow
@@ -150,7 +150,7 @@ def version_profile(
 
     return Profile.read(version_file(client, name, version, "extra_files/profile.json"))
 
-# %% ../../notebooks/track/02_registry.ipynb #d7b30fa1
+# %% ../../notebooks/track/02_registry.ipynb #11e87f8d
 def version_schema(
     client,  # an MlflowClient (`track.client.connect`)
     name: str,  # registered model name
@@ -209,7 +209,7 @@ def registered_model(
             "Train one with `mlops-nb run pipelines/train.yaml`."
         ) from None
 
-
+# %% ../../notebooks/track/02_registry.ipynb #fb3d630b
 def list_versions(
     client,  # an MlflowClient
     name: str,  # registered model name
@@ -217,7 +217,7 @@ def list_versions(
     "Every version of `name`, newest first."
     return sorted(client.search_model_versions(f"name='{name}'"), key=lambda m: int(m.version), reverse=True)
 
-# %% ../../notebooks/track/02_registry.ipynb #6298d28b
+
 def download_model(
     client,  # an MlflowClient
     name: str,  # registered model name

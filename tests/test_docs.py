@@ -77,6 +77,7 @@ def test_navigation_follows_the_layers_and_pages_document_their_parameters(site)
         assert any(p.parent.name == layer for p in site.rglob("*.html")), f"no pages for the {layer} layer"
     data = (site / "ml" / "data.html").read_text(encoding="utf-8")
     assert "# a CSV or Parquet file" in html.unescape(re.sub(r"<[^>]+>", "", data))  # a parameter's docment, in the signature
+    assert re.search(r"<strong>Details</strong>.*?<td[^>]*>(<p>)?path(</p>)?</td>.*?a CSV or Parquet file", data, re.S)  # and in a table
     validate = (site / "ml" / "validate.html").read_text(encoding="utf-8")
     text = html.unescape(re.sub(r"<[^>]+>", "", validate))
     assert "| column | kind |" not in text  # the Schema example's Markdown table renders as a table ...

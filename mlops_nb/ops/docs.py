@@ -30,8 +30,8 @@ from nbdev.processors import (
 from ..core.errors import MlopsNbError
 
 # %% auto #0
-__all__ = ['CSS', 'DocsError', 'exec_cells', 'to_myst', 'process_notebook', 'page_name', 'page_path', 'library_page',
-           'pipelines_page', 'render_site', 'layer_order', 'build_docs', 'readme_text', 'write_readme']
+__all__ = ['CSS', 'DocsError', 'exec_cells', 'to_myst', 'ParamTableRenderer', 'process_notebook', 'page_name', 'page_path',
+           'library_page', 'pipelines_page', 'render_site', 'layer_order', 'build_docs', 'readme_text', 'write_readme']
 
 # %% ../../notebooks/ops/04_docs.ipynb #79b412e7
 class DocsError(MlopsNbError):
@@ -120,6 +120,54 @@ def to_myst(
     return nbformat.v4.new_notebook(
         cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     )
+
+# %% ../../notebooks/ops/04_docs.ipynb #42353861
+from nbdev.showdoc import BasicMarkdownRenderer
+
+
+def _cell(v) -> str:
+    "One table cell: a type or a default, as code; nothing for an empty one."
+    import inspect
+
+    if v is inspect.Parameter.empty:
+        return ""
+    text = v if isinstance(v, str) else getattr(v, "__name__", None) or repr(v)
+    return "`" + str(text).replace("|", "\\|").replace("`", "'") + "`"
+
+
+class ParamTableRenderer(BasicMarkdownRenderer):
+    "nbdev's show_doc (signature and docstring), then a table of the parameters: type, default, docment."
+
+    def _repr_markdown_(self):
+        md = super()._repr_markdown_()
+        rows = self._rows()
+        if not rows:
+            return md
+        table = [
+            "|    | **Type** | **Default** | **Details** |",
+            "| -- | -------- | ----------- | ----------- |",
+            *rows,
+        ]
+        return md + "\n\n" + "\n".join(table)
+
+    def _rows(self) -> list[str]:
+        from fastcore.docments import docments
+
+        try:
+            dm = docments(self.fn_obj, full=True)
+        except Exception:
+            return []
+        rows = []
+        for name, d in dm.items():
+            if name in ("self", "cls", "return"):
+                continue
+            details = (d.get("docment") or "").replace("|", "\\|")
+            rows.append(f"| {name} | {_cell(d['anno'])} | {_cell(d['default'])} | {details} |")
+        return rows
+
+    def __init__(self, sym, name: str | None = None, title_level: int = 3, maxline: int = 110):
+        super().__init__(sym, name=name, title_level=title_level, maxline=maxline)
+        self.fn_obj = sym
 
 # %% ../../notebooks/ops/04_docs.ipynb #ebdca206
 _BEFORE = [

@@ -77,7 +77,7 @@ def score(
     from rich.progress import Progress
     from mlops_nb.core.config import load_settings
     from mlops_nb.serving.score import count_rows, score_file
-    from mlops_nb.serving.server import load_served
+    from mlops_nb.serving.models import load_served
     from mlops_nb.track.client import connect
 
     if chunk_rows < 1:

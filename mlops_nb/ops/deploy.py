@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 import yaml
 from ..core.errors import MlopsNbError, RegistryError
-from ..serving.server import BUNDLE_FILE
+from ..serving.models import BUNDLE_FILE
 from ..track.registry import download_model, model_version
 
 # %% auto #0
@@ -182,7 +182,7 @@ def make_bundle(
             Path(mlops_nb.__file__).parent, stage / "mlops_nb", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
         (stage / "requirements.txt").write_text("\n".join(server_requirements(stage / "model")) + "\n")
-        from mlops_nb.serving.server import load_bundle
+        from mlops_nb.serving.models import load_bundle
 
         (stage / BUNDLE_FILE).write_text(json.dumps(meta))
         load_bundle(stage)  # it loads, from its own files only

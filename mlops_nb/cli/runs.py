@@ -139,7 +139,7 @@ def print_failure(
 
 # %% ../../notebooks/cli/02_runs.ipynb #c1d12976
 def _options(spec, force, workers, no_cache, cold, executor, scheduler):
-    from mlops_nb.runner.pipeline import RunOptions, check_options
+    from mlops_nb.runner.results import RunOptions, check_options
 
     return check_options(
         spec,
@@ -310,7 +310,7 @@ def reproduce(
     from rich.table import Table
     from mlops_nb.core.config import load_settings
     from mlops_nb.core.errors import PipelineFailed
-    from mlops_nb.runner.pipeline import RunOptions
+    from mlops_nb.runner.results import RunOptions
     from mlops_nb.runner.reproduce import reproduce as redo
 
     console = make_console()

@@ -59,7 +59,8 @@ def monitor_once(
     report=None,  # a callback given each step's `StepResult` as it starts and ends
 ):
     "Run the monitor pipeline with `params`; its result and the monitor step's result."
-    from mlops_nb.runner.pipeline import RunOptions, run_pipeline, raise_if_failed
+    from mlops_nb.runner.pipeline import run_pipeline, raise_if_failed
+    from mlops_nb.runner.results import RunOptions
     from mlops_nb.runner.spec import load_spec, resolve_params
     from mlops_nb.core.config import KEYS
 
@@ -122,7 +123,8 @@ def retrain(
     report=None,  # a callback given each step's `StepResult` as it starts and ends
 ):
     "Train on the window's labels (the gate decides); return the train pipeline's result."
-    from mlops_nb.runner.pipeline import RunOptions, run_pipeline
+    from mlops_nb.runner.pipeline import run_pipeline
+    from mlops_nb.runner.results import RunOptions
     from mlops_nb.runner.spec import load_spec, resolve_params
     from mlops_nb.core.config import KEYS
     from mlops_nb.track.client import connect

@@ -56,7 +56,7 @@ def test_bundle_serves_offline_with_its_metadata_and_correct_predictions(bundled
     project, out = bundled
     with tarfile.open(out.with_name(out.name + ".tar.gz")) as tar: tar.extractall(tmp_path, filter="data")  # as on the edge machine
     edge = tmp_path / out.name
-    r = subprocess.run([sys.executable, "-m", "mlops_nb.ops.deploy", "verify", "."], cwd=edge, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "mlops_nb.ops.bundle", "verify", "."], cwd=edge, capture_output=True, text=True)
     assert r.returncode == 0 and "intact" in r.stdout, r.stdout + r.stderr
     proc, url = _server([MLOPS_NB, "serve", "--model", str(edge)], edge, _offline_env(), tmp_path / "server.log")
     try:

@@ -33,7 +33,7 @@ def bundle(
     ),
 ):
     "Write a self-contained bundle of a model version: serve it anywhere with `mlops-nb serve --model OUT`, offline."
-    from mlops_nb.ops.deploy import make_bundle
+    from mlops_nb.ops.bundle import make_bundle
 
     settings, client, uri = _bundle_source(model)
     b = make_bundle(out, uri, client, settings)
@@ -63,7 +63,8 @@ def deploy_docker(
     ),
 ):
     "Write a bundle with a Dockerfile around it (lint-clean with hadolint); build it with `docker build OUT`."
-    from mlops_nb.ops.deploy import app_name, make_bundle, write_dockerfile
+    from mlops_nb.ops.bundle import make_bundle
+    from mlops_nb.ops.deploy import app_name, write_dockerfile
 
     settings, client, uri = _bundle_source(model)
     b = make_bundle(out, uri, client, settings, archive=False)
@@ -89,7 +90,8 @@ def deploy_k8s(
     replicas: int = typer.Option(2, "--replicas", help="pods at least (the autoscaler may add up to 6)"),
 ):
     "Write a Deployment, Service, HorizontalPodAutoscaler and ConfigMap (validated against the Kubernetes schemas)."
-    from mlops_nb.ops.deploy import app_name, model_source, write_k8s
+    from mlops_nb.ops.bundle import model_source
+    from mlops_nb.ops.deploy import app_name, write_k8s
 
     settings, client, uri = _bundle_source(model)
     if replicas < 1:

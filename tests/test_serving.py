@@ -42,7 +42,6 @@ def registry(tmp_path_factory):
     return project, X
 
 
-@contextmanager
 def eventually(what, timeout: float = 120):
     "Poll `what()` until it is true (the server writes its logs in the background); return its last value."
     deadline = time.monotonic() + timeout
@@ -50,6 +49,7 @@ def eventually(what, timeout: float = 120):
     return value
 
 
+@contextmanager
 def server(project, *args):
     "`mlops-nb serve ARGS` on a free port of 127.0.0.1, until the block ends."
     port = free_port()

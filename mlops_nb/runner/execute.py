@@ -56,9 +56,11 @@ def execute_notebook(
         except pm.PapermillExecutionError as e:
             return StepError(e.cell_index, e.source, e.ename, e.evalue, failing_line(e.traceback))
         except Exception as e:  # the kernel died or never answered: not the notebook's fault
+            from mlops_nb.runner.kernels import STOPPING
+
             started = _cells_ran(output)
-            if attempt == 1 and not started:
-                continue  # nothing ran yet: one more try, in a fresh cold kernel
+            if attempt == 1 and not started and not STOPPING.is_set():
+                continue  # nothing ran yet: one more try, in a fresh cold kernel (unless the run was interrupted)
             return StepError(
                 -1,
                 "",
@@ -94,6 +96,9 @@ def executor_for(
     stack: ExitStack,  # an ExitStack that closes the executor with the run
 ):
     "The function that executes a step notebook under `options`; resources go on `stack`."
+    from mlops_nb.runner.kernels import STOPPING
+
+    STOPPING.clear()  # a new run: kernels may start again (an interrupt of an earlier run in this process set it)
     if options.executor == "dask":
         try:
             from distributed import Client, LocalCluster

@@ -10,9 +10,9 @@ import json, os, signal, socket, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PRELOAD', 'PRELOAD_LATER', 'HOLD', 'FORK_TIMEOUT', 'PRESTARTED', 'LIVE', 'watch_owner', 'serve', 'request', 'Zygote',
-           'ForkedProcess', 'Prestarted', 'ForkedProvisioner', 'QuickKernelClient', 'TrackedKernelManager',
-           'ForkedKernelManager', 'kill_live_kernels']
+__all__ = ['PRELOAD', 'PRELOAD_LATER', 'HOLD', 'FORK_TIMEOUT', 'PRESTARTED', 'LIVE', 'STOPPING', 'watch_owner', 'serve',
+           'request', 'Zygote', 'ForkedProcess', 'Prestarted', 'ForkedProvisioner', 'QuickKernelClient',
+           'TrackedKernelManager', 'ForkedKernelManager', 'KernelStopped', 'kill_live_kernels']
 
 # %% ../../notebooks/runner/05_kernels.ipynb #c11831de
 PRELOAD = (
@@ -441,6 +441,9 @@ class TrackedKernelManager(AsyncKernelManager):
         await super()._async_launch_kernel(kernel_cmd, **kw)
         self._pid = self.provisioner.pid
         LIVE.add(self._pid)
+        if STOPPING.is_set():  # the run was interrupted while this kernel started: it must not run the step
+            kill_live_kernels()
+            raise KernelStopped("the run was interrupted while a step's kernel was starting")
 
     async def _async_cleanup_resources(self, restart: bool = False):
         LIVE.discard(getattr(self, "_pid", None))
@@ -459,8 +462,16 @@ class ForkedKernelManager(TrackedKernelManager):
         return await super()._async_pre_start_kernel(**kw)
 
 
+class KernelStopped(RuntimeError):
+    "A kernel was killed as it started, because the run it was for had been interrupted."
+
+
+STOPPING = threading.Event()  # set by an interrupt: a kernel still starting is killed as soon as it is up
+
+
 def kill_live_kernels() -> None:
-    "Kill every kernel this process started that is still running (an interrupted run must not leave them behind)."
+    "Kill every kernel this process started that is still running, and any still starting (an interrupted run)."
+    STOPPING.set()
     for pid in list(LIVE):
         try:
             os.killpg(pid, signal.SIGKILL)

@@ -164,7 +164,11 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
             "StepIncomplete",
             f"{step.notebook.name} ran to its end without calling ctx.finish(), so it handed on no outputs.",
         )
-    r.status = "failed" if r.error else "done"
+    from mlops_nb.runner.kernels import STOPPING
+
+    r.status = (
+        ("killed" if STOPPING.is_set() else "failed") if r.error else "done"
+    )  # interrupted: its kernel was stopped
     if r.status == "done":
         r.outputs = json.loads((r.out_dir / OUTPUTS).read_text())
     self.records.submit(self._record, r)
@@ -179,7 +183,8 @@ def _record(self: PipelineRun, r: StepResult) -> None:
     "Log the executed notebook (and its HTML) and close the step's run."
     self._log_notebook(r)
     self.mlflow(tracking.log_values, self.client, r.run_id, metrics={"step_seconds": r.seconds})
-    self.mlflow(tracking.finish_run, self.client, r.run_id, "FINISHED" if r.status == "done" else "FAILED")
+    status = {"done": "FINISHED", "killed": "KILLED"}.get(r.status, "FAILED")
+    self.mlflow(tracking.finish_run, self.client, r.run_id, status)
 
 
 @patch
@@ -201,7 +206,8 @@ def run_steps(self: PipelineRun) -> PipelineResult:
         self._schedule(pool, todo, running)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
-        kill_live_kernels()  # the step threads wait on their kernels: with the kernels gone, they end
+        kill_live_kernels()  # the step threads wait on their kernels: with the kernels gone, they end ...
+        wait(list(running), timeout=60)  # ... and record their steps as KILLED (a Dask step may run on: not forever)
         raise
     finally:
         self.records.shutdown(wait=True)  # every finished step's notebook is logged, even on an interrupt
@@ -429,7 +435,8 @@ def run_pipeline(
         try:
             with exported(settings):
                 run.run_steps()
-            run.result.status = "FAILED" if run.result.failed else "FINISHED"
+            killed = any(s.status == "killed" for s in run.result.steps)  # a sweep's member, interrupted
+            run.result.status = "KILLED" if killed else "FAILED" if run.result.failed else "FINISHED"
         except BaseException:
             run.result.status = "KILLED"
             for r in run.result.steps:

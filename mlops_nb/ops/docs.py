@@ -154,7 +154,7 @@ class ParamTableRenderer(BasicMarkdownRenderer):
         from fastcore.docments import docments
 
         try:
-            dm = docments(self.fn_obj, full=True)
+            dm = docments(self.sym, full=True)
         except Exception:
             return []
         rows = []
@@ -164,10 +164,6 @@ class ParamTableRenderer(BasicMarkdownRenderer):
             details = (d.get("docment") or "").replace("|", "\\|")
             rows.append(f"| {name} | {_cell(d['anno'])} | {_cell(d['default'])} | {details} |")
         return rows
-
-    def __init__(self, sym, name: str | None = None, title_level: int = 3, maxline: int = 110):
-        super().__init__(sym, name=name, title_level=title_level, maxline=maxline)
-        self.fn_obj = sym
 
 # %% ../../notebooks/ops/05_docs.ipynb #ebdca206
 _BEFORE = [

@@ -256,7 +256,15 @@ def read_feedback(
     from mlops_nb.ml.data import load_table
 
     path = Path(path)
-    table = pd.read_json(path, lines=True) if path.suffix.lower() == ".jsonl" else load_table(path)
+    if path.suffix.lower() != ".jsonl":
+        table = load_table(path)  # CSV or Parquet, with its own clear messages
+    elif not path.is_file():
+        raise DataError(f"feedback file {path} not found.")
+    else:
+        try:
+            table = pd.read_json(path, lines=True)
+        except ValueError as e:
+            raise DataError(f"{path} is not valid JSON lines ({e}); write one JSON object per line.") from None
     missing = [c for c in ("request_id", "label") if c not in table]
     if missing:
         raise DataError(

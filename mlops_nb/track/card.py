@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from .client import step_runs
+from ..core.errors import RegistryError
 from .gate import history
+from .registry import version_file
 from ..ml.validate import Schema
 from .client import Tag
 
@@ -44,15 +46,9 @@ def _artifact(client, run_id: str, path: str, folder: str) -> Path | None:
 
 
 def _model_file(client, name: str, version: str, path: str, folder: str) -> Path | None:
-    import mlflow
-
     try:
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                f"models:/{name}/{version}/{path}", dst_path=folder, tracking_uri=client.tracking_uri
-            )
-        )
-    except Exception:
+        return version_file(client, name, version, path, folder)
+    except RegistryError:  # a card says what it can
         return None
 
 # %% ../../notebooks/track/04_card.ipynb #caae5fc4

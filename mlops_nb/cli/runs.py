@@ -21,7 +21,7 @@ __all__ = ['StepProgress', 'print_summary', 'print_failure', 'run', 'runs', 'sho
 class StepProgress:
     "Draws the steps of a pipeline run as they start and end."
 
-    ICONS = {"running": "…", "done": "✓", "failed": "✗", "skipped": "-", "killed": "✗", "cached": "↺"}
+    ICONS = {"running": "…", "done": "✓", "failed": "✗", "skipped": "-", "killed": "✗", "cached": "↺", "left out": "·"}
 
     def __init__(self, console, names: list[str]):
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -320,6 +320,11 @@ def reproduce(
         and console.print(f"  {r.name:<10} {r.status:<7} {r.seconds:5.1f}s", highlight=False)
     )
     rep = redo(run_id, load_settings(), report=done, options=RunOptions(warm=not cold))
+    if rep.left_out:
+        console.print(
+            f"· not re-run: {', '.join(rep.left_out)} (they change the model registry; a reproduction leaves it as "
+            "it is: no new version, no alias moved)"
+        )
     for what, same, detail in rep.checks:
         console.print(f"{'✓' if same else '✗'} {what}: {'same' if same else 'DIFFERS'} ({detail})")
     if rep.rerun.failed:

@@ -13,21 +13,24 @@ from pathlib import Path
 from .errors import ConfigError
 
 # %% auto #0
-__all__ = ['SETTINGS_FILE', 'SECTION', 'KEYS', 'find_root', 'Settings', 'load_settings', 'exported']
+__all__ = ['SETTINGS_FILE', 'SECTION', 'PROJECT_MARKERS', 'KEYS', 'find_root', 'Settings', 'load_settings', 'exported']
 
 # %% ../../notebooks/core/02_config.ipynb #645184c7
 SETTINGS_FILE = "settings.ini"
 SECTION = "mlops_nb"
+PROJECT_MARKERS = (SETTINGS_FILE, "pyproject.toml")  # a project's root holds one of them
 
 
 def find_root(
-    start: Path | str | None = None,  # where to start looking; default the current folder
+    start: Path | str | None = None,  # where to start looking (a folder or a file in it); default the current folder
 ) -> Path:
-    "The nearest folder at or above `start` holding settings.ini (else `start` itself)."
+    "The project folder: the nearest at or above `start` holding settings.ini, else pyproject.toml (else `start`)."
     start = Path(start or Path.cwd()).resolve()
-    for d in [start, *start.parents]:
-        if (d / SETTINGS_FILE).is_file():
-            return d
+    start = start.parent if start.is_file() else start
+    for marker in PROJECT_MARKERS:
+        for d in [start, *start.parents]:
+            if (d / marker).is_file():
+                return d
     return start
 
 # %% ../../notebooks/core/02_config.ipynb #8c2f50d3
@@ -43,6 +46,11 @@ class Settings:
     runs_dir: str = "runs"  # executed notebooks and step outputs
     predictions_dir: str = "predictions"  # the scoring server's prediction log
     intended_use: str = ""  # what the model is for, for its model card
+    registry: str = "write"  # write, or read-only: no step may register a version or move an alias (reproduce)
+
+    def __post_init__(self):
+        if self.registry not in ("write", "read-only"):
+            raise ConfigError(f"setting registry = {self.registry!r}: use write or read-only.")
 
     @property
     def tracking(self) -> str:

@@ -13,7 +13,7 @@ from ..core.values import JsonValue
 
 # %% auto #0
 __all__ = ['RECORDS', 'notebook_fingerprint', 'file_digest', 'folder_digest', 'code_fingerprint', 'library_fingerprint',
-           'cache_key', 'CacheEntry', 'StepCache']
+           'project_fingerprint', 'cache_key', 'CacheEntry', 'StepCache']
 
 # %% ../../notebooks/runner/03_cache.ipynb #028e83e8
 def _sha(*parts) -> str:
@@ -75,6 +75,20 @@ def library_fingerprint() -> str:
     import mlops_nb
 
     return code_fingerprint(Path(mlops_nb.__file__).parent, mlops_nb.__version__)
+
+# %% ../../notebooks/runner/03_cache.ipynb #e4b67d41
+def project_fingerprint(
+    notebook: Path | str,  # a step notebook
+    root: Path | str,  # the project folder
+) -> str:
+    "Hash of the project's own code that `notebook` imports (its local modules and packages, and theirs)."
+    from mlops_nb.core.code import local_code
+
+    root = Path(root).resolve()
+    parts = []
+    for p in local_code(notebook, root):
+        parts.append((p.relative_to(root).as_posix(), code_fingerprint(p) if p.is_dir() else file_digest(p)))
+    return _sha(parts)
 
 # %% ../../notebooks/runner/03_cache.ipynb #8f7637d8
 def cache_key(

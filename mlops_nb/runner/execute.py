@@ -30,6 +30,7 @@ def execute_notebook(
     parameters: dict,  # values injected into the notebook's parameters cell
     warm: bool = False,  # fork the kernel from the warm zygote
     env: dict | None = None,  # environment variables for the kernel (how a Dask worker gets the run's settings)
+    step_env: dict | None = None,  # variables for this step's kernel only (a plain notebook's MLFLOW_RUN_ID)
 ) -> StepError | None:
     "Run `notebook` headless with `parameters` into `output`; the error if a cell failed or the kernel died."
     _no_slow_optional_imports()
@@ -49,7 +50,7 @@ def execute_notebook(
                 progress_bar=False,
                 log_output=False,
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                kernel_manager_class=f"mlops_nb.runner.kernels.{manager}",
+                kernel_manager_class=_manager(manager, step_env),
                 shutdown_kernel="immediate",
             )
             return None
@@ -70,6 +71,14 @@ def execute_notebook(
             )
 
 # %% ../../notebooks/runner/08_execute.ipynb #e62755e3
+def _manager(name: str, step_env: dict | None):
+    "The kernel manager class `name`, made to start its kernel with `step_env` added to the environment."
+    from mlops_nb.runner import kernels
+
+    cls = getattr(kernels, name)
+    return type(name, (cls,), {"step_env": dict(step_env)}) if step_env else cls
+
+
 def _cells_ran(output) -> bool:
     "Whether any code cell of a (partly) executed notebook has started."
     try:
@@ -118,7 +127,9 @@ def executor_for(
             )
             client = stack.enter_context(Client(cluster))
         env = settings.as_env()
-        return lambda nb, out, params: client.submit(execute_notebook, nb, out, params, False, env, pure=False).result()
+        return lambda nb, out, params, step_env=None: client.submit(
+            execute_notebook, nb, out, params, False, env, step_env, pure=False
+        ).result()
     if options.warm:
         from mlops_nb.runner.kernels import Zygote
 
@@ -127,13 +138,13 @@ def executor_for(
         stack.callback(os.environ.pop, "MLOPS_NB_ZYGOTE", None)
         ready = threading.Event()
 
-        def execute(nb, out, params):
+        def execute(nb, out, params, step_env=None):
             if not ready.is_set():
                 zygote.wait_ready()
                 ready.set()
-            return execute_notebook(nb, out, params, warm=True)
+            return execute_notebook(nb, out, params, warm=True, step_env=step_env)
 
         if settings.is_local_store:
             execute.store_ready = lambda: zygote.open_stores([settings.tracking])
         return execute
-    return lambda nb, out, params: execute_notebook(nb, out, params)
+    return lambda nb, out, params, step_env=None: execute_notebook(nb, out, params, step_env=step_env)

@@ -436,6 +436,12 @@ class TrackedKernelManager(AsyncKernelManager):
 
     client_class = DottedObjectName("mlops_nb.runner.kernels.QuickKernelClient")
     client_factory = Type(default_value=QuickKernelClient, klass=AsyncKernelClient)
+    step_env: dict = {}  # added to the kernel's environment (`execute_notebook` makes a subclass per step)
+
+    async def _async_pre_start_kernel(self, **kw):
+        if self.step_env:
+            kw["env"] = {**kw.get("env", os.environ), **self.step_env}
+        return await super()._async_pre_start_kernel(**kw)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         await super()._async_launch_kernel(kernel_cmd, **kw)

@@ -18,6 +18,7 @@ from mlops_nb.runner.cache import (
     folder_digest,
     library_fingerprint,
     notebook_fingerprint,
+    project_fingerprint,
 )
 from .render import render_later
 from ..core.config import Settings, exported
@@ -39,7 +40,7 @@ class StepKeys:
     "Computes the cache keys of one pipeline run's steps."
 
     def __init__(self, spec: PipelineSpec, params: dict, settings: Settings):
-        self.spec, self.params, self.library = spec, params, library_fingerprint()
+        self.spec, self.params, self.library, self.root = spec, params, library_fingerprint(), settings.root
         self.context = {
             "tracking": settings.tracking,
             "experiment": settings.experiment,
@@ -61,6 +62,9 @@ class StepKeys:
             if self.spec.params[k].file and values[k]:
                 inputs[f"file:{k}"] = self._digest(values[k], lambda k=k: file_digest(values[k]))
         nb = self._digest(str(step.notebook), lambda: notebook_fingerprint(step.notebook))
+        inputs["project code"] = self._digest(
+            f"code:{step.notebook}", lambda: project_fingerprint(step.notebook, self.root)
+        )
         return cache_key(nb, values, inputs, self.library, self.context)
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #a45f4a5c
@@ -144,26 +148,21 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
     r.out_dir = self.run_dir / step.name
     r.out_dir.mkdir(parents=True, exist_ok=True)
     self._start_step(step, r, {})
-    injected = {
-        **{k: self.params[k] for k in step.params},
+    runner = {
         "out_dir": str(r.out_dir),
         "mlflow_run_id": r.run_id,
         "upstream": json.dumps({n: str(self.dirs[n]) for n in step.needs}),
     }
+    injected = {**{k: self.params[k] for k in step.params}, **{k: runner[k] for k in step.runner}}
     r.notebook, r.status = r.out_dir / step.notebook.name, "running"
     self.report(r)
     started = time.perf_counter()
     try:
-        r.error = self.execute(step.notebook, r.notebook, injected)
+        r.error = self.execute(step.notebook, r.notebook, injected, step_env=_step_env(step, runner))
     finally:
         r.seconds = time.perf_counter() - started
     if r.error is None and not (r.out_dir / OUTPUTS).is_file():
-        r.error = StepError(
-            -1,
-            "",
-            "StepIncomplete",
-            f"{step.notebook.name} ran to its end without calling ctx.finish(), so it handed on no outputs.",
-        )
+        r.error = _hand_on(step, r.out_dir)
     from mlops_nb.runner.kernels import STOPPING
 
     r.status = (
@@ -178,6 +177,32 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
     return r
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #b14068f0
+def _step_env(step: Step, runner: dict) -> dict | None:
+    "What a notebook that does not declare the runner's values finds in its environment instead."
+    if set(step.runner) == {"out_dir", "mlflow_run_id", "upstream"}:
+        return None  # it declares all of them: its kernel can be one forked ahead
+    return {
+        "MLFLOW_RUN_ID": runner["mlflow_run_id"],  # mlflow.start_run() and autolog resume the step's run
+        "MLOPS_NB_OUT_DIR": runner["out_dir"],
+        "MLOPS_NB_UPSTREAM": runner["upstream"],
+    }
+
+
+def _hand_on(step: Step, out_dir: Path) -> StepError | None:
+    "A plain notebook's outputs are the files it wrote; a `StepContext` step without ctx.finish() is incomplete."
+    if step.contract:
+        return StepError(
+            -1,
+            "",
+            "StepIncomplete",
+            f"{step.notebook.name} opened a StepContext but ran to its end without calling ctx.finish(), so it "
+            "handed on no outputs. End it with ctx.finish(...).",
+        )
+    files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file() and p.suffix != ".ipynb")
+    (out_dir / OUTPUTS).write_text(json.dumps({"files": files}, indent=1))
+    return None
+
+
 @patch
 def _record(self: PipelineRun, r: StepResult) -> None:
     "Log the executed notebook (and its HTML) and close the step's run."
@@ -220,7 +245,11 @@ def _schedule(self: PipelineRun, pool, todo: list, running: dict) -> None:
     while todo or running:
         for step in list(todo):
             needs = [self.result.step(n) for n in step.needs]
-            if any(n.status in ("failed", "skipped", "killed") for n in needs):
+            if step.name in self.options.leave_out:
+                todo.remove(step)
+                self.result.step(step.name).status = "left out"
+                self.report(self.result.step(step.name))
+            elif any(n.status in ("failed", "skipped", "killed", "left out") for n in needs):
                 todo.remove(step)
                 self.result.step(step.name).status = "skipped"
                 self.report(self.result.step(step.name))

@@ -29,6 +29,7 @@ class Reproduction:
     rerun: PipelineResult
     checks: list[tuple[str, bool, str]]  # (what, same?, detail)
     compared: int = 0  # metrics compared
+    left_out: list[str] = field(default_factory=list)  # steps not re-run: they change the model registry
     differences: list[tuple[str, str, float, float]] = field(default_factory=list)  # (step, metric, original, re-run)
 
     @property
@@ -87,15 +88,16 @@ def reproduce(
         client, run, producers=True
     )  # a cached step's results live in the run that produced them
     checks = _checks(run, spec, params, steps, settings)
+    left_out = [s.name for s in spec.steps if s.registry]
     rerun = run_pipeline(
         spec,
         params,
-        settings,
+        replace(settings, registry="read-only"),  # a step that would register or move an alias fails instead
         report,
-        replace(options or RunOptions(), cache=False, force=()),
+        replace(options or RunOptions(), cache=False, force=(), leave_out=tuple(left_out)),
         tags={tracking.Tag.reproduces: run_id},
     )
-    rep = Reproduction(run_id, rerun, checks)
+    rep = Reproduction(run_id, rerun, checks, left_out=left_out)
     new = tracking.step_runs(client, client.get_run(rerun.run_id), producers=True)
     if "ingest" in steps and "ingest" in new:
         old_v, new_v = (
@@ -103,7 +105,7 @@ def reproduce(
             new["ingest"].data.params.get("data_version", ""),
         )
         rep.checks.append(("data version", old_v == new_v, f"recorded {old_v[:12]}, re-run {new_v[:12]}"))
-    for name, old in steps.items():
+    for name, old in ((n, r) for n, r in steps.items() if n not in left_out):
         a, b = _results(old.data.metrics), _results(new[name].data.metrics) if name in new else {}
         for k in sorted(a.keys() | b.keys()):
             rep.compared += 1

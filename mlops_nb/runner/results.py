@@ -35,7 +35,7 @@ class StepResult:
     "What happened to one step."
 
     name: str
-    status: str = "pending"  # pending, running, done, cached, failed, skipped, killed
+    status: str = "pending"  # pending, running, done, cached, failed, skipped, killed, left out
     seconds: float = 0.0
     run_id: str = ""
     notebook: Path | None = None  # the executed notebook
@@ -96,6 +96,7 @@ class RunOptions:
     warm: bool = True  # fork kernels from a process with the heavy imports done
     executor: str = "local"  # local processes, or dask
     scheduler: str = ""  # dask scheduler address; empty for a LocalCluster
+    leave_out: tuple = ()  # steps not to run at all (`reproduce` leaves out those that change the registry)
 
     def forced(self, step: str) -> bool:
         return "all" in self.force or step in self.force

@@ -67,27 +67,28 @@ def _hint(p: Param) -> str:
     return {"bool": " (use true or false)", "int": " (a whole number)", "float": " (a number)"}.get(p.type, "")
 
 # %% ../../notebooks/runner/01_spec.ipynb #5754eb4d
-def _parameters_cell(nb: dict, path: Path) -> tuple[str, int]:
-    for i, cell in enumerate(nb.get("cells", [])):
+def _parameters_cell(nb: dict) -> str:
+    "The source of the cell tagged `parameters` ('' for a notebook without one: it takes no parameters)."
+    for cell in nb.get("cells", []):
         if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             src = cell["source"]
-            return ("".join(src) if isinstance(src, list) else src), i
-    raise ConfigError(
-        f"notebook {path} has no cell tagged 'parameters', so it cannot take pipeline parameters. "
-        "In JupyterLab open the cell's property inspector (gear icon, right sidebar) and add the tag 'parameters'."
-    )
+            return "".join(src) if isinstance(src, list) else src
+    return ""
+
+
+def _read_notebook(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"notebook {path} cannot be read as a notebook: {e}.") from None
 
 # %% ../../notebooks/runner/01_spec.ipynb #c751211b
 def read_parameters(
     path: Path | str,  # a step notebook
 ) -> dict[str, Param]:
-    "The parameters declared in the `parameters` cell of notebook `path`."
+    "The parameters declared in the `parameters` cell of notebook `path` (none if it has no such cell)."
     path = Path(path)
-    try:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"notebook {path} cannot be read as a notebook: {e}.") from None
-    src, i = _parameters_cell(nb, path)
+    src = _parameters_cell(_read_notebook(path))
     try:
         tree = ast.parse(src)
     except SyntaxError as e:
@@ -134,6 +135,9 @@ class Step:
     needs: tuple = ()
     params: tuple = ()  # names of the pipeline parameters it takes
     cache: bool = True  # false for a step whose inputs the cache cannot see (e.g. live traffic)
+    registry: bool = False  # true for a step that changes the model registry: `reproduce` leaves it out
+    runner: tuple = ()  # the runner's parameters it declares (out_dir, upstream, mlflow_run_id): only those are given
+    contract: bool = False  # it opens a `StepContext`, so it must end with ctx.finish()
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ class PipelineSpec:
 # %% ../../notebooks/runner/01_spec.ipynb #d45cee33
 _SPEC_KEYS, _STEP_KEYS, _PARAM_KEYS = (
     {"name", "description", "steps", "params"},
-    {"name", "notebook", "needs", "cache"},
+    {"name", "notebook", "needs", "cache", "registry"},
     {"default", "help", "required", "choices", "file"},
 )
 
@@ -209,12 +213,28 @@ def _read_steps(d: dict, path: Path) -> list[Step]:
                 f"step '{s['name']}' of {path}: needs must be a step name or a list of them, not {needs!r}."
             )
         needs = [needs] if isinstance(needs, str) else needs
-        if not isinstance(s.get("cache", True), bool):
-            raise ConfigError(f"step '{s['name']}' of {path}: cache must be true or false.")
-        steps.append(Step(str(s["name"]), nb, tuple(map(str, needs)), cache=s.get("cache", True)))
+        for flag in ("cache", "registry"):
+            if not isinstance(s.get(flag, flag == "cache"), bool):
+                raise ConfigError(f"step '{s['name']}' of {path}: {flag} must be true or false.")
+        steps.append(
+            Step(
+                str(s["name"]),
+                nb,
+                tuple(map(str, needs)),
+                cache=s.get("cache", True),
+                registry=s.get("registry", False),
+                contract=_opens_context(nb),
+            )
+        )
     return _ordered(steps, path)
 
 # %% ../../notebooks/runner/01_spec.ipynb #04caff3d
+def _opens_context(notebook: Path) -> bool:
+    "Whether a step notebook opens a `StepContext` (and so promises to call ctx.finish())."
+    cells = _read_notebook(notebook).get("cells", [])
+    return any(c.get("cell_type") == "code" and "StepContext.open(" in "".join(c.get("source", "")) for c in cells)
+
+
 def _ordered(steps: list[Step], path: Path) -> list[Step]:
     names = [s.name for s in steps]
     if len(set(names)) < len(names):
@@ -240,7 +260,8 @@ def _ordered(steps: list[Step], path: Path) -> list[Step]:
 def _merge_params(steps: list[Step], meta: dict, path: Path) -> tuple[list[Step], dict]:
     params, out = {}, []
     for s in steps:
-        own = {k: p for k, p in read_parameters(s.notebook).items() if k not in RUNNER_PARAMS}
+        declared = read_parameters(s.notebook)
+        own = {k: p for k, p in declared.items() if k not in RUNNER_PARAMS}
         for k, p in own.items():
             if k in params and params[k].type != p.type:
                 raise ConfigError(
@@ -248,7 +269,7 @@ def _merge_params(steps: list[Step], meta: dict, path: Path) -> tuple[list[Step]
                     f"'{s.name}'; make them agree."
                 )
             params[k] = replace(params.get(k, p), steps=params.get(k, p).steps + (s.name,))
-        out.append(replace(s, params=tuple(own)))
+        out.append(replace(s, params=tuple(own), runner=tuple(k for k in RUNNER_PARAMS if k in declared)))
     for k, m in (meta or {}).items():
         if k not in params:
             raise ConfigError(
@@ -367,4 +388,4 @@ def prepare_run(
     values, overrides = resolve_params(spec, given, KEYS)
     check_files(spec, values, cwd)
     values = {k: str((cwd / v).resolve()) if spec.params[k].file and v else v for k, v in values.items()}
-    return spec, values, load_settings(overrides=overrides)
+    return spec, values, load_settings(spec.path, overrides=overrides)  # the spec's project, wherever we are

@@ -16,7 +16,7 @@ from ..track import client as tracking
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['OUTPUTS', 'StepContext']
+__all__ = ['OUTPUTS', 'StepContext', 'find_spec']
 
 # %% ../../notebooks/runner/02_step.ipynb #96e471d9
 OUTPUTS = "outputs.json"
@@ -37,16 +37,19 @@ class StepContext:
     @classmethod
     def open(
         cls,
-        step: str,
-        pipeline: str = "train",
-        out_dir: str = "",
+        step: str,  # this step's name in the pipeline spec
+        pipeline: str | None = None,  # the spec's name (its file's stem); default: the spec beside it that has `step`
+        out_dir: str = "",  # the runner's parameters, when the notebook declares them; else read from the environment
         upstream: str = "",
         mlflow_run_id: str = "",
-        params: dict | None = None,
+        params: dict | None = None,  # the notebook's parameter values, logged to an interactive run
     ) -> "StepContext":
         "The context of step `step`: from the runner's parameters, or set up for interactive work."
         settings = load_settings()
         client = tracking.connect(settings)
+        if not mlflow_run_id and os.environ.get("MLOPS_NB_OUT_DIR"):  # headless, the runner's values not declared
+            out_dir, upstream = os.environ["MLOPS_NB_OUT_DIR"], os.environ.get("MLOPS_NB_UPSTREAM", "{}")
+            mlflow_run_id = os.environ.get("MLFLOW_RUN_ID", "")
         if mlflow_run_id:
             ctx = cls(
                 step,
@@ -67,8 +70,7 @@ class StepContext:
 # %% ../../notebooks/runner/02_step.ipynb #2723461b
 @patch(cls_method=True)
 def _interactive(cls: StepContext, step, pipeline, settings, client) -> "StepContext":
-    spec_path = settings.root / "pipelines" / f"{pipeline}.yaml"
-    spec = load_spec(spec_path)
+    spec = find_spec(step, pipeline, settings)
     home = settings.runs / "interactive"
     upstream = {}
     for need in _upstream_closure(spec, step):
@@ -85,10 +87,36 @@ def _interactive(cls: StepContext, step, pipeline, settings, client) -> "StepCon
             tracking.Tag.kind: "step",
             tracking.Tag.step: step,
             tracking.Tag.mode: "interactive",
-            tracking.Tag.pipeline: pipeline,
+            tracking.Tag.pipeline: spec.name,
         },
     )
     return cls(step, home / step, upstream, run_id, settings, True, client)
+
+
+def find_spec(
+    step: str,  # a step's name
+    pipeline: str | None,  # the spec's file stem, or None for any spec that has such a step
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+    here: Path | None = None,  # the notebook's folder (a kernel's working folder); default the current folder
+):
+    "The pipeline spec of step `step`: among the specs beside the notebook, then in the project's pipelines/."
+    here = Path(here or Path.cwd()).resolve()
+    folders = list(dict.fromkeys([here, (settings.root / "pipelines").resolve()]))
+    if pipeline:
+        paths = [f / f"{pipeline}.{ext}" for f in folders for ext in ("yaml", "yml")]
+    else:
+        paths = [p for f in folders if f.is_dir() for p in sorted(f.glob("*.y*ml"))]
+    found = []
+    for path in (p for p in paths if p.is_file()):
+        spec = load_spec(path)
+        if any(s.name == step for s in spec.steps):
+            found.append(spec)
+    if not found:
+        raise ConfigError(
+            f"no pipeline spec {'named ' + repr(pipeline) + ' ' if pipeline else ''}with a step '{step}' in "
+            f"{' or '.join(map(str, folders))}. Put the notebook beside its spec, or pass pipeline='NAME'."
+        )
+    return next((s for s in found if s.step(step).notebook.parent == here), found[0])
 
 
 def _upstream_closure(spec, step: str) -> list[str]:

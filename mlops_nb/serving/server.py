@@ -115,6 +115,8 @@ def refresh(self: ScoringService) -> None:
             else:
                 self._follow(role, alias, cur)
         except Exception as e:
+            if self.load_errors.get(role) != str(e):  # into the server's log, once per new error (also in /health)
+                logging.getLogger("uvicorn.error").error("cannot load the %s model (%s): %s", role, self.uri, e)
             self.load_errors[role] = str(e)
             if role == "champion" or cur is not None:
                 self.metrics.reloads.labels(role, "failed").inc()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..core.errors import RegistryError
 from ..core.values import JsonValue
 from ..ml.metrics import PRIMARY, higher_is_better
-from .registry import alias_version
+from .registry import alias_version, check_writable
 from .client import Tag
 
 # %% auto #0
@@ -211,6 +211,7 @@ def promote(
     by: str | None = None,  # who acts; default: $MLOPS_NB_USER or the login name
 ) -> dict:
     "Make `version` the champion of `name` (the old champion becomes `previous`); record why."
+    check_writable(f"promoting a version of '{name}'")
     version = _version(client, name, version)
     old = alias_version(client, name, "champion")
     old = None if old is None else str(old.version)
@@ -229,6 +230,7 @@ def rollback(
     by: str | None = None,  # who acts; default: $MLOPS_NB_USER or the login name
 ) -> dict:
     "Make the `previous` version champion again; record why."
+    check_writable(f"rolling back '{name}'")
     prev, cur = alias_version(client, name, "previous"), alias_version(client, name, "champion")
     if prev is None:
         raise RegistryError(
@@ -260,6 +262,7 @@ def apply_decision(
     run_id: str | None = None,  # an MLflow run id
 ) -> dict:
     "Promote the challenger if `decision` passed; tag the version and record the event either way."
+    check_writable(f"recording the gate's decision on '{name}'")
     v = decision.challenger
     client.set_model_version_tag(name, v, Tag.gate, "passed" if decision.passed else "refused")
     client.set_model_version_tag(name, v, Tag.gate_reasons, "\n".join(decision.reasons)[:4000])

@@ -15,9 +15,9 @@ from ..ml.validate import Schema
 from .client import Tag
 
 # %% auto #0
-__all__ = ['ALIASES', 'MODEL_REQUIREMENTS', 'pinned_requirements', 'trusted_types', 'register_model', 'alias_version',
-           'make_challenger', 'version_file', 'version_profile', 'version_schema', 'model_version', 'registered_model',
-           'list_versions', 'download_model', 'load_model']
+__all__ = ['ALIASES', 'MODEL_REQUIREMENTS', 'pinned_requirements', 'trusted_types', 'model_code', 'check_writable',
+           'register_model', 'alias_version', 'make_challenger', 'version_file', 'version_profile', 'version_schema',
+           'model_version', 'registered_model', 'list_versions', 'download_model', 'load_model']
 
 # %% ../../notebooks/track/02_registry.ipynb #f83c2d91
 ALIASES = ("champion", "challenger", "previous")
@@ -43,6 +43,55 @@ def trusted_types(
 
     return sio.get_untrusted_types(data=sio.dumps(model))
 
+# %% ../../notebooks/track/02_registry.ipynb #649fa572
+def _project_root() -> Path:
+    import os
+    from mlops_nb.core.config import find_root
+
+    return find_root(os.environ.get("MLOPS_NB_ROOT"))
+
+
+def model_code(
+    model,  # a fitted estimator
+    root: Path | str,  # the project folder
+) -> list[Path]:
+    "The project's own modules and packages `model`'s classes and functions come from (for MLflow's code_paths)."
+    import io, pickle, types
+    from mlops_nb.core.code import local_origin
+
+    origins: dict[str, str] = {}  # module -> one of its names the model uses
+
+    class Finder(pickle.Pickler):
+        def reducer_override(self, obj):
+            named = isinstance(obj, (type, types.FunctionType))
+            module = getattr(obj, "__module__", None) if named else type(obj).__module__
+            origins.setdefault(module or "", getattr(obj if named else type(obj), "__qualname__", "?"))
+            return NotImplemented
+
+    Finder(io.BytesIO()).dump(model)
+    if "__main__" in origins:
+        raise RegistryError(
+            f"the model uses {origins['__main__']}, which is defined in the notebook itself, so no other process can "
+            f"load it. Move it into the project's package (for example {Path(root).name}/models.py), import it "
+            "from there, and run the pipeline again."
+        )
+    tops = {m.split(".")[0] for m in origins if m} - {"mlops_nb"}
+    found = {local_origin(t, Path(root), Path.cwd()) for t in tops}
+    return sorted(p for p in found if p is not None)
+
+# %% ../../notebooks/track/02_registry.ipynb #264afa5f
+def check_writable(
+    action: str,  # what was about to change, for the message
+) -> None:
+    "Raise `RegistryError` when the registry is read-only here (setting `registry`; `mlops-nb reproduce` sets it)."
+    import os
+
+    if os.environ.get("MLOPS_NB_REGISTRY") == "read-only":
+        raise RegistryError(
+            f"{action}: the model registry is read-only here (setting registry = read-only; `mlops-nb reproduce` sets "
+            "it). Mark the step `registry: true` in the pipeline spec so that a reproduction leaves it out."
+        )
+
 # %% ../../notebooks/track/02_registry.ipynb #84d35488
 def register_model(
     client,  # an MlflowClient (`track.client.connect`)
@@ -53,10 +102,14 @@ def register_model(
     schema: Schema,  # the training data's schema (`infer_schema`)
     tags: dict | None = None,  # tags to set on the new version
     profile=None,  # the reference profile of the training data (`make_profile`), or None
+    root: Path | str | None = None,  # the project, whose own code the model carries; default: found from here
 ):
-    "Log `model` to run `run_id` (with its schema and reference `profile`) and register a new version of `name`."
+    "Log `model` to run `run_id` (with schema, `profile` and the project code it needs); register a version of `name`."
     import mlflow, mlflow.sklearn
     from mlflow.models import Model, infer_signature
+
+    check_writable(f"registering a new version of '{name}'")
+    code = [str(Path(mlops_nb.__file__).parent), *map(str, model_code(model, root or _project_root()))]
 
     mlflow.set_tracking_uri(client.tracking_uri)  # Model.log resolves the stores globally: both must be the client's
     mlflow.set_registry_uri(client._registry_uri)
@@ -78,7 +131,7 @@ def register_model(
             signature=signature,
             input_example=example,
             pip_requirements=pinned_requirements(),
-            code_paths=[str(Path(mlops_nb.__file__).parent)],
+            code_paths=code,
             serialization_format="skops",
             skops_trusted_types=trusted_types(model),
             extra_files=extra,
@@ -114,6 +167,7 @@ def make_challenger(
     version: str,  # a registered model version
 ) -> None:
     "Give `version` the `challenger` alias (taking it from any other version)."
+    check_writable(f"moving the challenger alias of '{name}'")
     client.set_registered_model_alias(name, "challenger", version)
 
 # %% ../../notebooks/track/02_registry.ipynb #f4436f5f

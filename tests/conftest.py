@@ -118,3 +118,25 @@ def clean_checkout(dest: Path) -> Path:
         if src.is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, dest / f)
     return dest
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory) -> Path:
+    "A fresh virtualenv outside the repository with mlops-nb installed from a wheel built from this checkout."
+    where = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "-o", str(where / "dist"), str(REPO)],
+                   check=True, capture_output=True, env=clean_env())
+    wheel = next((where / "dist").glob("mlops_nb-*.whl"))
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    r = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True, text=True,
+                       env=clean_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    return venv
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    "A user's shell: no PYTHONPATH, no MLflow or workbench variables, nothing of this test run's virtualenv."
+    keep = {k: v for k, v in clean_env().items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    keep["PATH"] = ":".join(p for p in keep.get("PATH", "").split(":") if not p.startswith(str(REPO)))
+    return {**keep, **extra}

@@ -70,12 +70,13 @@ def test_bad_pipeline_spec(project, text, message):
     assert project.pipeline_runs() == []
 
 
-def test_step_notebook_without_parameters_cell(project):
+def test_step_notebook_with_a_broken_parameters_cell(project):
     nb = json.loads((project.root / "pipelines" / "ingest.ipynb").read_text())
-    for c in nb["cells"]: c.get("metadata", {}).pop("tags", None)
-    (project.root / "pipelines" / "untagged.ipynb").write_text(json.dumps(nb))
-    r = spec_case(project, "steps:\n  - {name: a, notebook: untagged.ipynb}\n")
-    assert r.returncode == 2 and "has no cell tagged 'parameters'" in " ".join(r.stderr.split())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell["source"] = "n_rows: int = (5000\n"
+    (project.root / "pipelines" / "broken.ipynb").write_text(json.dumps(nb))
+    r = spec_case(project, "steps:\n  - {name: a, notebook: broken.ipynb}\n")
+    assert r.returncode == 2 and "the parameters cell of" in r.stderr and "is not valid Python" in " ".join(r.stderr.split())
     assert project.pipeline_runs() == []
 
 

@@ -72,6 +72,28 @@ def test_resaving_a_notebook_with_outputs_keeps_the_cache(cached):
         original.write_text(saved)
 
 
+def test_editing_a_local_module_reruns_exactly_the_steps_that_import_it(cached):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    pipelines = cached.root / "pipelines"
+    (pipelines / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    nbformat.write(new_notebook(cells=[new_code_cell("from helpers import double\nprint(double(21))")]),
+                   pipelines / "uses.ipynb")
+    nbformat.write(new_notebook(cells=[new_code_cell("print(42)")]), pipelines / "other.ipynb")
+    (pipelines / "code.yaml").write_text(
+        "steps:\n  - {name: uses, notebook: uses.ipynb}\n  - {name: other, notebook: other.ipynb}\n")
+    cached.run("run", "pipelines/code.yaml", check=True)
+    r = cached.run("run", "pipelines/code.yaml", check=True)
+    assert "every step was cached" in r.stdout
+    (pipelines / "helpers.py").write_text("def double(x):\n    return x + x\n")
+    cached.run("run", "pipelines/code.yaml", check=True)
+    cached.run("runs", check=True)
+    exp = cached.client().get_experiment_by_name("mlops-nb").experiment_id
+    last = cached.client().search_runs([exp], "tags.mlops_nb.pipeline = 'code' and tags.mlops_nb.kind = 'pipeline'",
+                                       order_by=["attributes.start_time DESC"])[0]
+    assert executed(cached, last) == ["uses"]
+
+
 def test_cached_run_imports_no_heavy_library(cached):
     import sys
     env = clean_env()

@@ -1,5 +1,6 @@
-"""A step notebook run the way JupyterLab runs it: defaults only, no runner, in a fresh project."""
-import json, os, subprocess, sys
+"""A step notebook run the way JupyterLab runs it: defaults only, no runner, in a fresh project; the workbench from
+inside a notebook: `%load_ext mlops_nb` and `%mlops` in a real kernel."""
+import json, os, shutil, subprocess, sys
 import pytest
 from conftest import clean_env
 
@@ -7,7 +8,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_step_notebook_runs_top_to_bottom_with_its_defaults(project):
-    nb = project.root / "pipelines" / "evaluate.ipynb"
+    shutil.move(project.root / "pipelines", project.root / "flows")  # any folder: the notebook finds its spec beside it
+    nb = project.root / "flows" / "evaluate.ipynb"
     out = project.root / "executed.ipynb"
     env = clean_env()
     r = subprocess.run([sys.executable, "-m", "papermill", "--no-progress-bar", "--cwd", str(nb.parent), str(nb), str(out)],
@@ -22,3 +24,48 @@ def test_step_notebook_runs_top_to_bottom_with_its_defaults(project):
     runs = project.client().search_runs([project.client().get_experiment_by_name("mlops-nb").experiment_id], "tags.mlops_nb.mode = 'interactive'")
     assert sorted(r.data.tags["mlops_nb.step"] for r in runs) == ["evaluate", "ingest", "train", "validate"]
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def kernel_session(cwd):
+    "A real IPython kernel in `cwd`, and a function that runs code in it and returns what it showed."
+    from jupyter_client.manager import start_new_kernel
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=clean_env())
+
+    def run(code: str, timeout: float = 600) -> list[tuple[str, str]]:
+        msg_id, out = kc.execute(code), []
+        while True:
+            m = kc.get_iopub_msg(timeout=timeout)
+            if m["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, c = m["msg_type"], m["content"]
+            if kind == "stream":
+                out.append(("text", c["text"]))
+            elif kind in ("execute_result", "display_data", "update_display_data"):
+                out.append(("html" if "text/html" in c["data"] else "text", c["data"].get("text/html") or c["data"].get("text/plain", "")))
+            elif kind == "error":
+                out.append(("error", f"{c['ename']}: {c['evalue']}"))
+            elif kind == "status" and c["execution_state"] == "idle":
+                return out
+    return km, run
+
+
+def test_magics_in_a_real_kernel_run_list_and_show_with_warm_kernels(project):
+    km, run = kernel_session(project.root)
+    try:
+        assert run("%load_ext mlops_nb") == []
+        shown = run("r = %mlops run pipelines/train.yaml -p n_rows=800\nprint(r.status, r.run_id)")
+        text = "".join(v for k, v in shown if k == "text")
+        assert not [v for k, v in shown if k == "error"], shown
+        assert "Kernel died" not in text  # warm kernels work from inside a kernel: no step retried cold
+        status, run_id = text.strip().splitlines()[-1].split()
+        assert status == "FINISHED" and project.pipeline_runs()[-1].info.run_id == run_id
+        board = [v for k, v in shown if k == "html" and "<table>" in v][-1]
+        assert board.count("done") == 6 and f"#/experiments/" in board  # every step, each with a link to its run
+        listed = run("%mlops runs")
+        assert run_id in "".join(v for _, v in listed)
+        one = run(f"%mlops show {run_id}")
+        assert any(k == "html" and run_id in v and "gate" in v for k, v in one)
+        bad = run("%mlops nonsense")
+        assert bad and bad[0][0] == "text" and bad[0][1].startswith("error: %mlops nonsense: unknown")
+    finally:
+        km.shutdown_kernel(now=True)

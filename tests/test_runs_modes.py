@@ -65,8 +65,14 @@ def test_reproduce_gives_identical_metrics_and_names_a_changed_data_file(project
     make_demo_data(1500, seed=11).to_csv(data, index=False)
     project.run("run", "pipelines/train.yaml", "-p", "data=parts.csv", "-p", "model=rf", "-p", "n_estimators=30", check=True)
     original = project.pipeline_runs()[-1].info.run_id
+    c = project.client()
+    registry = lambda: ([(v.version, sorted(v.aliases)) for v in c.search_model_versions("name = 'assembly-defect'")],
+                        c.get_registered_model("assembly-defect").aliases)
+    before = registry()
     r = project.run("reproduce", original, check=True)
     assert "identical" in r.stdout and "✓ data (data): same" in r.stdout and "✓ git commit: same" in r.stdout
+    assert "not re-run: register, gate" in " ".join(r.stdout.split())
+    assert registry() == before  # no new version, no alias moved
     rerun = project.pipeline_runs()[-1]
     assert rerun.data.tags["mlops_nb.reproduces"] == original
     assert all(k.data.tags.get("mlops_nb.cached") != "true" for k in project.client().search_runs(

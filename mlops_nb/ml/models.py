@@ -14,7 +14,7 @@ from .features import build_preprocessor
 from .validate import Schema
 
 # %% auto #0
-__all__ = ['RECIPES', 'Recipe', 'make_estimator', 'build_model']
+__all__ = ['RECIPES', 'Recipe', 'make_estimator', 'build_model', 'own_estimator', 'code_modules', 'require_portable']
 
 # %% ../../notebooks/ml/04_models.ipynb #353b245b
 @dataclass(frozen=True)
@@ -84,7 +84,9 @@ def make_estimator(
     seed: int = 42,  # random seed of the estimator
     **params,  # parameter values by name
 ):
-    "The estimator of `recipe` for `task`, seeded."
+    "The estimator of `recipe` for `task`, seeded; `recipe` may be `module:Name`, an estimator of your own."
+    if ":" in recipe:
+        return own_estimator(recipe, task, seed, **params)
     if recipe not in RECIPES:
         raise ParameterError(
             f"model '{recipe}' is not a known recipe; known are: {', '.join(RECIPES)}. Pass -p model=NAME."
@@ -102,3 +104,62 @@ def build_model(
 ) -> Pipeline:
     "Preprocessing from `schema` followed by the recipe's estimator."
     return Pipeline([("features", build_preprocessor(schema)), ("model", make_estimator(recipe, task, seed, **params))])
+
+# %% ../../notebooks/ml/04_models.ipynb #1ed4be8f
+def own_estimator(
+    ref: str,  # `module:Name` of an estimator class or of a function returning one
+    task: str,  # binary, multiclass or regression
+    seed: int = 42,  # passed as random_state (or seed) when it takes one
+    **params,  # parameter values by name; those it does not take are left out
+):
+    "An estimator of your own, from `module:Name`."
+    import importlib, inspect
+
+    module, _, name = ref.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as e:
+        raise ParameterError(
+            f"estimator {ref!r}: module {e.name!r} not found. Name a module of the project's package, installed with "
+            "`pip install -e .` (`make setup` does it), e.g. -p estimator=myproj.models:MyModel."
+        ) from None
+    except AttributeError:
+        raise ParameterError(f"estimator {ref!r}: module {module!r} has no {name!r}.") from None
+    accepted = inspect.signature(factory).parameters
+    given = {"random_state": seed, "seed": seed, "task": task, **params}
+    return factory(**{k: v for k, v in given.items() if k in accepted})
+
+# %% ../../notebooks/ml/04_models.ipynb #b5afdab9
+def code_modules(
+    model,  # a fitted estimator
+) -> dict[str, str]:
+    "The modules the classes and functions in `model` come from (module -> one of its names), as pickling finds them."
+    import io, pickle, types
+
+    found: dict[str, str] = {}
+
+    class Finder(pickle.Pickler):
+        def reducer_override(self, obj):
+            named = isinstance(obj, (type, types.FunctionType))
+            module = getattr(obj, "__module__", None) if named else type(obj).__module__
+            found.setdefault(module or "", getattr(obj if named else type(obj), "__qualname__", "?"))
+            return NotImplemented
+
+    Finder(io.BytesIO()).dump(model)
+    return found
+
+
+def require_portable(
+    model,  # a fitted estimator
+) -> dict[str, str]:
+    "`code_modules(model)`; `ConfigError` if it uses a class or function defined in a notebook."
+    from mlops_nb.core.errors import ConfigError
+
+    found = code_modules(model)
+    if "__main__" in found:
+        raise ConfigError(
+            f"the model uses {found['__main__']}, which is defined in the notebook itself, so no other process can "
+            "load it. Move it into the project's package (for example myproj/models.py), import it from there, "
+            "and run the pipeline again."
+        )
+    return found

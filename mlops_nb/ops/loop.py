@@ -315,10 +315,15 @@ def prepare_demo(
                 "deleted by the next demo)."
             )
         shutil.rmtree(folder)  # the previous demo's own project
-    (folder / "pipelines").mkdir(parents=True, exist_ok=True)
+    if (Path(source) / "pipelines" / "train.yaml").is_file() and (Path(source) / "settings.ini").is_file():
+        (folder / "pipelines").mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(source) / "settings.ini", folder)
+        shutil.copytree(Path(source) / "pipelines", folder / "pipelines", dirs_exist_ok=True)
+    else:  # not in a project (an installed wheel, any folder): the pipelines and settings a new project gets
+        from mlops_nb.ops.new import new_project
+
+        new_project(folder, "demo-loop", export=False)
     (folder / DEMO_MARKER).write_text("made by `mlops-nb demo-loop`; the next demo replaces this folder\n")
-    shutil.copy(Path(source) / "settings.ini", folder)
-    shutil.copytree(Path(source) / "pipelines", folder / "pipelines", dirs_exist_ok=True)
     return folder
 
 # %% ../../notebooks/ops/02_loop.ipynb #a29298cd

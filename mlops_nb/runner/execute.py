@@ -47,6 +47,7 @@ def execute_notebook(
                 parameters=parameters,
                 cwd=str(Path(notebook).parent),
                 kernel_name="python3",
+                language="python",  # a notebook written by a tool may name no language; its parameters are Python
                 progress_bar=False,
                 log_output=False,
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],

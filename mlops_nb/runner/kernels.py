@@ -227,7 +227,13 @@ class Zygote:
         self.path = os.path.join(self.dir, "zygote.sock")
         args = f"{self.path!r}, {tuple(modules)!r}, owner={os.getpid()}, later={tuple(later)!r}"
         code = f"from mlops_nb.runner.kernels import serve; serve({args})"
-        self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, start_new_session=True)
+        # Started from inside a Jupyter kernel (`mlops_nb.run` in a notebook), the environment names that kernel's
+        # parent in JPY_PARENT_PID; ipykernel reads it when imported, and a kernel forked later would watch a parent it
+        # does not have, and quit at once.
+        env = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.DEVNULL, start_new_session=True, env=env
+        )
 
     def wait_ready(self, timeout: float = 120) -> "Zygote":
         "Block until the zygote has preloaded and answers (it fails loudly if it died)."

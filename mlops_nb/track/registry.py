@@ -56,25 +56,10 @@ def model_code(
     root: Path | str,  # the project folder
 ) -> list[Path]:
     "The project's own modules and packages `model`'s classes and functions come from (for MLflow's code_paths)."
-    import io, pickle, types
     from mlops_nb.core.code import local_origin
+    from mlops_nb.ml.models import require_portable
 
-    origins: dict[str, str] = {}  # module -> one of its names the model uses
-
-    class Finder(pickle.Pickler):
-        def reducer_override(self, obj):
-            named = isinstance(obj, (type, types.FunctionType))
-            module = getattr(obj, "__module__", None) if named else type(obj).__module__
-            origins.setdefault(module or "", getattr(obj if named else type(obj), "__qualname__", "?"))
-            return NotImplemented
-
-    Finder(io.BytesIO()).dump(model)
-    if "__main__" in origins:
-        raise RegistryError(
-            f"the model uses {origins['__main__']}, which is defined in the notebook itself, so no other process can "
-            f"load it. Move it into the project's package (for example {Path(root).name}/models.py), import it "
-            "from there, and run the pipeline again."
-        )
+    origins = require_portable(model)
     tops = {m.split(".")[0] for m in origins if m} - {"mlops_nb"}
     found = {local_origin(t, Path(root), Path.cwd()) for t in tops}
     return sorted(p for p in found if p is not None)

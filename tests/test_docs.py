@@ -139,7 +139,7 @@ def test_pages_in_chromium(docs_server, browser, tmp_path):
     assert page.locator("h1").first.inner_text().strip() == "mlops-nb"
     nav = page.locator("nav").all_inner_texts()
     assert any("Library" in t and "Pipelines" in t and "Deployment" in t for t in nav), nav
-    assert page.locator("h2", has_text="Two commands").is_visible()
+    assert page.locator("h2", has_text="Two ways in").is_visible()
     page.get_by_role("link", name="Library").first.click()
     page.get_by_role("link", name="data", exact=True).first.click()
     page.wait_for_url(re.compile(r"/ml/data\.html"))

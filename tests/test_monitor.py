@@ -54,3 +54,33 @@ def test_the_loop_detects_drift_retrains_promotes_and_the_server_recovers(tmp_pa
     monitor_run = c.get_run(train.data.tags["mlops_nb.triggered_by"])
     assert monitor_run.data.tags["mlops_nb.retrain_run"] == train.info.run_id
     assert c.get_model_version_by_alias("assembly-defect", "champion").version in (2, "2")
+
+
+def inspector_notes(df, seed, vocabulary):
+    "A free-text column: what an inspector wrote about each part, longer and more worried for defective ones."
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    worried = ["crack", "rough", "loose", "dent", "scratch"]
+    return [" ".join(rng.choice(vocabulary + (worried if d else []), rng.integers(4, 16))) for d in df.defect]
+
+
+def test_free_text_is_vectorised_profiled_as_text_and_quiet_on_same_distribution_data(project, tmp_path):
+    calm = "part edge bolt paint weld surface finish line shift checked looks fine good clean even tight".split()
+    table = make_demo_data(2300, seed=21)
+    table["note"] = inspector_notes(table, 1, calm)
+    heldout = table.sample(800, random_state=0)  # held-out rows of the same table: the same distribution
+    train = table.drop(heldout.index)
+    train.to_csv(tmp_path / "parts.csv", index=False)
+    heldout.to_csv(tmp_path / "heldout.csv", index=False)
+    project.run("run", "pipelines/train.yaml", "-p", f"data={tmp_path / 'parts.csv'}", "-p", "model=linear", check=True)
+    schema = project.client().search_runs(
+        [project.client().get_experiment_by_name("mlops-nb").experiment_id], "tags.mlops_nb.step = 'validate'")[0]
+    import json
+    kinds = {c["name"]: c["kind"] for c in json.load(open(project.client().download_artifacts(schema.info.run_id, "schema.json")))["columns"]}
+    assert kinds["note"] == "text" and kinds["line"] == "categorical"
+    quiet = project.run("monitor", "--data", tmp_path / "heldout.csv", "--label-column", "defect")
+    assert quiet.returncode == 0 and "OK: no drift" in quiet.stdout, quiet.stdout + quiet.stderr
+    heldout["note"] = inspector_notes(heldout, 3, "invoice refund courier parcel address late payment order".split())
+    heldout.to_csv(tmp_path / "other.csv", index=False)
+    moved = project.run("monitor", "--data", tmp_path / "other.csv", "--label-column", "defect")
+    assert moved.returncode == 1 and "note" in moved.stdout, moved.stdout

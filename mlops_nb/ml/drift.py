@@ -15,8 +15,8 @@ from ..core.values import JsonValue
 from .validate import column_kind
 
 # %% auto #0
-__all__ = ['EPS', 'ColumnProfile', 'profile_column', 'Profile', 'make_profile', 'psi', 'Thresholds', 'check_numeric',
-           'check_categorical', 'DriftReport', 'check_drift', 'check_performance']
+__all__ = ['VOCABULARY', 'EPS', 'ColumnProfile', 'words_of', 'profile_column', 'Profile', 'make_profile', 'psi', 'Thresholds',
+           'check_numeric', 'check_categorical', 'check_text', 'DriftReport', 'check_drift', 'check_performance']
 
 # %% ../../notebooks/ml/07_drift.ipynb #0f4c2708
 @dataclass
@@ -24,13 +24,41 @@ class ColumnProfile:
     "A compact summary of one column of reference data."
 
     name: str
-    kind: str  # numeric, categorical (booleans too), or skipped (dates: time always moves on)
+    kind: str  # numeric, categorical (booleans too), text, or skipped (dates: time always moves on)
     n: int
     missing_rate: float
     edges: list = field(default_factory=list)  # numeric: bin edges (deciles of the reference)
     counts: list = field(default_factory=list)  # numeric: rows per bin, below the first edge .. above the last
     sample: list = field(default_factory=list)  # numeric: a random sample for the KS test
     categories: dict = field(default_factory=dict)  # categorical: value -> count
+    vocabulary: dict = field(default_factory=dict)  # text: its most frequent words -> count (edges etc. are lengths)
+    unseen_words: float = 0.0  # text: share of words outside that vocabulary in held-out reference rows
+
+# %% ../../notebooks/ml/07_drift.ipynb #c3ae3603
+VOCABULARY = 2000  # words kept in a text column's profile
+
+
+def words_of(
+    s: pd.Series,  # text values
+) -> pd.Series:
+    "Each value's words: lower case, letters and digits."
+    return s.astype(str).str.lower().str.findall(r"[^\W_]+")
+
+
+def _unseen(words: pd.Series, vocabulary) -> float:
+    flat = [w for ws in words for w in ws]
+    return sum(w not in vocabulary for w in flat) / max(len(flat), 1)
+
+
+def _profile_text(p, values: pd.Series, bins: int, sample: int, seed: int):
+    words = words_of(values)
+    lengths = profile_column(words.str.len().astype(float), p.name, bins, sample, seed)
+    p.edges, p.counts, p.sample = lengths.edges, lengths.counts, lengths.sample
+    half = np.random.default_rng(seed).random(len(words)) < 0.5
+    top = lambda ws: pd.Series([w for x in ws for w in x], dtype=object).value_counts().head(VOCABULARY)
+    p.vocabulary = {str(k): int(n) for k, n in top(words).items()}
+    p.unseen_words = round(_unseen(words[~half], set(top(words[half]).index)), 6) if half.any() else 0.0
+    return p
 
 # %% ../../notebooks/ml/07_drift.ipynb #d6c27cd6
 def profile_column(
@@ -48,6 +76,8 @@ def profile_column(
         len(s),
         round(float(s.isna().mean()), 6) if len(s) else 0.0,
     )
+    if p.kind == "text":
+        return _profile_text(p, values.astype(str), bins, sample, seed)
     if p.kind == "numeric":
         v = values.to_numpy(dtype=float)
         p.edges = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1])).tolist() if len(v) else []
@@ -121,6 +151,7 @@ class Thresholds:
     alpha: float = 0.01  # the statistical test must also reject at this level
     missing: float = 0.1  # absolute change of the missing rate
     new_categories: float = 0.01  # share of rows with categories never seen in training
+    new_words: float = 0.1  # text: rise of the share of words outside the reference's vocabulary
     metric_drop: float = 0.05  # fall of the primary metric against training's held-out value
     min_rows: int = 100  # a smaller window cannot be judged
 
@@ -180,6 +211,20 @@ def check_categorical(
         "new_categories": new,
         "new_share": sum(new.values()) / max(int(now.sum()), 1),
     }
+
+# %% ../../notebooks/ml/07_drift.ipynb #1193ee2f
+def check_text(
+    ref: ColumnProfile,  # the column's reference profile (kind text)
+    s: pd.Series,  # one column
+) -> dict:
+    "PSI and KS of a text column's lengths in words, and the share of its words outside the reference's vocabulary."
+    values = s.dropna()
+    if not len(values):
+        return {"psi": math.nan, "p_value": math.nan, "statistic": math.nan, "test": "ks", "note": "all values missing"}
+    words = words_of(values)
+    r = check_numeric(ref, words.str.len().astype(float))
+    unseen = _unseen(words, ref.vocabulary)
+    return {**r, "test": "ks (length)", "unseen_words": unseen, "unseen_words_ref": ref.unseen_words}
 
 # %% ../../notebooks/ml/07_drift.ipynb #1094fe59
 @dataclass
@@ -275,7 +320,8 @@ def check_drift(
             skipped[name] = "a date column (time always moves on)"
             continue
         s = X[name]
-        r = check_numeric(ref, s) if ref.kind == "numeric" else check_categorical(ref, s)
+        check = {"numeric": check_numeric, "text": check_text}.get(ref.kind, check_categorical)
+        r = check(ref, s)
         if r.get("note") == "all values missing":
             skipped[name] = "all values missing in the window"
         miss = round(float(s.isna().mean()), 6)
@@ -296,6 +342,9 @@ def check_drift(
         feats["drifted"] |= feats.missing_changed
         if "new_share" in feats:
             feats["drifted"] |= feats.new_share.fillna(0) >= t.new_categories
+        if "unseen_words" in feats:
+            rise = feats.unseen_words.fillna(0) - feats.unseen_words_ref.fillna(0)
+            feats["drifted"] |= rise >= t.new_words
         feats = feats.sort_values(["drifted", "psi"], ascending=False, na_position="last").reset_index(drop=True)
     pred = None
     if predictions is not None and profile.prediction is not None:

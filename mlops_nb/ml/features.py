@@ -13,10 +13,12 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
 from .validate import Schema
 
 # %% auto #0
-__all__ = ['DateParts', 'AsCategories', 'build_preprocessor']
+__all__ = ['DateParts', 'AsCategories', 'TextFeatures', 'build_preprocessor']
 
 # %% ../../notebooks/ml/03_features.ipynb #88160933
 class DateParts(TransformerMixin, BaseEstimator):
@@ -73,6 +75,46 @@ class AsCategories(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         return np.asarray(self.feature_names_in_ if input_features is None else input_features, dtype=object)
 
+# %% ../../notebooks/ml/03_features.ipynb #a08bd919
+class TextFeatures(TransformerMixin, BaseEstimator):
+    "Free-text columns -> TF-IDF of their words, reduced to at most `components` dense features per column."
+
+    def __init__(self, max_words: int = 5000, components: int = 32, random_state: int = 0):
+        self.max_words, self.components, self.random_state = max_words, components, random_state
+
+    def fit(self, X, y=None):
+        X = pd.DataFrame(X)
+        self.feature_names_in_, self.parts_ = np.asarray(X.columns, dtype=object), []
+        for c in X.columns:
+            tfidf = TfidfVectorizer(max_features=self.max_words, sublinear_tf=True)
+            try:
+                words = tfidf.fit_transform(_texts(X[c]))
+            except ValueError:  # no words at all
+                self.parts_.append((None, None, 1))
+                continue
+            k = min(self.components, words.shape[1] - 1)
+            svd = TruncatedSVD(k, random_state=self.random_state).fit(words) if k >= 1 else None
+            self.parts_.append((tfidf, svd, k if svd is not None else words.shape[1]))
+        return self
+
+    def transform(self, X):
+        X, out = pd.DataFrame(X), []
+        for c, (tfidf, svd, width) in zip(X.columns, self.parts_):
+            if tfidf is None:
+                out.append(np.zeros((len(X), width)))
+                continue
+            words = tfidf.transform(_texts(X[c]))
+            out.append(svd.transform(words) if svd is not None else words.toarray())
+        return np.hstack(out) if out else np.empty((len(X), 0))
+
+    def get_feature_names_out(self, input_features=None):
+        names = self.feature_names_in_ if input_features is None else input_features
+        return np.array([f"{c}_text{i}" for c, (_, _, w) in zip(names, self.parts_) for i in range(w)], dtype=object)
+
+
+def _texts(s: pd.Series) -> pd.Series:
+    return s.fillna("").astype(str)
+
 # %% ../../notebooks/ml/03_features.ipynb #b920b446
 def build_preprocessor(
     schema: Schema,  # the training data's schema (`infer_schema`)
@@ -94,5 +136,6 @@ def build_preprocessor(
         ("numeric", numeric, schema.of_kind("numeric")),
         ("categorical", categorical, schema.of_kind("categorical", "boolean")),
         ("dates", dates, schema.of_kind("datetime")),
+        ("text", TextFeatures(), schema.of_kind("text")),
     ]
     return ColumnTransformer([p for p in parts if p[2]], remainder="drop", verbose_feature_names_out=False)

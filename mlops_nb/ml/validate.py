@@ -13,17 +13,28 @@ from ..core.errors import ValidationFailed
 from ..core.values import JsonValue
 
 # %% auto #0
-__all__ = ['KINDS', 'column_kind', 'ColumnSchema', 'Schema', 'infer_schema', 'Violation', 'ValidationReport', 'check_data',
-           'require_valid']
+__all__ = ['KINDS', 'is_free_text', 'column_kind', 'ColumnSchema', 'Schema', 'infer_schema', 'Violation', 'ValidationReport',
+           'check_data', 'require_valid']
 
 # %% ../../notebooks/ml/02_validate.ipynb #44f4caf0
-KINDS = ("numeric", "categorical", "boolean", "datetime")
+KINDS = ("numeric", "categorical", "boolean", "datetime", "text")
+
+
+def is_free_text(
+    values: pd.Series,  # a column's values, missing ones dropped
+    sample: int = 2000,  # how many values to look at
+) -> bool:
+    "Long, mostly unique strings (sentences, not codes): a median of 3 words or more, and half the values distinct."
+    v = values.sample(sample, random_state=0) if len(values) > sample else values
+    if len(v) < 10 or not v.map(lambda x: isinstance(x, str)).all():
+        return False
+    return bool(v.str.split().str.len().median() >= 3 and v.nunique() / len(v) >= 0.5)
 
 
 def column_kind(
     s: pd.Series,  # one column
 ) -> str:
-    "The kind of a column: numeric, categorical, boolean or datetime."
+    "The kind of a column: numeric, categorical, boolean, datetime or text (free text, `is_free_text`)."
     if pd.api.types.is_bool_dtype(s):
         return "boolean"
     if pd.api.types.is_datetime64_any_dtype(s):
@@ -33,7 +44,7 @@ def column_kind(
     values = s.dropna()
     if len(values) and values.map(lambda v: isinstance(v, (bool, np.bool_))).all():
         return "boolean"
-    return "categorical"
+    return "text" if is_free_text(values) else "categorical"
 
 
 @dataclass
@@ -177,7 +188,8 @@ def _check_column(s: pd.Series, c: ColumnSchema, range_tolerance: float, max_sha
     found, values = column_kind(s), s.dropna()
     if not len(values) and c.missing_rate < 1:
         return [V("all_missing", "error", f"column '{c.name}' is entirely missing (was {c.missing_rate:.1%} missing)")]
-    if found != c.kind and not (c.kind == "numeric" and found == "boolean"):
+    compatible = {("numeric", "boolean"), ("text", "categorical"), ("categorical", "text")}  # a short window of text
+    if found != c.kind and (c.kind, found) not in compatible:
         return [V("kind", "error", f"column '{c.name}' holds {found} values; expected {c.kind}")]
     out = []
     rate = float(s.isna().mean())

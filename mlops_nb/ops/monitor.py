@@ -159,8 +159,11 @@ def drift_plots(
     out.mkdir(parents=True, exist_ok=True)
     for c in columns:
         ref = profile.columns[c]
-        if ref.kind == "numeric":
-            v = pd.to_numeric(X[c], errors="coerce").dropna().to_numpy(float)
+        if ref.kind in ("numeric", "text"):  # text: its length in words
+            from mlops_nb.ml.drift import words_of
+
+            v = words_of(X[c].dropna()).str.len() if ref.kind == "text" else pd.to_numeric(X[c], errors="coerce")
+            v = v.dropna().to_numpy(float)
             now = np.bincount(np.searchsorted(ref.edges, v, side="right"), minlength=len(ref.edges) + 1)
             labels = (
                 [f"<{ref.edges[0]:.3g}"]
@@ -180,7 +183,7 @@ def drift_plots(
         ax.bar(x - 0.2, before / max(before.sum(), 1), 0.4, label="reference")
         ax.bar(x + 0.2, np.asarray(now) / max(np.sum(now), 1), 0.4, label="window")
         ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
-        ax.set_title(c)
+        ax.set_title(f"{c} (words per value)" if ref.kind == "text" else c)
         ax.set_ylabel("share of rows")
         ax.legend()
         fig.tight_layout()

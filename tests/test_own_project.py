@@ -38,6 +38,7 @@ def test_new_project_passes_make_run_and_make_test(wheel_venv, tmp_path):
 
 
 PLAIN_SPEC = """name: plain
+metric: rows_prepared
 steps:
   - {name: prepare, notebook: prepare.ipynb}
   - {name: summarise, notebook: summarise.ipynb, needs: prepare}
@@ -103,6 +104,8 @@ def test_own_estimator_and_plain_steps_from_anywhere_served_scored_bundled_witho
     run_dir = Path(c.get_run(steps["summarise"].data.tags["mlflow.parentRunId"]).data.tags["mlops_nb.run_dir"])
     assert (run_dir / "summarise" / "n.txt").read_text() == "7"
     assert json.loads((run_dir / "summarise" / "outputs.json").read_text()) == {"files": ["n.txt"]}
+    listed = sh([mlops_nb, "runs"], cwd=project, env=user_env(COLUMNS="200"))
+    assert "rows_prepared=10" in listed.stdout  # the spec's primary metric, logged by a plain notebook
 
     # the project's own estimator, trained from another folder: the project's store, names and folders
     sh([mlops_nb, "run", project / "pipelines" / "train.yaml", "-p", "n_rows=1500", "-p",
@@ -135,6 +138,23 @@ def test_own_estimator_and_plain_steps_from_anywhere_served_scored_bundled_witho
         assert len(post_rows(url)["predictions"]) == 5
     finally:
         stop(proc)
+
+    # a model that cannot load is said in the server's log, not only in its HTTP answers
+    import shutil, time
+    shutil.copytree(tmp_path / "bundle", tmp_path / "broken")
+    (tmp_path / "broken" / "model" / "model.skops").write_bytes(b"not a model")
+    log = tmp_path / "broken.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([str(mlops_nb), "serve", "--port", str(free_port()), "--model", str(tmp_path / "broken")],
+                                cwd=elsewhere, env=user_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "cannot load" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "cannot load" in log.read_text() and "broken" in log.read_text(), log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            stop(proc)
 
     # what `mlflow models serve` does: the pyfunc flavour, in a fresh process
     pyfunc = ("import mlflow.pyfunc; from mlops_nb.ml.data import make_demo_data; "

@@ -45,6 +45,11 @@ def monitor(
     from mlops_nb.runner.spec import parse_assignments
 
     console, root = make_console(), find_root()
+    if not (root / "pipelines" / "monitor.yaml").is_file():
+        raise MlopsNbError(
+            f"no monitor pipeline here ({root / 'pipelines' / 'monitor.yaml'} not found): run it in a project, one "
+            "that `mlops-nb new DIR` made, or cd into one."
+        )
     params = {
         "window": window,
         "since_minutes": since_minutes,

@@ -35,7 +35,9 @@ def registry(
         t.add_column(col)
     for mv in list_versions(client, name):
         tg = mv.tags
-        metrics = ", ".join(f"{k}={float(v):.4f}" for k, v in tg.items() if k in ("roc_auc", "f1_macro", "rmse"))
+        metrics = tg.get(Tag.metric) or ", ".join(
+            f"{k}={float(v):.4f}" for k, v in tg.items() if k in ("roc_auc", "f1_macro", "rmse")
+        )
         t.add_row(
             str(mv.version),
             ", ".join(sorted(aliases.get(str(mv.version), []))),

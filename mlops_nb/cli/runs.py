@@ -242,7 +242,12 @@ def runs(
     for col in ("run id", "pipeline", "status", "start", "duration", "main metric", "registered"):
         table.add_column(col)
     for r in found:
-        main = next(((k, v) for k, v in sorted(r.data.metrics.items()) if k.startswith("test_")), None)
+        declared = r.data.tags.get(Tag.metric)  # the spec's primary metric; else the first test_ metric
+        main = (
+            (declared, r.data.metrics[declared])
+            if declared in r.data.metrics
+            else next(((k, v) for k, v in sorted(r.data.metrics.items()) if k.startswith("test_")), None)
+        )
         table.add_row(
             r.info.run_id,
             r.data.tags.get(Tag.pipeline, ""),

@@ -85,7 +85,14 @@ class PipelineRun:
         )  # notebooks are rendered and logged off the critical path
         self.run_dir = settings.runs / parent_id
         self.result = PipelineResult(
-            spec.name, parent_id, exp_id, self.run_dir, params, [StepResult(s.name) for s in spec.steps]
+            spec.name,
+            parent_id,
+            exp_id,
+            self.run_dir,
+            params,
+            [StepResult(s.name) for s in spec.steps],
+            metric=spec.metric,
+            goal=spec.goal,
         )
         self.dirs: dict[str, Path] = {}
 
@@ -322,6 +329,7 @@ def pipeline_tags(
         "mlflow.source.name": str(spec.path),
         "mlflow.source.type": "PROJECT",
         tracking.Tag.library: library_fingerprint(),
+        **({tracking.Tag.metric: spec.metric, tracking.Tag.metric_goal: spec.goal} if spec.metric else {}),
         **tracking.git_state(settings.root),
         **tracking.environment(),
     }
@@ -349,10 +357,21 @@ def result_tags(
 
 
 def _finish_parent(client, result: PipelineResult) -> None:
-    tracking.log_values(
-        client, result.run_id, metrics={**result.summary, "pipeline_seconds": result.seconds}, tags=result_tags(result)
-    )
+    metrics = {**result.summary, **_declared_metric(client, result), "pipeline_seconds": result.seconds}
+    tracking.log_values(client, result.run_id, metrics=metrics, tags=result_tags(result))
     tracking.finish_run(client, result.run_id, result.status)
+
+
+def _declared_metric(client, result: PipelineResult) -> dict:
+    "The spec's primary metric, when no step handed it on but a step's run logged it (a plain notebook's mlflow call)."
+    if not result.metric or result.metric in result.summary:
+        return {}
+    for s in reversed(result.steps):
+        if s.status in ("done", "cached") and (s.cached_from or s.run_id):
+            logged = client.get_run(s.cached_from or s.run_id).data.metrics
+            if result.metric in logged:
+                return {result.metric: logged[result.metric]}
+    return {}
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #37f228b1
 def all_cached(
@@ -402,6 +421,8 @@ def _record_cached(spec, params, settings, steps: list[StepResult], started: flo
         "FINISHED",
         time.time() - started,
         recorded_later=True,
+        metric=spec.metric,
+        goal=spec.goal,
     )
     kids = [
         journal.RunRecord(

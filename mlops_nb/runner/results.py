@@ -63,6 +63,8 @@ class PipelineResult:
     status: str = "RUNNING"  # FINISHED, FAILED or KILLED at the end
     seconds: float = 0.0
     recorded_later: bool = False  # True when MLflow records this run in the background (all steps cached)
+    metric: str = ""  # the spec's primary metric, if it declares one
+    goal: str = ""  # max or min
 
     @property
     def failed(self) -> StepResult | None:

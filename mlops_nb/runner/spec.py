@@ -149,6 +149,8 @@ class PipelineSpec:
     steps: tuple  # Steps, in an order where every step comes after those it needs
     params: dict  # name -> Param
     description: str = ""
+    metric: str = ""  # the primary metric: one the pipeline run records (a value under a step's `summary`)
+    goal: str = ""  # max or min: which way that metric is better
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -160,7 +162,7 @@ class PipelineSpec:
 
 # %% ../../notebooks/runner/01_spec.ipynb #d45cee33
 _SPEC_KEYS, _STEP_KEYS, _PARAM_KEYS = (
-    {"name", "description", "steps", "params"},
+    {"name", "description", "steps", "params", "metric"},
     {"name", "notebook", "needs", "cache", "registry"},
     {"default", "help", "required", "choices", "file"},
 )
@@ -291,7 +293,21 @@ def load_spec(
     path = Path(path).resolve()
     d = _read_yaml(path)
     steps, params = _merge_params(_read_steps(d, path), d.get("params") or {}, path)
-    return PipelineSpec(str(d.get("name") or path.stem), path, tuple(steps), params, str(d.get("description") or ""))
+    name, description = str(d.get("name") or path.stem), str(d.get("description") or "")
+    return PipelineSpec(name, path, tuple(steps), params, description, *_read_metric(d.get("metric"), path))
+
+
+def _read_metric(m, path: Path) -> tuple[str, str]:
+    "(name, goal) of the spec's `metric`: a name, or a mapping of name and goal (max or min); ('', '') if absent."
+    from mlops_nb.ml.metrics import higher_is_better
+
+    if m is None:
+        return "", ""
+    m = {"name": m} if isinstance(m, str) else m
+    if not isinstance(m, dict) or not m.get("name") or m.get("goal", "max") not in ("max", "min"):
+        raise ConfigError(f"metric in {path} must be a metric's name, or a mapping of name and goal (max or min).")
+    _no_unknown(m, {"name", "goal"}, f"metric in {path}")
+    return str(m["name"]), m.get("goal") or ("max" if higher_is_better(str(m["name"])) else "min")
 
 # %% ../../notebooks/runner/01_spec.ipynb #dfa53810
 def parse_assignments(

@@ -58,6 +58,8 @@ class SweepResult:
 
 
 def _primary(result: PipelineResult) -> tuple[str, float, str] | None:
+    if result.metric and result.metric in result.summary:  # the spec declares it
+        return result.metric, float(result.summary[result.metric]), result.goal
     ev = next((s.outputs for s in result.steps if "primary_metric" in s.outputs), None)
     if not ev:
         return None

@@ -70,8 +70,11 @@ def card_facts(
         if not f.pipeline_run_id:
             return f
         f.params = client.get_run(f.pipeline_run_id).data.params
-        ev = step_runs(client, client.get_run(f.pipeline_run_id), producers=True).get("evaluate")
-        if ev is not None:
+        pipeline = client.get_run(f.pipeline_run_id)
+        ev = step_runs(client, pipeline, producers=True).get("evaluate")
+        if ev is None:  # a pipeline of its own: the metrics its run recorded
+            f.metrics = {k: v for k, v in pipeline.data.metrics.items() if not k.endswith("_seconds")}
+        else:
             f.metrics = {k.removeprefix("test_"): v for k, v in ev.data.metrics.items() if k.startswith("test_")}
             f.slice_column = ev.data.params.get("slice_column", "")
             if p := _artifact(client, ev.info.run_id, "slices.csv", d):

@@ -55,6 +55,8 @@ class Tag:
     verdict = f"{TAG}.verdict"  # a monitor run's verdict
     aliases = f"{TAG}.aliases"  # the aliases a registered version got
     schema = f"{TAG}.schema"  # on a version: its target and task
+    metric = f"{TAG}.metric"  # the primary metric: its name on a pipeline run (from the spec), name=value on a version
+    metric_goal = f"{TAG}.metric_goal"  # max or min
     gate = f"{TAG}.gate"  # on a version: passed or refused
     gate_reasons = f"{TAG}.gate.reasons"  # on a version: every rule's outcome
     gate_champion = f"{TAG}.gate.champion"  # on a version: the champion it faced

@@ -88,6 +88,7 @@ def register_model(
     tags: dict | None = None,  # tags to set on the new version
     profile=None,  # the reference profile of the training data (`make_profile`), or None
     root: Path | str | None = None,  # the project, whose own code the model carries; default: found from here
+    metric: tuple | None = None,  # (name, value) of the primary metric, shown by `mlops-nb registry` and the card
 ):
     "Log `model` to run `run_id` (with schema, `profile` and the project code it needs); register a version of `name`."
     import mlflow, mlflow.sklearn
@@ -129,6 +130,8 @@ def register_model(
     client.set_model_version_tag(
         name, mv.version, Tag.schema, json.dumps({"target": schema.target, "task": schema.task})
     )
+    if metric is not None:
+        client.set_model_version_tag(name, mv.version, Tag.metric, f"{metric[0]}={float(metric[1]):.6g}")
     return client.get_model_version(name, mv.version)
 
 # %% ../../notebooks/track/02_registry.ipynb #55db708a

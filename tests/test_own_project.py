@@ -4,7 +4,7 @@ cannot import the project's package."""
 import json, signal, subprocess, urllib.request
 from pathlib import Path
 import pytest
-from conftest import free_port, user_env, wait_until_up
+from conftest import free_port, user_env, wait_for_url, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,8 @@ def serve(venv: Path, cwd: Path, *args) -> tuple[subprocess.Popen, str]:
 
 def stop(proc: subprocess.Popen) -> str:
     import os
-    os.killpg(proc.pid, signal.SIGTERM)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
     return proc.communicate(timeout=60)[1]
 
 
@@ -156,13 +157,18 @@ def test_own_estimator_and_plain_steps_from_anywhere_served_scored_bundled_witho
         if proc.poll() is None:
             stop(proc)
 
-    # what `mlflow models serve` does: the pyfunc flavour, in a fresh process
-    pyfunc = ("import mlflow.pyfunc; from mlops_nb.ml.data import make_demo_data; "
-              "m = mlflow.pyfunc.load_model('models:/acme@champion'); "
-              "print('rows', len(m.predict(make_demo_data(3, seed=2).drop(columns='defect'))))")
-    r = sh([wheel_venv / "bin" / "python", "-c", pyfunc], cwd=elsewhere,
-           env=user_env(MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}"))
-    assert "rows 3" in r.stdout
+    # MLflow's own server, as a team without mlops-nb's would serve it
+    port = free_port()
+    proc = subprocess.Popen([str(wheel_venv / "bin" / "mlflow"), "models", "serve", "-m", "models:/acme@champion",
+                             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)], cwd=elsewhere,
+                            env=user_env(MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
+                                         PATH=f"{wheel_venv / 'bin'}:{user_env()['PATH']}"),  # activated, as mlflow needs
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_url(f"http://127.0.0.1:{port}/ping", 180, proc)
+        assert len(post_rows(f"http://127.0.0.1:{port}")["predictions"]) == 5
+    finally:
+        stop(proc)
 
 
 def test_a_model_class_defined_in_a_notebook_is_refused_with_what_to_do(project):

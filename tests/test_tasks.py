@@ -37,3 +37,20 @@ def test_regression_target_from_csv_with_missing_values(project):
     steps = project.client().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     ingest = next(s for s in steps if s.data.tags["mlops_nb.step"] == "ingest")
     assert ingest.data.params["resolved_task"] == "regression"
+
+
+def test_a_declared_primary_metric_judges_the_run_the_gate_and_the_registry(project):
+    "primary_metric = test_mae (a setting, here given with -p): evaluate, gate, runs and registry all use MAE."
+    data = project.root / "parts.csv"
+    make_demo_data(1200, seed=6).to_csv(data, index=False)
+    args = ["run", "pipelines/train.yaml", "-p", f"data={data}", "-p", "target=temperature", "-p", "model=linear",
+            "-p", "model_name=mae-model", "-p", "primary_metric=test_mae"]
+    r = project.run(*args, check=True)
+    assert "test_mae=" in r.stdout and "mae" in " ".join(r.stdout.split())
+    run = project.pipeline_runs()[-1]
+    assert run.data.tags["mlops_nb.metric"] == "test_mae" and run.data.tags["mlops_nb.metric_goal"] == "min"
+    listed = " ".join(project.run("runs", check=True).stdout.split())
+    assert f"test_mae={run.data.metrics['test_mae']:.4f}" in listed
+    c = project.client()
+    v = c.get_model_version_by_alias("mae-model", "champion")
+    assert v.tags["mlops_nb.metric"].startswith("mae=") and v.tags["mlops_nb.gate.mae"]  # the gate compared MAE

@@ -47,6 +47,7 @@ class Settings:
     predictions_dir: str = "predictions"  # the scoring server's prediction log
     intended_use: str = ""  # what the model is for, for its model card
     registry: str = "write"  # write, or read-only: no step may register a version or move an alias (reproduce)
+    primary_metric: str = ""  # the metric that judges a model, e.g. test_mae; a spec's `metric` wins; empty: the task's
 
     def __post_init__(self):
         if self.registry not in ("write", "read-only"):

@@ -8,7 +8,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/metrics.html.md"""
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['PRIMARY', 'LOWER_IS_BETTER', 'higher_is_better', 'primary_metric']
+__all__ = ['PRIMARY', 'LOWER_IS_BETTER', 'TASK_METRICS', 'higher_is_better', 'primary_metric']
 
 # %% ../../notebooks/ml/05_metrics.ipynb #5f5ace4e
 PRIMARY = {"binary": ("roc_auc", "max"), "multiclass": ("f1_macro", "max"), "regression": ("rmse", "min")}
@@ -22,8 +22,17 @@ def higher_is_better(
     return metric.removeprefix("test_") not in LOWER_IS_BETTER
 
 
+TASK_METRICS = {
+    "binary": ("roc_auc", "pr_auc", "log_loss", "accuracy", "balanced_accuracy", "precision", "recall", "f1"),
+    "multiclass": ("f1_macro", "log_loss", "accuracy", "balanced_accuracy"),
+    "regression": ("rmse", "mae", "r2"),
+}  # what the evaluate step computes for each task
+
+
 def primary_metric(
     task: str,  # binary, multiclass or regression
+    declared: str = "",  # the project's or pipeline's declared primary metric (setting primary_metric), if any
 ) -> str:
-    "The metric that judges a model of `task`."
-    return PRIMARY[task][0]
+    "The metric that judges a model of `task`: the declared one when the task has it, else the task's own."
+    declared = declared.removeprefix("test_")
+    return declared if declared in TASK_METRICS.get(task, ()) else PRIMARY[task][0]

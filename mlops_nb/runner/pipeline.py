@@ -7,6 +7,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/pipeline.html.md"""
 # %% ../../notebooks/runner/09_pipeline.ipynb #7fc12763
 from __future__ import annotations
 import json, os, socket, threading, time
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor, FIRST_COMPLETED, wait
 from contextlib import ExitStack
 from pathlib import Path
@@ -32,7 +33,7 @@ from ..track import client as tracking
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['StepKeys', 'PipelineRun', 'mark_stale_runs', 'pipeline_tags', 'result_tags', 'all_cached', 'run_pipeline',
+__all__ = ['StepKeys', 'PipelineRun', 'mark_stale_runs', 'primary', 'pipeline_tags', 'result_tags', 'all_cached', 'run_pipeline',
            'raise_if_failed']
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #1c0dad6e
@@ -91,8 +92,8 @@ class PipelineRun:
             self.run_dir,
             params,
             [StepResult(s.name) for s in spec.steps],
-            metric=spec.metric,
-            goal=spec.goal,
+            metric=primary(spec, settings)[0],
+            goal=primary(spec, settings)[1],
         )
         self.dirs: dict[str, Path] = {}
 
@@ -309,6 +310,19 @@ def mark_stale_runs(
     return stale
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #c1ca38e6
+def primary(
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+) -> tuple[str, str]:
+    "(name, goal) of the run's primary metric: the spec's `metric`, else the setting `primary_metric`, else ('', '')."
+    from mlops_nb.ml.metrics import higher_is_better
+
+    if spec.metric:
+        return spec.metric, spec.goal
+    name = settings.primary_metric
+    return (name, "max" if higher_is_better(name) else "min") if name else ("", "")
+
+
 def _marker(settings: Settings, run_ids: list[str]) -> Path:
     folder = _active(settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -322,6 +336,7 @@ def pipeline_tags(
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
 ) -> dict:
     "What every pipeline run records about itself, its code and its environment."
+    metric, goal = primary(spec, settings)
     return {
         tracking.Tag.kind: "pipeline",
         tracking.Tag.pipeline: spec.name,
@@ -329,7 +344,7 @@ def pipeline_tags(
         "mlflow.source.name": str(spec.path),
         "mlflow.source.type": "PROJECT",
         tracking.Tag.library: library_fingerprint(),
-        **({tracking.Tag.metric: spec.metric, tracking.Tag.metric_goal: spec.goal} if spec.metric else {}),
+        **({tracking.Tag.metric: metric, tracking.Tag.metric_goal: goal} if metric else {}),
         **tracking.git_state(settings.root),
         **tracking.environment(),
     }
@@ -421,8 +436,8 @@ def _record_cached(spec, params, settings, steps: list[StepResult], started: flo
         "FINISHED",
         time.time() - started,
         recorded_later=True,
-        metric=spec.metric,
-        goal=spec.goal,
+        metric=primary(spec, settings)[0],
+        goal=primary(spec, settings)[1],
     )
     kids = [
         journal.RunRecord(
@@ -468,6 +483,8 @@ def run_pipeline(
 ) -> PipelineResult:
     "Run every step of `spec` with `params`, each recorded in MLflow (the pipeline nested under `parent_of`, if given)."
     report, options, started = report or (lambda r: None), check_options(spec, options or RunOptions()), time.time()
+    if spec.metric:  # every step (the evaluate step, the gate) judges by the spec's metric
+        settings = replace(settings, primary_metric=spec.metric)
     if parent_of is None and (steps := all_cached(spec, params, settings, options)) is not None:
         for s in steps:
             report(s)

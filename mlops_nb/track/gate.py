@@ -10,7 +10,7 @@ import getpass, json, math, os, time
 from dataclasses import dataclass, field
 from ..core.errors import RegistryError
 from ..core.values import JsonValue
-from ..ml.metrics import PRIMARY, higher_is_better
+from ..ml.metrics import higher_is_better, primary_metric
 from .registry import alias_version, check_writable
 from .client import Tag
 
@@ -37,9 +37,10 @@ class GateRules:
         floor: float = 0.0,
         max_slice_gap: float = 0.0,
     ):
-        "Rules from pipeline parameters: metric 'auto' is the task's primary metric; 0 turns floor and gap off."
+        "Rules from pipeline parameters: metric 'auto' is the primary metric (declared, or the task's); 0 turns off."
+        declared = os.environ.get("MLOPS_NB_PRIMARY_METRIC", "")  # the setting, or the spec's metric, as run
         return cls(
-            PRIMARY[task][0] if metric in ("", "auto") else metric,
+            primary_metric(task, declared) if metric in ("", "auto") else metric,
             float(min_improvement),
             float(floor) or None,
             float(max_slice_gap) or None,

@@ -32,9 +32,15 @@ def kernel_session(cwd):
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=clean_env())
 
     def run(code: str, timeout: float = 600) -> list[tuple[str, str]]:
-        msg_id, out = kc.execute(code), []
+        import queue, time
+        msg_id, out, deadline = kc.execute(code), [], time.monotonic() + timeout
         while True:
-            m = kc.get_iopub_msg(timeout=timeout)
+            try:
+                m = kc.get_iopub_msg(timeout=1)
+            except queue.Empty:  # a quiet kernel: still alive, and still in time?
+                assert km.is_alive(), f"the kernel died while running {code!r}; it showed: {out}"
+                assert time.monotonic() < deadline, f"{code!r} did not finish in {timeout} s; it showed: {out}"
+                continue
             if m["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, c = m["msg_type"], m["content"]

@@ -85,9 +85,11 @@ def test_validation_failure_stops_dependents_and_keeps_the_report(trained):
     from mlops_nb.ml.data import make_demo_data
     make_demo_data(800, seed=3).drop(columns=["pressure"]).to_csv(project.root / "no_pressure.csv", index=False)
     before = snapshot(project)
-    r = project.run("run", "pipelines/train.yaml", "-p", "data=no_pressure.csv")
+    # named explicitly: a data file alone would get a model of its own, named after the file
+    r = project.run("run", "pipelines/train.yaml", "-p", "data=no_pressure.csv", "-p", "model_name=assembly-defect")
     out = " ".join((r.stdout + r.stderr).split())
-    assert r.returncode == 1 and "step 'validate' failed" in out and "column 'pressure' is missing" in out
+    assert r.returncode == 1 and "step 'validate' failed" in out and "1 column(s) missing" in out and "pressure" in out
+    assert out.count("allow_schema_change") == 1  # the two ways on, said once
     run = project.pipeline_runs()[-1]
     assert run.info.status == "FAILED" and run.data.tags["mlops_nb.failed_step"] == "validate"
     steps = project.client().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")

@@ -175,8 +175,11 @@ def run(
     from mlops_nb.runner.pipeline import run_pipeline, raise_if_failed
     from mlops_nb.runner.spec import prepare_run
 
-    spec, values, settings = prepare_run(pipeline, param, params_file)
+    notes = []
+    spec, values, settings = prepare_run(pipeline, param, params_file, notes=notes)
     options, console = _options(spec, force, workers, no_cache, cold, executor, scheduler), make_console()
+    for note in notes:
+        console.print(f"[dim]{note}[/]")
     if sweep:
         return _run_sweep(spec, values, settings, options, sweep, console)
     console.print(

@@ -93,8 +93,12 @@ def run(
     **params,  # pipeline parameters (and settings keys) by name
 ) -> PipelineResult:
     "Run pipeline `pipeline` with `params`, as `mlops-nb run` does; progress and links in a notebook."
-    spec, values, settings = prepare_run(pipeline, [f"{k}={v}" for k, v in params.items()], params_file)
+    notes = []
+    spec, values, settings = prepare_run(pipeline, [f"{k}={v}" for k, v in params.items()], params_file, notes=notes)
     options = RunOptions(force=tuple(force), workers=workers, cache=cache, warm=warm)
+    if not quiet:
+        for note in notes:
+            print(note)
     board = _Board([s.name for s in spec.steps], settings, quiet)
     result = run_pipeline(spec, values, settings, report=board, options=options)
     if not quiet and result.run_id:

@@ -13,57 +13,252 @@ import pandas as pd
 from ..core.errors import DataError
 
 # %% auto #0
-__all__ = ['READERS', 'TASKS', 'load_table', 'content_hash', 'make_demo_data', 'check_target', 'infer_task', 'split_data']
+__all__ = ['READERS', 'COMPRESSIONS', 'UNDERSTOOD', 'MISSING_MARKERS', 'DATE_FORMATS', 'TASKS', 'file_kind', 'sniff_separator',
+           'as_dates', 'as_numbers', 'understand_columns', 'load_table', 'content_hash', 'make_demo_data',
+           'check_target', 'infer_task', 'prepare_target', 'target_summary', 'split_data']
 
 # %% ../../notebooks/ml/01_data.ipynb #60c037ef
-READERS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?([+-]\d{2}:?\d{2}|Z)?$")
+READERS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".tab": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+}
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz"}
+UNDERSTOOD = (
+    "CSV (.csv .tsv .txt, separated by , ; tab or |, also compressed as .gz .bz2 .zip .xz), Parquet (.parquet .pq, "
+    "or a folder of Parquet parts) and JSON lines (.jsonl .ndjson .json)"
+)
 
 
-def _parse_dates(df: pd.DataFrame) -> pd.DataFrame:
-    "Convert text columns whose values are all ISO dates into datetimes."
-    for c in df.columns[df.dtypes.map(lambda t: t == object or pd.api.types.is_string_dtype(t))]:
-        sample = df[c].dropna().astype(str).head(200)
-        if len(sample) and sample.str.match(_ISO_DATE).all():
-            df[c] = pd.to_datetime(df[c], errors="coerce", format="ISO8601")
-    return df
+def file_kind(
+    path: Path,  # a data file
+) -> tuple[str | None, str | None]:
+    "The reader (csv, parquet, jsonl or json) and the compression of `path`, from its suffixes."
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = COMPRESSIONS.get(suffixes[-1]) if suffixes else None
+    if compression:
+        suffixes = suffixes[:-1]
+    return (READERS.get(suffixes[-1]) if suffixes else None), compression
 
 # %% ../../notebooks/ml/01_data.ipynb #addf39c8
-def _read(path: Path, kind: str) -> pd.DataFrame:
+def _head(path: Path, compression: str | None, size: int = 1 << 16) -> bytes:
+    "The first `size` bytes of the file's (decompressed) content."
+    import bz2, gzip, lzma, zipfile
+
+    if compression == "zip":
+        with zipfile.ZipFile(path) as z:
+            return z.open(z.namelist()[0]).read(size)
+    opener = {None: open, "gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[compression]
+    with opener(path, "rb") as f:
+        return f.read(size)
+
+
+def _encoding(head: bytes) -> str:
+    "utf-8-sig (which also reads a byte-order mark), else Windows-1252, else Latin-1."
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    for enc in ("utf-8-sig", "cp1252"):
+        try:
+            head[: head.rfind(b"\n") + 1 or len(head)].decode(enc)
+            return enc
+        except UnicodeDecodeError:
+            continue
+    return "latin-1"
+
+
+def sniff_separator(
+    text: str,  # the first lines of a CSV file
+) -> str:
+    "The separator among , ; tab | that splits the first lines into the most columns, consistently."
+    import csv
+
+    lines = text.splitlines()[:50]
+    lines = lines[:-1] if len(lines) > 2 else lines  # the last line may be cut
+    best, width = ",", 1
+    for sep in (",", ";", "\t", "|"):
+        counts = [len(r) for r in csv.reader(lines, delimiter=sep) if r]
+        if counts and counts[0] > width and sum(c == counts[0] for c in counts) >= 0.9 * len(counts):
+            best, width = sep, counts[0]
+    return best
+
+# %% ../../notebooks/ml/01_data.ipynb #4fe2e15d
+def _read_file(path: Path, kind: str, compression: str | None) -> tuple[pd.DataFrame, list[str]]:
+    notes = []
+    if kind == "parquet":
+        return pd.read_parquet(path), notes
+    if kind in ("jsonl", "json"):
+        lines = kind == "jsonl" or _head(path, compression, 4096).lstrip()[:1] != b"["
+        return pd.read_json(path, lines=lines, compression=compression), notes
+    head = _head(path, compression)
+    encoding = _encoding(head)
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else sniff_separator(head.decode(encoding, "replace"))
+    if sep != ",":
+        notes.append(f"values separated by {'tab' if sep == chr(9) else repr(sep)}")
+    if encoding not in ("utf-8-sig", "utf-16"):
+        notes.append(f"text read as {'Windows-1252' if encoding == 'cp1252' else encoding} (it is not UTF-8)")
+    df = pd.read_csv(path, sep=sep, encoding=encoding, compression=compression, low_memory=False)
+    df.attrs["separator"] = sep
+    return df, notes
+
+
+def _read(path: Path, kind: str, compression: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    "Read one file, or raise one `DataError` that names it."
     try:
-        if kind == "parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", low_memory=False)
+        return _read_file(path, kind, compression)
     except pd.errors.EmptyDataError:
         raise DataError(
             f"data file {path} has no columns (it is empty or blank). Pass a CSV with a header row."
         ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as e:
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(
             f"data file {path} does not parse as {kind.upper()}: {msg}. Check the file, or convert it to CSV or "
             "Parquet."
         ) from None
 
-# %% ../../notebooks/ml/01_data.ipynb #a37c9e3c
-def load_table(
-    path: Path | str,  # a CSV or Parquet file
+# %% ../../notebooks/ml/01_data.ipynb #15ccaafa
+MISSING_MARKERS = frozenset({"?", "-", "--", ".", "na", "n/a", "nan", "null", "none", "missing", ""})
+DATE_FORMATS = (
+    "ISO8601",
+    "%Y/%m/%d",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y.%m.%d",
+    "%m/%d/%Y",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%d/%m/%Y",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%d.%m.%Y",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%m-%d-%Y",
+    "%d-%m-%Y",
+    "%b %d %Y",
+    "%b %d, %Y",
+    "%B %d, %Y",
+    "%d %b %Y",
+    "%d %B %Y",
+)  # month first before day first: an ambiguous column (every day <= 12) reads month first
+_DATE_LIKE = re.compile(r"^(?=.*\d)[\w ,:/.+\-]{6,40}$")
+
+
+def as_dates(
+    s: pd.Series,  # a text column
+) -> tuple[pd.Series, str] | None:
+    "The column as datetimes and the format that read it, when one of `DATE_FORMATS` reads every value."
+    values = s.dropna().astype(str).str.strip()
+    sample = pd.Series(values.unique()[:1000])
+    if not len(sample) or not sample.str.match(_DATE_LIKE).all():
+        return None
+    if sample.str.fullmatch(r"[-+]?\d+(\.\d+)?").all():  # plain numbers, not dates
+        return None
+    for fmt in DATE_FORMATS:
+        if pd.to_datetime(sample, format=fmt, errors="coerce").notna().all():
+            parsed = pd.to_datetime(s.astype(str).str.strip().where(s.notna()), format=fmt, errors="coerce")
+            if parsed.notna().sum() >= 0.99 * len(values):
+                return parsed, fmt
+    return None
+
+# %% ../../notebooks/ml/01_data.ipynb #c222e321
+_NUMBER = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+_THOUSANDS = r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?"
+_DECIMAL_COMMA = r"[-+]?\d+(,\d+)?"
+_EUROPEAN = r"[-+]?\d{1,3}(\.\d{3})+(,\d+)?"
+
+
+def as_numbers(
+    s: pd.Series,  # a text column
+    decimal_comma: bool = False,  # read `1,234` as 1.234 (a `;`-separated file) rather than 1234
+) -> tuple[pd.Series, str] | None:
+    "The column as numbers and how they were written, when every value that is not a missing marker is a number."
+    text = s.dropna().astype(str).str.strip()
+    text = text[~text.str.lower().isin(MISSING_MARKERS)]
+    core = text.str.replace(r"^[$€£]\s?|\s?%$", "", regex=True)
+    if not len(core) or core.str.match(r"[-+]?0\d").any():  # nothing left, or codes with leading zeros
+        return None
+    plain, thousands = core.str.fullmatch(_NUMBER), core.str.fullmatch(_THOUSANDS)
+    comma = core.str.fullmatch(_DECIMAL_COMMA) | core.str.fullmatch(_EUROPEAN)
+    if plain.all():
+        how, clean = "numbers stored as text", core
+    elif (plain | thousands).all() and not (decimal_comma and comma.all()):
+        how, clean = "numbers with thousands separators", core.str.replace(",", "", regex=False)
+    elif comma.all():
+        how, clean = "numbers with a decimal comma", core.str.replace(".", "", regex=False).str.replace(",", ".")
+    else:
+        return None
+    out = pd.Series(np.nan, index=s.index, dtype=float)
+    out[clean.index] = pd.to_numeric(clean, errors="coerce")
+    return out, how
+
+
+def understand_columns(
+    df: pd.DataFrame,  # a table as read
+    decimal_comma: bool = False,  # `1,5` is one and a half (`;`-separated files)
 ) -> pd.DataFrame:
-    "Read a CSV or Parquet file into a DataFrame, or raise one clear `DataError`."
+    "Text columns that hold dates or numbers converted (`as_dates`, `as_numbers`); what changed in `df.attrs['notes']`."
+    notes = []
+    for c in df.columns[df.dtypes.map(lambda t: t == object or pd.api.types.is_string_dtype(t))]:
+        if not df[c].map(lambda v: isinstance(v, str) or v is None or v != v).all():
+            continue  # mixed Python objects (e.g. nested JSON): left alone
+        if (found := as_numbers(df[c], decimal_comma)) is not None:
+            df[c] = found[0]
+            if found[1] != "numbers stored as text" or df[c].isna().sum() > 0:
+                notes.append(f"column '{c}': {found[1]}")
+        elif (found := as_dates(df[c])) is not None:
+            df[c] = found[0]
+            notes.append(f"column '{c}': dates ({found[1]})")
+    df.attrs["notes"] = notes
+    return df
+
+# %% ../../notebooks/ml/01_data.ipynb #a37c9e3c
+def _parts(folder: Path) -> tuple[str, list[Path]]:
+    "The kind and the files of a folder of parts (Parquet, or one kind of CSV / JSON lines)."
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+    kinds = {file_kind(p)[0] for p in files}
+    if len(kinds) == 1 and None not in kinds:
+        return kinds.pop(), files
+    found = ", ".join(p.name for p in files[:5]) + (" ..." if len(files) > 5 else "") or "nothing"
+    raise DataError(
+        f"data folder {folder} is not a folder of data parts of one kind (found: {found}). Pass a file, or a folder "
+        f"of Parquet parts; understood are {UNDERSTOOD}."
+    )
+
+
+def _read_any(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    if path.is_dir():
+        kind, files = _parts(path)
+        if kind == "parquet":
+            return _read(path, "parquet")[0], [f"{len(files)} Parquet part(s) read from the folder"]
+        frames = [_read(p, *file_kind(p)) for p in files]
+        return pd.concat([f for f, _ in frames], ignore_index=True), [f"{len(files)} {kind} part(s) read"]
+    kind, compression = file_kind(path)
+    if kind is None:
+        hint = " Save the sheet as CSV." if path.suffix.lower() in (".xls", ".xlsx", ".ods") else ""
+        raise DataError(f"data file {path} has suffix '{''.join(path.suffixes)}'; understood are {UNDERSTOOD}.{hint}")
+    if path.stat().st_size == 0:
+        raise DataError(f"data file {path} is empty (0 bytes). Pass a file with a header row and data rows.")
+    return _read(path, kind, compression)
+
+
+def load_table(
+    path: Path | str,  # a data file (CSV, Parquet, JSON lines) or a folder of Parquet parts
+) -> pd.DataFrame:
+    "Read a table, its text columns understood (`understand_columns`), or raise one clear `DataError`."
     path = Path(path)
     if not path.exists():
         raise DataError(
             f"data file {path} not found. Pass -p data=PATH to an existing CSV or Parquet file (leave it empty for the "
             "demo data)."
         )
-    if path.is_dir():
-        raise DataError(f"data path {path} is a folder; pass a CSV or Parquet file.")
-    kind = READERS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"data file {path} has suffix '{path.suffix}'; supported are: {', '.join(READERS)}.")
-    if path.stat().st_size == 0:
-        raise DataError(f"data file {path} is empty (0 bytes). Pass a file with a header row and data rows.")
-    df = _read(path, kind)
+    df, notes = _read_any(path)
     if df.shape[1] == 0 or df.empty:
         raise DataError(
             f"data file {path} has a header but no data rows. Pass a file with at least a few hundred rows."
@@ -71,20 +266,27 @@ def load_table(
     if df.columns.duplicated().any():
         dup = sorted(set(df.columns[df.columns.duplicated()]))
         raise DataError(f"data file {path} repeats column(s) {', '.join(map(str, dup))}; column names must be unique.")
-    df.columns = [str(c) for c in df.columns]
-    return _parse_dates(df)
+    df.columns = [str(c).strip() for c in df.columns]
+    df = understand_columns(df, decimal_comma=df.attrs.get("separator") == ";")
+    df.attrs["notes"] = notes + df.attrs.get("notes", [])
+    return df
 
 # %% ../../notebooks/ml/01_data.ipynb #c2e5033b
 def content_hash(
-    data: Path | str | pd.DataFrame,  # a table
+    data: Path | str | pd.DataFrame,  # a table: a file, a folder of parts, or a DataFrame
 ) -> str:
-    "SHA-256 of a file's bytes or a DataFrame's contents (columns, dtypes and values)."
+    "SHA-256 of a file's bytes, a folder's files (names and bytes), or a DataFrame's columns, dtypes and values."
     h = hashlib.sha256()
     if isinstance(data, pd.DataFrame):
         h.update(repr([(c, str(t)) for c, t in data.dtypes.items()]).encode())
         h.update(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes())
-    else:
-        with open(data, "rb") as f:
+        return h.hexdigest()
+    data = Path(data)
+    files = sorted(p for p in data.rglob("*") if p.is_file()) if data.is_dir() else [data]
+    for p in files:
+        if data.is_dir():
+            h.update(str(p.relative_to(data)).encode() + b"\0")
+        with open(p, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
@@ -185,6 +387,45 @@ def infer_task(
     if task == "binary" and n != 2:
         raise DataError(f"task 'binary' needs two classes; '{y.name}' has {n}. Use -p task=multiclass or -p task=auto.")
     return task
+
+# %% ../../notebooks/ml/01_data.ipynb #b537ec42
+def prepare_target(
+    df: pd.DataFrame,  # a table
+    target: str,  # the target column
+) -> tuple[pd.DataFrame, int]:
+    "`df` with the target in one spelling and only the rows that have one; and how many rows had none."
+    y = df[target]
+    if isinstance(y.dtype, pd.CategoricalDtype):
+        y = y.astype(object).where(y.notna())
+    if pd.api.types.is_bool_dtype(y) or (len(y.dropna()) and y.dropna().map(lambda v: isinstance(v, bool)).all()):
+        y = y.map(lambda v: v if pd.isna(v) else int(bool(v)))
+    if pd.api.types.is_string_dtype(y) or y.dtype == object:
+        y = y.map(lambda v: v.strip() or np.nan if isinstance(v, str) else v)
+    if pd.api.types.is_numeric_dtype(y) and (values := y.dropna()).size and (values == values.round()).all():
+        if values.nunique() <= 20:
+            y = y.astype("Int64").astype(object).where(y.notna())  # 0.0/1.0 labels as 0/1
+    keep = y.notna()
+    out = df.loc[keep].assign(**{target: y[keep]})
+    if not pd.api.types.is_numeric_dtype(out[target]):
+        kinds = {type(v) for v in out[target]}
+        out[target] = out[target].astype(int if kinds <= {int} else str)
+    return out.reset_index(drop=True), int((~keep).sum())
+
+
+def target_summary(
+    parts: dict[str, pd.DataFrame],  # e.g. {"train": ..., "test": ...}
+    target: str,  # the target column
+    task: str,  # binary, multiclass or regression
+) -> pd.DataFrame:
+    "Rows and the target's distribution in each part: the share of each class, or the mean and spread."
+    rows = {}
+    for name, part in parts.items():
+        y = part[target]
+        if task == "regression":
+            rows[name] = {"rows": len(y), "mean": y.mean(), "std": y.std(), "min": y.min(), "max": y.max()}
+        else:
+            rows[name] = {"rows": len(y), **y.value_counts(normalize=True).sort_index().round(4).to_dict()}
+    return pd.DataFrame(rows).T
 
 # %% ../../notebooks/ml/01_data.ipynb #1a8c718a
 def split_data(

@@ -6,6 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/evaluate.html.md"""
 
 # %% ../../notebooks/ml/06_evaluate.ipynb #227de76f
 from __future__ import annotations
+import re
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -55,7 +56,16 @@ def compute_metrics(
         m["f1_macro"] = skm.f1_score(y, pred, average="macro", zero_division=0)
         if proba is not None and several:
             m["log_loss"] = skm.log_loss(y, proba, labels=classes)
+    labels = list(classes) if classes is not None else sorted(pd.unique(np.asarray(y)))
+    if len(labels) <= 20:
+        recalls = skm.recall_score(y, pred, labels=labels, average=None, zero_division=0)
+        m |= {f"recall_{_label(c)}": r for c, r in zip(labels, recalls)}
     return {k: float(v) for k, v in m.items()}
+
+
+def _label(value) -> str:
+    "A class label as a metric-name part (MLflow allows letters, digits, _ - . / and spaces)."
+    return re.sub(r"[^\w\-. /]", "_", str(value))[:40] or "_"
 
 # %% ../../notebooks/ml/06_evaluate.ipynb #a0fed4a9
 def evaluate(
@@ -105,12 +115,13 @@ def slice_gap(
     slices: pd.DataFrame,  # per-slice metrics (`slice_metrics`)
     task: str,  # binary, multiclass or regression
     min_rows: int = 30,  # slices with fewer rows are left out
-) -> float:
-    "Largest difference of the primary metric between slices with at least `min_rows` rows."
-    metric = PRIMARY[task][0]
+    metric: str = "",  # the metric compared; default the task's primary one
+) -> float | None:
+    "Largest difference of `metric` between slices with at least `min_rows` rows; None when fewer than two have it."
+    metric = metric or PRIMARY[task][0]
     big = slices[slices.n >= min_rows]
     if metric not in big or big[metric].notna().sum() < 2:
-        return float("nan")
+        return None
     return float(big[metric].max() - big[metric].min())
 
 # %% ../../notebooks/ml/06_evaluate.ipynb #6add7461
@@ -119,18 +130,15 @@ def choose_slice_column(
     slice_by: str = "auto",  # the column whose values make the slices
     max_slices: int = 20,  # at most this many slices (the most frequent values)
 ) -> str | None:
-    "The column to slice by: `slice_by` itself, or for 'auto' the first categorical column with 2..`max_slices` values."
+    "`slice_by`, or for 'auto': the first categorical column with 2..`max_slices` values, else a numeric one."
     if slice_by != "auto":
         return slice_by or None
+    numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c]) and not pd.api.types.is_bool_dtype(X[c])]
+    few = lambda c: 2 <= X[c].nunique() <= max_slices
     for c in X.columns:
-        s = X[c]
-        if (
-            not pd.api.types.is_numeric_dtype(s)
-            and not pd.api.types.is_datetime64_any_dtype(s)
-            and 2 <= s.nunique() <= max_slices
-        ):
+        if c not in numeric and not pd.api.types.is_datetime64_any_dtype(X[c]) and few(c):
             return c
-    return None
+    return next((c for c in numeric if few(c)), next((c for c in numeric if X[c].nunique() > max_slices), None))
 
 # %% ../../notebooks/ml/06_evaluate.ipynb #cb7407a6
 def save_plots(

@@ -8,7 +8,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/metrics.html.md"""
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['PRIMARY', 'LOWER_IS_BETTER', 'TASK_METRICS', 'higher_is_better', 'primary_metric']
+__all__ = ['PRIMARY', 'LOWER_IS_BETTER', 'TASK_METRICS', 'RARE', 'higher_is_better', 'primary_metric']
 
 # %% ../../notebooks/ml/05_metrics.ipynb #5f5ace4e
 PRIMARY = {"binary": ("roc_auc", "max"), "multiclass": ("f1_macro", "max"), "regression": ("rmse", "min")}
@@ -29,10 +29,18 @@ TASK_METRICS = {
 }  # what the evaluate step computes for each task
 
 
+RARE = 0.1  # a binary target whose positive class is rarer than this is judged by PR AUC
+
+
 def primary_metric(
     task: str,  # binary, multiclass or regression
     declared: str = "",  # the project's or pipeline's declared primary metric (setting primary_metric), if any
+    positive_share: float | None = None,  # binary: the share of the positive class in the training data
 ) -> str:
     "The metric that judges a model of `task`: the declared one when the task has it, else the task's own."
     declared = declared.removeprefix("test_")
-    return declared if declared in TASK_METRICS.get(task, ()) else PRIMARY[task][0]
+    if declared in TASK_METRICS.get(task, ()):
+        return declared
+    if task == "binary" and positive_share is not None and min(positive_share, 1 - positive_share) < RARE:
+        return "pr_auc"  # ROC AUC looks fine on a rare class a model barely finds; precision-recall does not
+    return PRIMARY[task][0]

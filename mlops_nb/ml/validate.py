@@ -6,6 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/validate.html.md"""
 
 # %% ../../notebooks/ml/02_validate.ipynb #cda09b9a
 from __future__ import annotations
+import re
 from dataclasses import dataclass, field, asdict
 import numpy as np
 import pandas as pd
@@ -13,8 +14,8 @@ from ..core.errors import ValidationFailed
 from ..core.values import JsonValue
 
 # %% auto #0
-__all__ = ['KINDS', 'is_free_text', 'column_kind', 'ColumnSchema', 'Schema', 'infer_schema', 'Violation', 'ValidationReport',
-           'check_data', 'require_valid']
+__all__ = ['KINDS', 'is_free_text', 'column_kind', 'ColumnSchema', 'Schema', 'id_reason', 'infer_schema', 'Violation',
+           'ValidationReport', 'check_data', 'require_valid', 'left_out_findings', 'find_leakage', 'leakage_findings']
 
 # %% ../../notebooks/ml/02_validate.ipynb #44f4caf0
 KINDS = ("numeric", "categorical", "boolean", "datetime", "text")
@@ -57,6 +58,8 @@ class ColumnSchema:
     min: float | str | None = None  # numeric and datetime (ISO text)
     max: float | str | None = None
     categories: list | None = None  # categorical with few enough values
+    role: str = "feature"  # feature, or left out of the features: id, constant, excluded
+    note: str = ""  # why it is left out, or a warning about it (possible leakage)
 
 # %% ../../notebooks/ml/02_validate.ipynb #41139b3d
 @dataclass
@@ -70,7 +73,17 @@ class Schema(JsonValue):
 
     @property
     def features(self) -> list[str]:
-        return [c for c in self.columns if c != self.target]
+        "The columns a model learns from: all but the target and those left out."
+        return [c for c, col in self.columns.items() if c != self.target and col.role == "feature"]
+
+    @property
+    def left_out(self) -> dict[str, str]:
+        "Columns left out of the features, and why."
+        return {c: col.note for c, col in self.columns.items() if c != self.target and col.role != "feature"}
+
+    def select(self, df: pd.DataFrame) -> pd.DataFrame:
+        "The feature columns of `df` that it has (what a model of this schema is given)."
+        return df[[c for c in self.features if c in df.columns]]
 
     def of_kind(self, *kinds) -> list[str]:
         return [c for c in self.features if self.columns[c].kind in kinds]
@@ -95,6 +108,7 @@ class Schema(JsonValue):
                     "kind": c.kind,
                     "missing": f"{c.missing_rate:.1%}",
                     "range / categories": _describe(c),
+                    "note": c.note if c.role == "feature" else f"left out: {c.note}",
                 }
                 for c in self.columns.values()
             ]
@@ -127,14 +141,59 @@ def _column_schema(s: pd.Series, max_categories: int) -> ColumnSchema:
     return col
 
 
+_ID_NAME = re.compile(
+    r"^(unnamed: ?\d+|index|idx|id|row|rownames?|row_?(id|num|number)|.*[_ .\-](id|ID)|.*[a-z]ID)$", re.I
+)
+
+
+def id_reason(
+    s: pd.Series,  # one column
+) -> str | None:
+    "Why `s` looks like an identifier (unique per row, never missing, and a row number, named like an ID, or text)."
+    values = s.dropna()
+    if len(s) < 20 or len(values) < len(s) or values.nunique() < len(values):
+        return None
+    if _ID_NAME.match(str(s.name)):
+        return "unique per row and named like an identifier"
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        whole = bool((values == values.round()).all())
+        if whole and float(values.max() - values.min()) + 1 <= 1.5 * len(values):
+            return "a row number (whole numbers unique per row, covering a range)"
+        return None
+    if column_kind(s) == "categorical":
+        return "text unique per row (a name or a code)"
+    return None
+
+
+def _role(s: pd.Series, col: ColumnSchema, exclude: set, keep: set) -> None:
+    if col.name in exclude:
+        col.role, col.note = "excluded", "excluded by the exclude parameter"
+    elif col.name in keep:
+        return
+    elif s.nunique(dropna=True) <= 1:
+        col.role, col.note = "constant", "a single value" if s.notna().any() else "entirely missing"
+    elif (why := id_reason(s)) is not None:
+        col.role, col.note = "id", f"looks like an ID: {why}"
+
+
 def infer_schema(
     df: pd.DataFrame,  # a table
     target: str | None = None,  # the target column
     task: str | None = None,  # binary, multiclass or regression
     max_categories: int = 50,  # a text column with more distinct values is not categorical
+    exclude: list[str] = (),  # columns to leave out of the features
+    keep: list[str] = (),  # columns to keep as features although they look like IDs or constants
 ) -> Schema:
-    "The schema of `df`; text columns with more distinct values than `max_categories` keep no category list."
+    "The schema of `df`, with the columns a model should not learn from left out (`id_reason`, constants, `exclude`)."
     cols = {str(c): _column_schema(df[c], max_categories) for c in df.columns}
+    unknown = [c for c in [*exclude, *keep] if c not in cols]
+    if unknown:
+        raise ValidationFailed(
+            f"column(s) {', '.join(unknown)} named in exclude/keep are not in the data; columns are: {', '.join(cols)}."
+        )
+    for name, col in cols.items():
+        if name != target:
+            _role(df[name], col, set(exclude), set(keep))
     return Schema(cols, len(df), target, task)
 
 # %% ../../notebooks/ml/02_validate.ipynb #4eb539bc
@@ -155,6 +214,7 @@ class ValidationReport:
     against: str  # what the schema describes, for messages
     n_rows: int
     violations: list[Violation] = field(default_factory=list)
+    hint: str = ""  # what to do when it fails, said once
 
     @property
     def errors(self) -> list[Violation]:
@@ -174,7 +234,8 @@ class ValidationReport:
     def to_markdown(self) -> str:
         head = f"### Validation against {self.against}: {'passed' if self.ok else 'FAILED'}\n\n"
         head += f"{self.n_rows} rows checked; {len(self.errors)} error(s), {len(self.warnings)} warning(s).\n\n"
-        return head + (self.to_frame().to_markdown(index=False) if self.violations else "No findings.")
+        body = self.to_frame().to_markdown(index=False) if self.violations else "No findings."
+        return head + body + (f"\n\n{self.hint}" if self.hint and not self.ok else "")
 
     def _repr_markdown_(self):
         return self.to_markdown()
@@ -218,28 +279,29 @@ def check_data(
     range_tolerance: float = 0.1,  # widen the known range by this share of its span
     max_share: float = 0.01,  # share of odd values tolerated before a warning
     require_target: bool = True,  # whether the target column must be there
+    hint: str = "",  # what to do when it fails, said once in the report and in the error
 ) -> ValidationReport:
     "Check `df` against `schema`; the report lists every finding."
-    report = ValidationReport(against, len(df))
-    for name, c in schema.columns.items():
-        if name not in df.columns:
-            if name == schema.target and not require_target:
-                continue
-            report.violations.append(
-                Violation(
-                    name,
-                    "missing_column",
-                    "error",
-                    f"column '{name}' is missing; {against} has it. Columns found: {', '.join(map(str, df.columns))}",
-                )
-            )
-        else:
-            report.violations += _check_column(df[name], c, range_tolerance, max_share)
-    for name in df.columns:
-        if name in schema.columns or not len(df):
-            continue
+    report = ValidationReport(against, len(df), hint=hint)
+    needed = schema.features + ([schema.target] if schema.target and require_target else [])
+    if missing := [c for c in needed if c not in df.columns]:
         report.violations.append(
-            Violation(str(name), "new_column", "warning", f"column '{name}' is new; {against} did not have it")
+            Violation(
+                ", ".join(missing),
+                "missing_column",
+                "error",
+                f"{len(missing)} column(s) missing that {against} has: {', '.join(missing)}. "
+                f"Columns found: {', '.join(map(str, df.columns))}",
+            )
+        )
+    for name in needed:
+        if name in df.columns:
+            report.violations += _check_column(df[name], schema.columns[name], range_tolerance, max_share)
+    if (new := [str(c) for c in df.columns if c not in schema.columns]) and len(df):
+        report.violations.append(
+            Violation(
+                ", ".join(new), "new_column", "warning", f"column(s) new, {against} did not have them: {', '.join(new)}"
+            )
         )
     for name in schema.features:
         if name in df.columns and df[name].nunique(dropna=True) == 1 and len(df) > 1:
@@ -258,6 +320,86 @@ def require_valid(
     lines = "\n".join(f"  - {v.message}" for v in report.errors)
     raise ValidationFailed(
         f"data does not match the schema of {report.against} ({len(report.errors)} error(s)):\n{lines}\n"
-        "Fix the data, or point -p data= at the right file.",
+        + (report.hint or "Fix the data, or point -p data= at the right file."),
         report,
     )
+
+# %% ../../notebooks/ml/02_validate.ipynb #83047825
+def left_out_findings(
+    schema: Schema,  # the training data's schema (`infer_schema`)
+) -> list[Violation]:
+    "One warning per column left out of the features, with the reason and how to keep it."
+    return [
+        Violation(
+            c,
+            "left_out",
+            "warning",
+            f"column '{c}' is left out of the features: {why}"
+            + ("" if schema.columns[c].role == "excluded" else f" (keep it with -p keep={c})"),
+        )
+        for c, why in schema.left_out.items()
+    ]
+
+
+def _one_column_score(x: pd.Series, y: pd.Series, task: str, half: int) -> float:
+    from sklearn.metrics import balanced_accuracy_score, r2_score
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    classify = task != "regression"
+    if pd.api.types.is_numeric_dtype(x) or pd.api.types.is_datetime64_any_dtype(x) or pd.api.types.is_bool_dtype(x):
+        v = x.astype("int64").where(x.notna()) if pd.api.types.is_datetime64_any_dtype(x) else x.astype(float)
+        v = v.fillna(v.min() - 1 if v.notna().any() else 0).to_numpy().reshape(-1, 1)
+        tree = (DecisionTreeClassifier if classify else DecisionTreeRegressor)(max_depth=8, min_samples_leaf=5)
+        pred = tree.fit(v[:half], y.iloc[:half]).predict(v[half:])
+    else:  # categories: the majority class (or the mean) of each value in the first half
+        keys = x.astype(str).where(x.notna(), "(missing)")
+        fit = y.iloc[:half].groupby(keys.iloc[:half].to_numpy())
+        table = fit.agg(lambda s: s.mode().iloc[0]) if classify else fit.mean()
+        fallback = y.iloc[:half].mode().iloc[0] if classify else y.iloc[:half].mean()
+        pred = keys.iloc[half:].map(table).fillna(fallback) if len(table) else [fallback] * (len(y) - half)
+        if classify:
+            pred = pd.Series(pred).astype(y.dtype) if y.dtype != object else pred
+    truth = y.iloc[half:]
+    return float(balanced_accuracy_score(truth, pred) if classify else r2_score(truth, pred))
+
+
+def find_leakage(
+    df: pd.DataFrame,  # the training data
+    schema: Schema,  # its schema (`infer_schema`), with target and task
+    threshold: float = 0.98,  # balanced accuracy (classification) or R² (regression) that counts as almost perfect
+    sample: int = 5000,  # rows looked at
+    seed: int = 0,  # which rows
+) -> dict[str, float]:
+    "Features that alone predict the target almost perfectly on held-out rows: column -> that score."
+    if not schema.target or schema.target not in df or len(df) < 40:
+        return {}
+    d = df.sample(min(len(df), sample), random_state=seed)
+    y, half, found = d[schema.target], len(d) // 2, {}
+    for c in schema.features:
+        if c in d and schema.columns[c].kind != "text":
+            score = _one_column_score(d[c], y, schema.task or "regression", half)
+            if score >= threshold:
+                found[c] = round(score, 4)
+    return found
+
+
+def leakage_findings(
+    leaks: dict[str, float],  # `find_leakage`'s result
+    schema: Schema,  # the training data's schema; the columns' notes record the finding
+) -> list[Violation]:
+    "One warning per leaking column; its note in `schema` records it too (for the model card)."
+    what = "R²" if schema.task == "regression" else "balanced accuracy"
+    out = []
+    for c, score in leaks.items():
+        note = f"possible leakage: alone it predicts '{schema.target}' with {what} {score:.3f} on held-out rows"
+        schema.columns[c].note = note
+        out.append(
+            Violation(
+                c,
+                "leakage",
+                "warning",
+                f"column '{c}': {note}. If it is only known after the "
+                f"outcome, or computed from it, leave it out with -p exclude={c}",
+            )
+        )
+    return out

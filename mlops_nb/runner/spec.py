@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/spec.html.md"""
 
 # %% ../../notebooks/runner/01_spec.ipynb #14ec57c0
 from __future__ import annotations
-import ast, difflib, json
+import ast, difflib, json, os, re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from ..core.errors import ConfigError, ParameterError
 
 # %% auto #0
 __all__ = ['TYPES', 'RUNNER_PARAMS', 'Param', 'read_parameters', 'Step', 'PipelineSpec', 'load_spec', 'parse_assignments',
-           'read_params_file', 'resolve_params', 'check_files', 'prepare_run']
+           'read_params_file', 'resolve_params', 'check_files', 'model_name_for', 'prepare_run']
 
 # %% ../../notebooks/runner/01_spec.ipynb #5ece3fe7
 TYPES = {"str": str, "int": int, "float": float, "bool": bool}
@@ -389,11 +389,23 @@ def check_files(
             )
 
 # %% ../../notebooks/runner/01_spec.ipynb #38432bdf
+def model_name_for(
+    data: Path | str,  # a data file or folder
+) -> str:
+    "A registered-model name from a data file's name: `churn_2026-11.csv.gz` -> `churn`."
+    p = Path(data)
+    stem = p.name.split(".")[0] if p.name.split(".")[0] else p.name
+    words = re.sub(r"([_\- ]?(v?\d+[\d_\-.]*|part|final|latest|export|data))+$", "", stem, flags=re.I)
+    name = re.sub(r"[^a-z0-9]+", "-", words.lower()).strip("-")
+    return name or re.sub(r"[^a-z0-9]+", "-", p.resolve().parent.name.lower()).strip("-") or "model"
+
+
 def prepare_run(
     pipeline: Path | str,  # the pipeline spec (YAML)
     assignments: list[str] = (),  # KEY=VALUE items: parameters, or settings keys
     params_file: Path | str | None = None,  # a YAML or JSON file of parameter values
     cwd: Path | str | None = None,  # where relative data paths are resolved; default the current folder
+    notes: list | None = None,  # gets what was decided for the user (e.g. a model name from the data file)
 ):
     "The spec, the typed parameter values and the settings of a run, checked; as `mlops-nb run` prepares them."
     from mlops_nb.core.config import KEYS, load_settings
@@ -404,4 +416,11 @@ def prepare_run(
     values, overrides = resolve_params(spec, given, KEYS)
     check_files(spec, values, cwd)
     values = {k: str((cwd / v).resolve()) if spec.params[k].file and v else v for k, v in values.items()}
+    registers = any(s.registry for s in spec.steps)
+    if registers and given.get("data") and "model_name" not in overrides and not os.environ.get("MLOPS_NB_MODEL_NAME"):
+        overrides["model_name"] = model_name_for(values["data"])  # a new data set never lands on another's champion
+        if notes is not None:
+            notes.append(
+                f"model '{overrides['model_name']}', named after the data file (choose another: -p model_name=NAME)"
+            )
     return spec, values, load_settings(spec.path, overrides=overrides)  # the spec's project, wherever we are

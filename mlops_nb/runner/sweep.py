@@ -17,7 +17,7 @@ from .execute import executor_for
 from .pipeline import pipeline_tags, run_pipeline
 from .results import PipelineResult, RunOptions
 from .spec import PipelineSpec
-from ..ml.metrics import PRIMARY
+from ..ml.metrics import higher_is_better
 from ..track import client as tracking
 
 # %% auto #0
@@ -64,7 +64,7 @@ def _primary(result: PipelineResult) -> tuple[str, float, str] | None:
     if not ev:
         return None
     name = ev["primary_metric"]
-    direction = next(d for m, d in PRIMARY.values() if m == name)
+    direction = "max" if higher_is_better(name) else "min"
     return name, float(ev["metrics"].get(name, float("nan"))), direction
 
 

@@ -100,10 +100,19 @@ def _limitations(f: CardFacts) -> list[str]:
         out.append(
             f"Trained on {f.schema.n_rows} rows; inputs outside the ranges and categories below were never seen."
         )
-        missing = [c.name for c in f.schema.columns.values() if c.missing_rate and c.name != f.schema.target]
+        missing = [c for c in f.schema.features if f.schema.columns[c].missing_rate]
         if missing:
             out.append(
                 f"Missing values were imputed for: {', '.join(missing)}; many missing values at once degrade it."
+            )
+        leaks = {c: col.note for c, col in f.schema.columns.items() if col.note.startswith("possible leakage")}
+        out += [
+            f"**Check for leakage**: `{c}`: {note}. Is it known when the model has to predict?"
+            for c, note in leaks.items()
+        ]
+        if f.schema.left_out:
+            out.append(
+                "Not used as inputs: " + "; ".join(f"`{c}` ({why})" for c, why in f.schema.left_out.items()) + "."
             )
     if f.slices is not None and f.metrics:
         metric = next((m for m in ("roc_auc", "f1_macro", "rmse") if m in f.slices), None)
@@ -179,6 +188,7 @@ def render_card(
                 ", ".join(c.categories) if c.categories else f"{c.min} .. {c.max}" if c.min is not None else "",
             )
             for c in f.schema.columns.values()
+            if c.role == "feature"
         ]
         md += [
             "## Inputs",

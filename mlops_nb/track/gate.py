@@ -122,11 +122,12 @@ def gate_scores(
     y,  # the true targets
     task: str,  # binary, multiclass or regression
     slice_column: str | None,  # the column to compute per-slice metrics on (None: no slices)
+    metric: str = "",  # the metric whose gap between slices is measured; default the task's primary one
 ) -> dict:
-    "The metrics of `model` on `X`, `y`, plus the largest gap between slices of `slice_column`."
+    "The metrics of `model` on `X`, `y`, plus the largest gap of `metric` between slices of `slice_column`."
     from mlops_nb.ml.evaluate import evaluate, slice_metrics, slice_gap
 
-    gap = slice_gap(slice_metrics(model, X, y, task, slice_column), task) if slice_column else float("nan")
+    gap = slice_gap(slice_metrics(model, X, y, task, slice_column), task, metric=metric) if slice_column else None
     return {**evaluate(model, X, y, task), "slice_gap": gap}
 
 
@@ -296,10 +297,10 @@ def run_gate(
     mlflow.set_tracking_uri(client.tracking_uri)  # models:/ URIs resolve through the global store
     champ = alias_version(client, name, "champion")
     champ = None if champ is None else str(champ.version)
-    scores = {"challenger": gate_scores(load_version(client, name, challenger), X, y, task, slice_column)}
+    scores = {"challenger": gate_scores(load_version(client, name, challenger), X, y, task, slice_column, rules.metric)}
     if champ is not None and champ != challenger:
         try:
-            scores["champion"] = gate_scores(load_version(client, name, champ), X, y, task, slice_column)
+            scores["champion"] = gate_scores(load_version(client, name, champ), X, y, task, slice_column, rules.metric)
         except Exception as e:  # e.g. trained on other columns: it cannot compete on this data
             scores["champion_error"] = f"{type(e).__name__}: {e}"[:300]
     decision = decide(rules, challenger, scores["challenger"], champ, scores.get("champion"))

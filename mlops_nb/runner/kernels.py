@@ -156,9 +156,13 @@ def _fork_kernel(request: dict, sockets=()) -> int:
 # %% ../../notebooks/runner/05_kernels.ipynb #36ab4003
 def _open_stores(uris) -> None:
     "Build the tracking stores for `uris` in the zygote, closing their pooled connections before anything forks."
+    from mlops_nb.core.errors import ConfigError
     from mlops_nb.track.client import open_stores
 
-    open_stores(uris)
+    try:
+        open_stores(uris)
+    except ConfigError:  # a store that cannot be used: the runner says so itself, in one line
+        pass
 
 # %% ../../notebooks/runner/05_kernels.ipynb #aa5b082c
 def serve(

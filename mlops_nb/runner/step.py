@@ -209,7 +209,11 @@ def finish(
     self: StepContext,
     **outputs,  # JSON-able values to hand on to later steps, by name
 ) -> dict:
-    "Hand on `outputs` (JSON-able values) to later steps; closes an interactive run."
+    "Hand on `outputs` (JSON-able values) to later steps; record the step's peak memory; close an interactive run."
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB; the kernel process's peak RSS
+    tracking.log_values(self.client, self.run_id, metrics={"peak_memory_mb": round(peak_mb, 1)})
     tmp = self.path(OUTPUTS + ".tmp")
     tmp.write_text(json.dumps(outputs, indent=1, default=str))
     os.replace(tmp, self.path(OUTPUTS))

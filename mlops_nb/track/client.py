@@ -6,15 +6,16 @@ Docs: https://mlops-nb.github.io/mlops-nb/track/client.html.md"""
 
 # %% ../../notebooks/track/01_client.ipynb #f619ceb8
 from __future__ import annotations
-import json, math, platform, subprocess, time
+import json, math, os, platform, subprocess, time
 from importlib import metadata
 from pathlib import Path
 from ..core.config import Settings
-from ..core.errors import MlopsNbError
+from ..core.errors import ConfigError, MlopsNbError
 
 # %% auto #0
-__all__ = ['TAG', 'PARENT', 'Tag', 'connect', 'ensure_experiment', 'start_run', 'log_values', 'finish_run', 'get_run',
-           'pipeline_runs', 'step_runs', 'open_stores', 'git_state', 'environment', 'installed_packages', 'log_dataset']
+__all__ = ['TAG', 'PARENT', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect', 'ensure_experiment', 'start_run',
+           'log_values', 'finish_run', 'get_run', 'pipeline_runs', 'step_runs', 'open_stores', 'git_state',
+           'environment', 'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
@@ -62,6 +63,83 @@ class Tag:
     gate_champion = f"{TAG}.gate.champion"  # on a version: the champion it faced
     history = f"{TAG}.history."  # prefix of the registry's history events on a registered model
 
+# %% ../../notebooks/track/01_client.ipynb #0cfc8764
+def sqlite_file(
+    uri: str,  # a tracking URI
+) -> Path | None:
+    "The database file of a `sqlite:///` URI, else None."
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _build(uri: str) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for store in (client._tracking_client.store, client._get_registry_client().store):
+        if getattr(store, "engine", None) is not None:
+            store.engine.dispose()
+
+
+def check_store(
+    path: Path,  # an embedded store's database file
+) -> None:
+    "Raise `ConfigError` in one line, with the fix, unless `path` holds every table of MLflow's current schema."
+    import sqlite3
+    from mlflow.store.tracking.dbmodels.models import Base
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(f"the MLflow store {path} is not a readable SQLite database ({e}). Move it aside.") from None
+    missing = sorted(set(Base.metadata.tables) - tables)
+    if not missing:
+        return
+    if not runs:
+        raise ConfigError(
+            f"the MLflow store {path} is incomplete (its creation was interrupted: {len(missing)} table(s) missing, "
+            f"e.g. {missing[0]}) and holds no runs: delete it (rm {path}) and run again."
+        )
+    raise ConfigError(
+        f"the MLflow store {path} lacks {len(missing)} table(s) of this MLflow's schema (e.g. {missing[0]}): it was "
+        f"made by an older MLflow. Back it up, then upgrade it: mlflow db upgrade sqlite:///{path}"
+    )
+
+
+def ensure_store(
+    uri: str,  # a tracking URI; only embedded SQLite stores are touched
+) -> None:
+    "Create an embedded store atomically (built aside, then linked into place) if missing; `check_store` it if not."
+    path = sqlite_file(uri)
+    if path is None:
+        return
+    if path.exists():
+        return check_store(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob(f".{path.name}.*.creating"):  # left by a killed process
+        if old.name.split(".")[-2].isdigit() and not _alive(int(old.name.split(".")[-2])):
+            old.unlink(missing_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.creating"
+    try:
+        _build(f"sqlite:///{tmp}")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process finished first: its store is as good
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
 # %% ../../notebooks/track/01_client.ipynb #6067cf3b
 def connect(
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
@@ -73,6 +151,7 @@ def connect(
         logging.getLogger(name).setLevel(logging.WARNING)
     from mlflow import MlflowClient
 
+    ensure_store(settings.tracking)
     return MlflowClient(tracking_uri=settings.tracking, registry_uri=settings.tracking)
 
 
@@ -201,6 +280,7 @@ def open_stores(
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for uri in uris:
+        ensure_store(uri)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         for store in (client._tracking_client.store, client._get_registry_client().store):
             if getattr(store, "engine", None) is not None:

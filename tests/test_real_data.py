@@ -71,10 +71,11 @@ def train(run, root, data, target, *more):
 
 
 def version_schema(root, name):
-    from mlflow.artifacts import download_artifacts
+    import mlflow
+    uri = f"sqlite:///{root / 'mlflow.db'}"
     v = client(root).get_model_version_by_alias(name, "champion")
-    path = download_artifacts(f"models:/{name}/{v.version}/extra_files/schema.json",
-                              tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    mlflow.set_registry_uri(uri)  # models:/ URIs resolve through the global registry
+    path = mlflow.artifacts.download_artifacts(f"models:/{name}/{v.version}/extra_files/schema.json", tracking_uri=uri)
     return json.loads(Path(path).read_text())
 
 
@@ -126,8 +127,12 @@ def test_numbers_only_slices_by_a_numeric_column_and_a_target_with_gaps(user):
     root, run = user
     out, steps, _ = train(run, root, "airquality.csv", "Ozone")
     assert steps["ingest"].data.metrics["rows_without_target"] == 37
-    assert steps["evaluate"].data.params["slice_column"] == "Month"  # five months: natural slices
-    assert "slice_gap" in steps["evaluate"].data.metrics
+    ev = steps["evaluate"]
+    assert ev.data.params["slice_column"] == "Month"  # five months: natural slices
+    slices = pd.read_csv(client(root).download_artifacts(ev.info.run_id, "slices.csv"))
+    assert set(slices.Month) <= {5, 6, 7, 8, 9} and len(slices) >= 4
+    # 29 held-out rows: no slice reaches 30 rows, so no gap is claimed (it was `nan` before)
+    assert "slice_gap" not in ev.data.metrics
 
 
 def test_dates_and_string_classes(user):
@@ -151,9 +156,14 @@ def test_files_of_every_common_kind(user):
         assert steps["evaluate"].data.metrics["test_roc_auc"] > 0.85, data
     (root / "junk").mkdir()
     (root / "junk" / "notes.docx").write_bytes(b"PK")
-    for bad, says in (("junk", "not a folder of data parts of one kind"), ("junk/notes.docx", "understood are CSV")):
+    df[["sex"]].to_csv(root / "junk" / "sex_only.csv", index=False)
+    df.assign(sex=[f"penguin {i}" for i in range(len(df))]).to_csv(root / "junk" / "names.csv", index=False)
+    for bad, says in (("junk", "not a folder of data parts of one kind"), ("junk/notes.docx", "understood are CSV"),
+                      ("junk/sex_only.csv", "no column is left to learn 'sex' from"),
+                      ("junk/names.csv", "344 different labels in 344 rows")):
         r = run("run", "pipelines/train.yaml", "-p", f"data={bad}", "-p", "target=sex")
-        assert r.returncode != 0 and says in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
+        text = " ".join((r.stdout + r.stderr).split())
+        assert r.returncode != 0 and says in text and "Traceback" not in text, (bad, text[-1500:])
 
 
 FIRST = "name: first\nsteps:\n  - {name: ingest, notebook: ingest.ipynb}\n"  # a first run, short

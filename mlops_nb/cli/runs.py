@@ -189,6 +189,11 @@ def run(
     with StepProgress(console, [s.name for s in spec.steps]) as progress:
         result = run_pipeline(spec, values, settings, report=progress, options=options)
     print_summary(console, result, settings)
+    if notes and not result.failed:  # a model named after its data: the commands' default is the project's model
+        console.print(
+            f"serve it: mlops-nb serve --model models:/{settings.model_name}@champion; or make it the project's model: "
+            f"model_name = {settings.model_name} in settings.ini"
+        )
     if result.failed:
         print_failure(make_console(stderr=True), result)
     raise_if_failed(result)
@@ -370,6 +375,9 @@ def ui(
     s = load_settings()
     if not s.is_local_store:
         raise MlopsNbError(f"the tracking URI is a server ({s.tracking}); open it in a browser instead.")
+    from mlops_nb.track.client import ensure_store
+
+    ensure_store(s.tracking)  # made whole (or refused) here: the UI would build a missing one in place
     make_console().print(f"MLflow UI for {s.tracking} on http://{host}:{port} (Ctrl-C stops it)")
     os.execvp(
         sys.executable,

@@ -374,6 +374,11 @@ def infer_task(
             "target=NAME."
         )
     numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+    if not numeric and n > 50 and n > 0.2 * len(y):
+        raise DataError(
+            f"target '{y.name}' has {n} different labels in {len(y)} rows (e.g. {first!r}): that is an identifier or "
+            "free text, not classes a model can learn. Pass -p target=NAME of the column to predict."
+        )
     small_ints = numeric and n <= 20 and bool((y == y.round()).all())
     guess = "binary" if n == 2 else "multiclass" if (not numeric or small_ints) else "regression"
     if task == "auto":

@@ -54,7 +54,7 @@ def compute_metrics(
             }
     else:
         m["f1_macro"] = skm.f1_score(y, pred, average="macro", zero_division=0)
-        if proba is not None and several:
+        if proba is not None and several and set(pd.unique(np.asarray(y))) <= set(classes):  # no unseen label
             m["log_loss"] = skm.log_loss(y, proba, labels=classes)
     labels = list(classes) if classes is not None else sorted(pd.unique(np.asarray(y)))
     if len(labels) <= 20:
@@ -138,7 +138,9 @@ def choose_slice_column(
     for c in X.columns:
         if c not in numeric and not pd.api.types.is_datetime64_any_dtype(X[c]) and few(c):
             return c
-    return next((c for c in numeric if few(c)), next((c for c in numeric if X[c].nunique() > max_slices), None))
+    # a numeric column of a handful of whole values, each on 5+ rows (a month, a grade), else one cut into quartiles
+    levels = lambda c: few(c) and X[c].nunique() * 5 <= len(X) and bool((X[c].dropna() % 1 == 0).all())
+    return next((c for c in numeric if levels(c)), next((c for c in numeric if X[c].nunique() > max_slices), None))
 
 # %% ../../notebooks/ml/06_evaluate.ipynb #cb7407a6
 def save_plots(

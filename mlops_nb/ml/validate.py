@@ -15,7 +15,8 @@ from ..core.values import JsonValue
 
 # %% auto #0
 __all__ = ['KINDS', 'is_free_text', 'column_kind', 'ColumnSchema', 'Schema', 'id_reason', 'infer_schema', 'Violation',
-           'ValidationReport', 'check_data', 'require_valid', 'left_out_findings', 'find_leakage', 'leakage_findings']
+           'ValidationReport', 'check_data', 'require_valid', 'require_features', 'left_out_findings', 'find_leakage',
+           'leakage_findings']
 
 # %% ../../notebooks/ml/02_validate.ipynb #44f4caf0
 KINDS = ("numeric", "categorical", "boolean", "datetime", "text")
@@ -325,6 +326,24 @@ def require_valid(
     )
 
 # %% ../../notebooks/ml/02_validate.ipynb #83047825
+def require_features(
+    schema: Schema,  # the training data's schema (`infer_schema`)
+) -> Schema:
+    "Raise `ValidationFailed` when no column is left for a model to learn from."
+    if schema.features:
+        return schema
+    why = "; ".join(f"'{c}': {note}" for c, note in schema.left_out.items())
+    raise ValidationFailed(
+        f"no column is left to learn '{schema.target}' from"
+        + (
+            f": every other column is left out ({why}). Keep one with -p keep=NAME"
+            if why
+            else ": the data holds only the target"
+        )
+        + ", or pass data with feature columns."
+    )
+
+
 def left_out_findings(
     schema: Schema,  # the training data's schema (`infer_schema`)
 ) -> list[Violation]:

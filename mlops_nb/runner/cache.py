@@ -36,9 +36,12 @@ def notebook_fingerprint(
 
 
 def file_digest(
-    path: Path | str,  # a file
+    path: Path | str,  # a file, or a folder (e.g. of Parquet parts)
 ) -> str:
-    "SHA-256 of a file's bytes."
+    "SHA-256 of a file's bytes; of a folder, a hash of its files' names and bytes."
+    if Path(path).is_dir():
+        files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+        return _sha([(p.relative_to(path).as_posix(), file_digest(p)) for p in files])
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from .cache import file_digest, library_fingerprint
+from .cache import library_fingerprint
+from ..ml.data import content_hash
 from ..core.config import Settings
 from ..core.errors import MlopsNbError
 from .pipeline import run_pipeline
@@ -59,10 +60,10 @@ def _checks(run, spec, params: dict, steps: dict, settings: Settings) -> list[tu
     recorded = steps.get("ingest").data.params.get("data_version", "") if "ingest" in steps else ""
     data = {k: v for k, v in params.items() if spec.params[k].file and v}
     for k, path in data.items():
-        if not Path(path).is_file():
+        if not Path(path).exists():
             out.append((f"data ({k})", False, f"{path} no longer exists"))
             continue
-        now = file_digest(path)
+        now = content_hash(path)  # as the ingest step records it, for a file or a folder of parts
         out.append((f"data ({k})", now == recorded, f"recorded {recorded[:12]}, now {now[:12]} ({path})"))
     return out
 

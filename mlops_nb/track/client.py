@@ -95,6 +95,7 @@ def check_store(
 ) -> None:
     "Raise `ConfigError` in one line, with the fix, unless `path` holds every table of MLflow's current schema."
     import sqlite3
+    import mlflow.store.model_registry.dbmodels.models  # noqa: F401 (adds the registry's tables to Base)
     from mlflow.store.tracking.dbmodels.models import Base
 
     try:

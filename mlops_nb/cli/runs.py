@@ -77,11 +77,12 @@ def print_summary(
     from rich.table import Table
 
     table = Table(title=f"pipeline '{result.pipeline}' {result.status} in {result.seconds:.1f}s", title_justify="left")
-    for col in ("step", "status", "time", "figures", "MLflow run"):
+    for col in ("step", "status", "time", "memory", "figures", "MLflow run"):
         table.add_column(col)
     for s in result.steps:
         run = f"↺ from {s.cached_from[:12]}" if s.status == "cached" else s.run_id[:12]
-        table.add_row(s.name, s.status, f"{s.seconds:.1f}s" if s.seconds else "", _figures(s.outputs), run)
+        memory = f"{s.peak_memory_mb:,.0f} MB" if s.peak_memory_mb else ""  # the kernel's peak resident memory
+        table.add_row(s.name, s.status, f"{s.seconds:.1f}s" if s.seconds else "", memory, _figures(s.outputs), run)
     console.print(table)
     if result.recorded_later:
         console.print(

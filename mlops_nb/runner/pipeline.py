@@ -216,6 +216,7 @@ def _record(self: PipelineRun, r: StepResult) -> None:
     "Log the executed notebook (and its HTML) and close the step's run."
     self._log_notebook(r)
     self.mlflow(tracking.log_values, self.client, r.run_id, metrics={"step_seconds": r.seconds})
+    r.peak_memory_mb = self.mlflow(tracking.get_run, self.client, r.run_id).data.metrics.get("peak_memory_mb")
     status = {"done": "FINISHED", "killed": "KILLED"}.get(r.status, "FAILED")
     self.mlflow(tracking.finish_run, self.client, r.run_id, status)
 

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 ARGS   ?=
 
-.PHONY: setup run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench distclean
+.PHONY: setup run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench-peers bench distclean
 
 setup: $(STAMP)
 
@@ -88,6 +88,11 @@ bench: setup
 	$(BIN)/python bench/cached_run.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/serving.py
+
+# Ploomber and DVC (with papermill) in their own virtualenv, used only by this benchmark
+bench-peers: setup
+	test -x .venv-peers/bin/python || (python3 -m venv .venv-peers && .venv-peers/bin/pip install -q -r bench/requirements-peers.txt)
+	$(BIN)/python bench/peers.py --peers-bin .venv-peers/bin
 
 # Evidently needs pandas < 3, so it gets its own virtualenv, used only by this benchmark
 bench-drift: setup

@@ -184,7 +184,7 @@ def _kill_when(project, ready) -> None:
 def test_a_kill_at_any_moment_of_the_first_run_leaves_no_store_or_a_whole_one(tmp_path):
     from mlops_nb.track.client import check_store
     moments = {
-        "while the store is being built": lambda root: any(root.glob(".mlflow.db.*.creating")),
+        "while the store is being built": lambda root: any(root.glob(".mlflow.db.creating.*")),
         "as soon as the store exists": lambda root: (root / "mlflow.db").exists(),
         "once a step has started": lambda root: any((root / "runs").glob("*/ingest")),
     }

@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/track/client.html.md"""
 
 # %% ../../notebooks/track/01_client.ipynb #f619ceb8
 from __future__ import annotations
-import json, math, os, platform, subprocess, time
+import json, math, os, platform, subprocess, time, uuid
 from importlib import metadata
 from pathlib import Path
 from ..core.config import Settings
@@ -128,10 +128,11 @@ def ensure_store(
     if path.exists():
         return check_store(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for old in path.parent.glob(f".{path.name}.*.creating"):  # left by a killed process
+    for old in path.parent.glob(f".{path.name}.creating.*"):  # left by a killed process
         if old.name.split(".")[-2].isdigit() and not _alive(int(old.name.split(".")[-2])):
             old.unlink(missing_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.creating"
+    # a name never used before: MLflow keeps one store per URI for the life of the process
+    tmp = path.parent / f".{path.name}.creating.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     try:
         _build(f"sqlite:///{tmp}")
         try:

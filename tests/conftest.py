@@ -84,8 +84,6 @@ def trained(tmp_path_factory) -> tuple[Project, str]:
     project = make_project(tmp_path_factory.mktemp("trained"))
     project.run("run", "pipelines/train.yaml", "-p", "n_rows=2000", check=True)
     run_id = project.pipeline_runs()[-1].info.run_id
-    from mlops_nb.runner.render import wait_rendered
-    assert wait_rendered(project.root / "runs" / run_id, 120)  # HTML pages are made by a detached process after the run
     return project, run_id
 
 

@@ -105,8 +105,6 @@ def test_pipeline_against_a_real_tracking_server(project, tmp_path):
         c = MlflowClient(url)
         run = c.search_runs([c.get_experiment_by_name("mlops-nb").experiment_id], "tags.mlops_nb.kind = 'pipeline'")[0]
         assert run.info.status == "FINISHED"
-        from mlops_nb.runner.render import wait_rendered
-        assert wait_rendered(project.root / "runs" / run.info.run_id, 120)
         evaluate = c.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.mlops_nb.step = 'evaluate'")[0]
         assert {f.path for f in c.list_artifacts(evaluate.info.run_id, "notebook")} == {"notebook/evaluate.ipynb", "notebook/evaluate.html"}
         assert str(c.get_model_version_by_alias("assembly-defect", "champion").version) == "1"

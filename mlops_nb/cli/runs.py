@@ -299,10 +299,6 @@ def show(run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-n
     for col in ("step", "status", "duration", "run id"):
         t.add_column(col)
     run_dir, pages = Path(tags.get(Tag.run_dir, "")), []
-    from mlops_nb.runner.render import wait_rendered
-
-    if tags.get(Tag.run_dir) and not wait_rendered(run_dir, 60):
-        c.print(f"(HTML pages are still being rendered; see {run_dir / 'render.log'})")
     for s in steps:
         name = s.data.tags.get(Tag.step, s.info.run_name)
         nb = Path(s.data.tags.get(Tag.notebook, name + ".ipynb")).stem

@@ -21,7 +21,7 @@ from mlops_nb.runner.cache import (
     notebook_fingerprint,
     project_fingerprint,
 )
-from .render import render_later
+from .render import render_html
 from ..core.config import Settings, exported
 from ..core.errors import PipelineFailed
 from .spec import PipelineSpec, Step
@@ -80,7 +80,6 @@ class PipelineRun:
             StepKeys(spec, params, settings),
             threading.Lock(),
         )
-        self.to_render: list[tuple[str, str]] = []
         self.records = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="record"
         )  # notebooks are rendered and logged off the critical path
@@ -226,7 +225,10 @@ def _log_notebook(self: PipelineRun, r: StepResult) -> None:
     if not r.notebook or not r.notebook.is_file():
         return
     self.mlflow(self.client.log_artifact, r.run_id, str(r.notebook), "notebook")
-    self.to_render.append((r.run_id, str(r.notebook)))  # its HTML is made after the run (mlops_nb.render)
+    try:  # its HTML page, for MLflow's UI: milliseconds (runner.render)
+        self.mlflow(self.client.log_artifact, r.run_id, str(render_html(r.notebook)), "notebook")
+    except Exception as e:  # a page that cannot be made must not fail the run
+        self.mlflow(tracking.log_values, self.client, r.run_id, tags={tracking.Tag.html_error: str(e)[:500]})
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #80f98462
 @patch
@@ -517,7 +519,6 @@ def run_pipeline(
         finally:
             run.result.seconds = time.time() - started
             _finish_parent(client, run.result)
-            render_later(settings.runs / parent, run.to_render, settings.as_env())
             if parent_of is None:
                 marker.unlink(missing_ok=True)
     return run.result

@@ -356,7 +356,7 @@ def pipeline_tags(
 def _start_parent(client, exp_id, spec, params, settings, parent_of=None, tags=None) -> str:
     run_id = tracking.start_run(client, exp_id, spec.name, {**pipeline_tags(spec, settings), **(tags or {})}, parent_of)
     tracking.log_values(client, run_id, params=params)
-    client.log_text(run_id, tracking.installed_packages(), "environment/requirements.txt")
+    client.log_text(run_id, tracking.installed_packages(settings.runs / ".cache"), "environment/requirements.txt")
     client.set_tag(run_id, tracking.Tag.run_dir, str(settings.runs / run_id))
     return run_id
 

@@ -321,17 +321,26 @@ def environment() -> dict[str, str]:
     return env
 
 # %% ../../notebooks/track/01_client.ipynb #2bc12d7e
-def installed_packages() -> str:
+def installed_packages(
+    cache: Path | str | None = None,  # a folder to keep the answer in, reused until a package is (un)installed
+) -> str:
     "Every installed distribution as `name==version` lines (a requirements file)."
-    return (
-        "\n".join(
-            sorted(
-                {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]},
-                key=str.lower,
-            )
-        )
-        + "\n"
-    )
+    import hashlib, sys
+
+    # installing or removing a package adds or removes a folder in a sys.path entry, which changes its mtime
+    places = [(p, os.stat(p).st_mtime_ns) for p in sys.path if p and os.path.isdir(p)]
+    key = hashlib.sha256(repr((sys.prefix, places)).encode()).hexdigest()[:24]
+    kept = Path(cache) / f"packages-{key}.txt" if cache else None
+    if kept is not None and kept.is_file():
+        return kept.read_text()
+    names = {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]}
+    text = "\n".join(sorted(names, key=str.lower)) + "\n"  # reading every METADATA file: ~0.2 s
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        tmp = kept.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, kept)
+    return text
 
 # %% ../../notebooks/track/01_client.ipynb #e3d1fa54
 def log_dataset(

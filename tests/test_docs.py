@@ -63,7 +63,7 @@ def test_no_directive_text_and_hidden_cells_stay_hidden(site):
     data = Page((site / "ml" / "data.html").read_text(encoding="utf-8"))
     text = "".join(data.text)
     assert "load-table" in data.ids, sorted(data.ids)  # the show_doc entry of an exported function, linkable
-    assert "Read a CSV or Parquet file into a DataFrame" in text  # its docstring
+    assert "Read a table, its text columns understood" in text  # its docstring
     assert "raise DataError(f" not in text  # but not the exported source
     assert "demo.defect.mean()" not in text and "maintainers' checks" not in text  # nor a `#| hide` cell (notebooks/ml/01_data.ipynb)
     assert "Round trip through a file" in text and "load_table(p)" in text  # while the example cells around it are shown
@@ -76,8 +76,8 @@ def test_navigation_follows_the_layers_and_pages_document_their_parameters(site)
     for layer in layers:
         assert any(p.parent.name == layer for p in site.rglob("*.html")), f"no pages for the {layer} layer"
     data = (site / "ml" / "data.html").read_text(encoding="utf-8")
-    assert "# a CSV or Parquet file" in html.unescape(re.sub(r"<[^>]+>", "", data))  # a parameter's docment, in the signature
-    assert re.search(r"<strong>Details</strong>.*?<td[^>]*>(<p>)?path(</p>)?</td>.*?a CSV or Parquet file", data, re.S)  # and in a table
+    assert "# a data file (CSV, Parquet, JSON lines)" in html.unescape(re.sub(r"<[^>]+>", "", data))  # a parameter's docment, in the signature
+    assert re.search(r"<strong>Details</strong>.*?<td[^>]*>(<p>)?path(</p>)?</td>.*?a data file \(CSV, Parquet", data, re.S)  # and in a table
     validate = (site / "ml" / "validate.html").read_text(encoding="utf-8")
     text = html.unescape(re.sub(r"<[^>]+>", "", validate))
     assert "| column | kind |" not in text  # the Schema example's Markdown table renders as a table ...

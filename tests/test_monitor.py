@@ -78,9 +78,10 @@ def test_free_text_is_vectorised_profiled_as_text_and_quiet_on_same_distribution
     import json
     kinds = {c["name"]: c["kind"] for c in json.load(open(project.client().download_artifacts(schema.info.run_id, "schema.json")))["columns"]}
     assert kinds["note"] == "text" and kinds["line"] == "categorical"
-    quiet = project.run("monitor", "--data", tmp_path / "heldout.csv", "--label-column", "defect")
+    # the model is named after its data file (parts); monitor is told which
+    quiet = project.run("monitor", "--model", "parts", "--data", tmp_path / "heldout.csv", "--label-column", "defect")
     assert quiet.returncode == 0 and "OK: no drift" in quiet.stdout, quiet.stdout + quiet.stderr
     heldout["note"] = inspector_notes(heldout, 3, "invoice refund courier parcel address late payment order".split())
     heldout.to_csv(tmp_path / "other.csv", index=False)
-    moved = project.run("monitor", "--data", tmp_path / "other.csv", "--label-column", "defect")
+    moved = project.run("monitor", "--model", "parts", "--data", tmp_path / "other.csv", "--label-column", "defect")
     assert moved.returncode == 1 and "note" in moved.stdout, moved.stdout

@@ -66,8 +66,8 @@ def test_reproduce_gives_identical_metrics_and_names_a_changed_data_file(project
     project.run("run", "pipelines/train.yaml", "-p", "data=parts.csv", "-p", "model=rf", "-p", "n_estimators=30", check=True)
     original = project.pipeline_runs()[-1].info.run_id
     c = project.client()
-    registry = lambda: ([(v.version, sorted(v.aliases)) for v in c.search_model_versions("name = 'assembly-defect'")],
-                        c.get_registered_model("assembly-defect").aliases)
+    registry = lambda: ([(v.version, sorted(v.aliases)) for v in c.search_model_versions("name = 'parts'")],
+                        c.get_registered_model("parts").aliases)  # named after its data file
     before = registry()
     r = project.run("reproduce", original, check=True)
     assert "identical" in r.stdout and "✓ data (data): same" in r.stdout and "✓ git commit: same" in r.stdout

@@ -24,6 +24,7 @@ def monitor(
         None, "--data", help="check this CSV/Parquet file instead of the prediction log"
     ),
     label_column: str = typer.Option("", "--label-column", help="the file's column of true labels"),
+    model: str = typer.Option("", "--model", help="registered model to check; default: model_name from settings"),
     param: list[str] = typer.Option(
         [], "-p", "--param", help="KEY=VALUE for the monitor pipeline (thresholds: psi_threshold, alpha, ...)"
     ),
@@ -62,7 +63,7 @@ def monitor(
     try:
         out = run_loop(
             root,
-            load_settings(),
+            load_settings(overrides={"model_name": model} if model else None),
             params,
             retrain,
             with_original,

@@ -192,8 +192,9 @@ def run(
     print_summary(console, result, settings)
     if notes and not result.failed:  # a model named after its data: the commands' default is the project's model
         console.print(
-            f"serve it: mlops-nb serve --model models:/{settings.model_name}@champion; or make it the project's model: "
-            f"model_name = {settings.model_name} in settings.ini"
+            f"serve it: mlops-nb serve --model models:/{settings.model_name}@champion; monitor it: mlops-nb monitor "
+            f"--model {settings.model_name}; or make it the project's model: model_name = {settings.model_name} in "
+            "settings.ini"
         )
     if result.failed:
         print_failure(make_console(stderr=True), result)

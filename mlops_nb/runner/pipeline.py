@@ -347,6 +347,7 @@ def pipeline_tags(
         "mlflow.source.name": str(spec.path),
         "mlflow.source.type": "PROJECT",
         tracking.Tag.library: library_fingerprint(),
+        tracking.Tag.model_name: settings.model_name,
         **({tracking.Tag.metric: metric, tracking.Tag.metric_goal: goal} if metric else {}),
         **tracking.git_state(settings.root),
         **tracking.environment(),

@@ -93,7 +93,10 @@ def reproduce(
     rerun = run_pipeline(
         spec,
         params,
-        replace(settings, registry="read-only"),  # a step that would register or move an alias fails instead
+        # the model it was about (e.g. named after its data file); registering or moving an alias fails instead
+        replace(
+            settings, registry="read-only", model_name=run.data.tags.get(tracking.Tag.model_name, settings.model_name)
+        ),
         report,
         replace(options or RunOptions(), cache=False, force=(), leave_out=tuple(left_out)),
         tags={tracking.Tag.reproduces: run_id},

@@ -55,6 +55,7 @@ class Tag:
     alert = f"{TAG}.alert"  # a monitor run's alert
     verdict = f"{TAG}.verdict"  # a monitor run's verdict
     aliases = f"{TAG}.aliases"  # the aliases a registered version got
+    model_name = f"{TAG}.model_name"  # on a pipeline run: the registered model it trains versions of
     schema = f"{TAG}.schema"  # on a version: its target and task
     metric = f"{TAG}.metric"  # the primary metric: its name on a pipeline run (from the spec), name=value on a version
     metric_goal = f"{TAG}.metric_goal"  # max or min

@@ -154,7 +154,9 @@ class RunView:
     def _repr_html_(self) -> str:
         info, rows = self.run.info, []
         for name, k in self.steps.items():
-            metrics = ", ".join(f"{m}={v:.4g}" for m, v in sorted(k.data.metrics.items()) if not m.endswith("_seconds"))
+            metrics = ", ".join(
+                f"{m}={v:.4g}" for m, v in sorted(k.data.metrics.items()) if not tracking.is_measurement(m)
+            )
             cached = " (cached)" if k.data.tags.get(tracking.Tag.cached) == "true" else ""
             link = f'<a href="{ui_url(k.info.run_id, self.settings, info.experiment_id)}" target="_blank">run</a>'
             rows.append(

@@ -39,7 +39,7 @@ class Reproduction:
 
 
 def _results(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if not k.endswith("_seconds")}
+    return {k: v for k, v in metrics.items() if not tracking.is_measurement(k)}
 
 # %% ../../notebooks/runner/11_reproduce.ipynb #b37ada33
 def _checks(run, spec, params: dict, steps: dict, settings: Settings) -> list[tuple[str, bool, str]]:

@@ -10,7 +10,7 @@ import math, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
-from .client import step_runs
+from .client import is_measurement, step_runs
 from ..core.errors import RegistryError
 from .gate import history
 from .registry import version_file
@@ -73,7 +73,7 @@ def card_facts(
         pipeline = client.get_run(f.pipeline_run_id)
         ev = step_runs(client, pipeline, producers=True).get("evaluate")
         if ev is None:  # a pipeline of its own: the metrics its run recorded
-            f.metrics = {k: v for k, v in pipeline.data.metrics.items() if not k.endswith("_seconds")}
+            f.metrics = {k: v for k, v in pipeline.data.metrics.items() if not is_measurement(k)}
         else:
             f.metrics = {k.removeprefix("test_"): v for k, v in ev.data.metrics.items() if k.startswith("test_")}
             f.slice_column = ev.data.params.get("slice_column", "")

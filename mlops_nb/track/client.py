@@ -13,8 +13,8 @@ from ..core.config import Settings
 from ..core.errors import ConfigError, MlopsNbError
 
 # %% auto #0
-__all__ = ['TAG', 'PARENT', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect', 'ensure_experiment', 'start_run',
-           'log_values', 'finish_run', 'get_run', 'pipeline_runs', 'step_runs', 'open_stores', 'git_state',
+__all__ = ['TAG', 'PARENT', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect', 'ensure_experiment', 'is_measurement',
+           'start_run', 'log_values', 'finish_run', 'get_run', 'pipeline_runs', 'step_runs', 'open_stores', 'git_state',
            'environment', 'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
@@ -173,6 +173,13 @@ def ensure_experiment(
         return client.get_experiment_by_name(settings.experiment).experiment_id
 
 # %% ../../notebooks/track/01_client.ipynb #1b780fee
+def is_measurement(
+    metric: str,  # a metric's name
+) -> bool:
+    "True for a metric about what a run cost (seconds, megabytes), not what it found: it differs on every re-run."
+    return metric.endswith(("_seconds", "_mb"))
+
+
 def start_run(
     client,  # an MlflowClient (`track.client.connect`)
     experiment_id: str,  # the experiment to create the run in

@@ -10,7 +10,7 @@ import ast, importlib.util, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['imported_names', 'local_origin', 'notebook_source', 'local_code']
+__all__ = ['imported_names', 'imported_modules', 'local_origin', 'notebook_source', 'local_code']
 
 # %% ../../notebooks/core/04_code.ipynb #cbf0541f
 def imported_names(
@@ -29,6 +29,24 @@ def imported_names(
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module.split(".")[0])
     return names
+
+# %% ../../notebooks/core/04_code.ipynb #3ccd1f3f
+def imported_modules(
+    source: str,  # Python source; IPython lines (%magic, !shell) are skipped
+) -> list[str]:
+    "The modules `source` imports, dotted names in the order they first appear (`from a.b import c` gives `a.b`)."
+    lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append(node.module)
+    return list(dict.fromkeys(found))
 
 # %% ../../notebooks/core/04_code.ipynb #bb563eaf
 def _inside(path: Path, folder: Path) -> bool:

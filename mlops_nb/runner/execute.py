@@ -104,6 +104,7 @@ def executor_for(
     options: RunOptions,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
     stack: ExitStack,  # an ExitStack that closes the executor with the run
+    notebooks: list = (),  # the step notebooks: warm kernels preload what they import (all the workbench's if none)
 ):
     "The function that executes a step notebook under `options`; resources go on `stack`."
     from mlops_nb.runner.kernels import STOPPING
@@ -132,9 +133,10 @@ def executor_for(
             execute_notebook, nb, out, params, False, env, step_env, pure=False
         ).result()
     if options.warm:
-        from mlops_nb.runner.kernels import Zygote
+        from mlops_nb.runner.kernels import PRELOAD, PRELOAD_LATER, Zygote, preload_plan
 
-        zygote = stack.enter_context(Zygote())
+        first, later = preload_plan(notebooks) if notebooks else (PRELOAD, PRELOAD_LATER)
+        zygote = stack.enter_context(Zygote(first, later))
         os.environ["MLOPS_NB_ZYGOTE"] = zygote.path
         stack.callback(os.environ.pop, "MLOPS_NB_ZYGOTE", None)
         ready = threading.Event()
@@ -145,7 +147,7 @@ def executor_for(
                 ready.set()
             return execute_notebook(nb, out, params, warm=True, step_env=step_env)
 
-        if settings.is_local_store:
+        if settings.is_local_store and "mlflow" in first:  # kernels that record: MLflow's store, built once
             execute.store_ready = lambda: zygote.open_stores([settings.tracking])
         return execute
     return lambda nb, out, params, step_env=None: execute_notebook(nb, out, params, step_env=step_env)

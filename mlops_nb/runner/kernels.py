@@ -10,9 +10,9 @@ import json, os, signal, socket, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PRELOAD', 'PRELOAD_LATER', 'HOLD', 'FORK_TIMEOUT', 'PRESTARTED', 'LIVE', 'STOPPING', 'watch_owner', 'serve',
-           'request', 'Zygote', 'ForkedProcess', 'Prestarted', 'ForkedProvisioner', 'QuickKernelClient',
-           'TrackedKernelManager', 'ForkedKernelManager', 'KernelStopped', 'kill_live_kernels']
+__all__ = ['PRELOAD', 'PRELOAD_LATER', 'HOLD', 'ALWAYS', 'FORK_TIMEOUT', 'PRESTARTED', 'LIVE', 'STOPPING', 'preload_plan',
+           'watch_owner', 'serve', 'request', 'Zygote', 'ForkedProcess', 'Prestarted', 'ForkedProvisioner',
+           'QuickKernelClient', 'TrackedKernelManager', 'ForkedKernelManager', 'KernelStopped', 'kill_live_kernels']
 
 # %% ../../notebooks/runner/05_kernels.ipynb #c11831de
 PRELOAD = (
@@ -77,6 +77,23 @@ def _preload(modules) -> None:
             importlib.import_module(m)
         except ImportError:
             pass  # a missing optional module costs the kernel its import, nothing more
+
+# %% ../../notebooks/runner/05_kernels.ipynb #06e493b6
+ALWAYS = ("ipykernel.kernelapp", "IPython.display")  # what every kernel needs, whatever its notebook imports
+
+
+def preload_plan(
+    notebooks: list,  # the pipeline's step notebooks, in step order
+) -> tuple[tuple, tuple]:
+    "Modules for the zygote: before the first fork (the first step's imports), and after it (the others', in order)."
+    from mlops_nb.core.code import imported_modules, notebook_source
+
+    per = [imported_modules(notebook_source(p)) for p in notebooks if Path(p).is_file()]
+    tracked = any(m.split(".")[0] in ("mlops_nb", "mlflow") for mods in per for m in mods)
+    first = [*ALWAYS, *(PRELOAD if tracked else ()), *(per[0] if per else ())]
+    later = [*(m for mods in per[1:] for m in mods), *(PRELOAD_LATER if tracked else ())]
+    first = list(dict.fromkeys(first))
+    return tuple(first), tuple(dict.fromkeys(m for m in later if m not in first))
 
 # %% ../../notebooks/runner/05_kernels.ipynb #8f804070
 def watch_owner(

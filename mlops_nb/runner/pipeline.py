@@ -494,7 +494,8 @@ def run_pipeline(
             report(s)
         return _record_cached(spec, params, settings, steps, started, tags)
     with ExitStack() as stack:
-        execute = execute or executor_for(options, settings, stack)  # first: the zygote preloads while MLflow opens
+        notebooks = [s.notebook for s in spec.steps]
+        execute = execute or executor_for(options, settings, stack, notebooks)  # first: the zygote preloads meanwhile
         client = tracking.connect(settings)
         exp_id = tracking.ensure_experiment(client, settings)
         getattr(execute, "store_ready", lambda: None)()  # the store exists now: the zygote may open it too

@@ -104,7 +104,8 @@ def run_sweep(
     members, status = [], "FAILED"
     try:
         with ExitStack() as stack:
-            execute = executor_for(options, settings, stack)  # one zygote or cluster for every member
+            # one zygote or cluster for every member
+            execute = executor_for(options, settings, stack, [s.notebook for s in spec.steps])
             member = lambda values: (
                 values,
                 run_pipeline(

@@ -18,7 +18,7 @@ Nothing is asserted.
 
     make bench-peers            # or: .venv/bin/python bench/peers.py --peers-bin .venv-peers/bin [--repeat 5]
 """
-import argparse, ctypes, json, os, resource, shutil, statistics, subprocess, sys, tempfile, textwrap, time
+import argparse, ctypes, itertools, json, os, resource, shutil, statistics, subprocess, sys, tempfile, textwrap, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +98,8 @@ def make_mlops_nb(d: Path, threshold: float) -> list[str]:
         io = ("import json\nfrom pathlib import Path\nup = json.loads(upstream or '{}')\n"
               f"IN = {{n: str(Path(up[s]) / {FILES!r}[n]) for n, s in {reads!r}.items()}}\n"
               f"OUT = {{n: str(Path(out_dir) / {FILES!r}[n]) for n in {writes!r}}}\n")
-        notebook(d / "pipelines" / f"{name}.ipynb", params_src(values) + 'out_dir = ""\nupstream = ""\nmlflow_run_id = ""\n', io, BODY[name])
+        runner = 'out_dir = ""\nupstream = ""\nmlflow_run_id = ""\n'  # the names the runner injects
+        notebook(d / "pipelines" / f"{name}.ipynb", params_src(values) + runner, io, BODY[name])
         spec.append(f"  - {{name: {name}, notebook: {name}.ipynb, needs: [{', '.join(needs)}]}}")
     (d / "pipelines" / "peers.yaml").write_text("\n".join(spec) + "\n")
     set_threshold("mlops-nb", d, threshold)
@@ -206,7 +207,6 @@ def main():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
     env |= {"DVC_NO_ANALYTICS": "1", "PLOOMBER_STATS_ENABLED": "false", "PYTHONWARNINGS": "ignore"}
     penv = {**env, "PATH": f"{peers}:{env['PATH']}", "VIRTUAL_ENV": str(peers.parent)}
-    threshold = {}
     mlops = make_mlops_nb(root / "mlops-nb", 0.5)
     make_ploomber(root / "ploomber", 0.5)
     make_dvc(root / "dvc", 0.5, peers)
@@ -219,31 +219,26 @@ def main():
     }
     noop = {"mlops-nb": lambda: (mlops, env), "ploomber": lambda: ([str(peers / "ploomber"), "build"], penv),
             "dvc": lambda: ([str(peers / "dvc"), "repro", "-q"], penv)}
-    results = {(t, s): [] for t in cold for s in ("cold", "no-op", "late change")}
+    fresh = itertools.count(51)  # thresholds in hundredths, each never run before: no cache has it
+
+    def late(t: str):
+        value = next(fresh) / 100
+        if t == "plain":  # the changed step alone, in a fresh process
+            return [str(BIN / "python"), str(plain_script(root / "plain", ["evaluate"], value))], env
+        set_threshold(t, root / t, value)
+        return noop[t]()
+
+    situations = {"cold": cold, "no-op": noop, "late change": {t: (lambda t=t: late(t)) for t in cold}}
+    results = {(t, s): [] for t in cold for s in situations}
     tools = list(cold)
     for rep in range(a.repeat + 1):  # the first round warms caches and is not counted
         order = tools[rep % len(tools):] + tools[: rep % len(tools)]
-        for t in order:
-            cmd, e = cold[t]()
-            r = timed(cmd, root / t, e)
-            if rep:
-                results[(t, "cold")].append(r)
-        for t in order:
-            if t in noop:
-                cmd, e = noop[t]()
+        for situation, commands in situations.items():
+            for t in (t for t in order if t in commands):
+                cmd, e = commands[t]()
                 r = timed(cmd, root / t, e)
                 if rep:
-                    results[(t, "no-op")].append(r)
-        for t in order:
-            threshold[t] = round(0.5 + 0.01 * (rep + 1), 2)  # a value never run before: no cache has it
-            if t == "plain":
-                cmd, e = [str(BIN / "python"), str(plain_script(root / "plain", ["evaluate"], threshold[t]))], env
-            else:
-                set_threshold(t, root / t, threshold[t])
-                cmd, e = noop[t]()
-            r = timed(cmd, root / t, e)
-            if rep:
-                results[(t, "late change")].append(r)
+                    results[(t, situation)].append(r)
         print(f"round {rep} done{' (warm-up)' if not rep else ''}", file=sys.stderr, flush=True)
     base = {s: statistics.median(x["done"] for x in results[("plain", s)]) for s in ("cold", "late change")}
     print(f"\nThe same 5-step notebook pipeline, median of {a.repeat} interleaved rounds, on {os.cpu_count()} cores")

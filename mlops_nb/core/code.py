@@ -10,27 +10,9 @@ import ast, importlib.util, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['imported_names', 'imported_modules', 'local_origin', 'notebook_source', 'local_code']
+__all__ = ['imported_modules', 'imported_names', 'local_origin', 'notebook_source', 'local_code']
 
 # %% ../../notebooks/core/04_code.ipynb #cbf0541f
-def imported_names(
-    source: str,  # Python source; IPython lines (%magic, !shell) are skipped
-) -> set[str]:
-    "The top-level module names `source` imports (`import a.b` gives `a`; relative imports give none)."
-    lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
-    try:
-        tree = ast.parse("\n".join(lines))
-    except SyntaxError:
-        return set()
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-    return names
-
-# %% ../../notebooks/core/04_code.ipynb #3ccd1f3f
 def imported_modules(
     source: str,  # Python source; IPython lines (%magic, !shell) are skipped
 ) -> list[str]:
@@ -47,6 +29,13 @@ def imported_modules(
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.append(node.module)
     return list(dict.fromkeys(found))
+
+
+def imported_names(
+    source: str,  # Python source; IPython lines (%magic, !shell) are skipped
+) -> set[str]:
+    "The top-level module names `source` imports (`import a.b` gives `a`; relative imports give none)."
+    return {m.split(".")[0] for m in imported_modules(source)}
 
 # %% ../../notebooks/core/04_code.ipynb #bb563eaf
 def _inside(path: Path, folder: Path) -> bool:

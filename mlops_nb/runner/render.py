@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/render.html.md"""
 
 # %% ../../notebooks/runner/06_render.ipynb #7e93674f
 from __future__ import annotations
-import html, json, re
+import functools, html, json, re
 from pathlib import Path
 
 # %% auto #0
@@ -26,18 +26,28 @@ def _text(value) -> str:
     return "".join(value) if isinstance(value, list) else str(value or "")
 
 
-def _markdown(text: str) -> str:
+@functools.cache
+def _renderers():
+    "The Markdown parser, the Python lexer and the HTML formatter: made once per process."
     from markdown_it import MarkdownIt
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
 
-    return MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
+    return (
+        MarkdownIt("commonmark", {"html": True}).enable("table"),
+        PythonLexer(),
+        HtmlFormatter(noclasses=True, style="friendly"),
+    )
+
+
+def _markdown(text: str) -> str:
+    return _renderers()[0].render(text)
 
 
 def _code(source: str) -> str:
     from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import PythonLexer
 
-    return highlight(source, PythonLexer(), HtmlFormatter(noclasses=True, style="friendly"))
+    return highlight(source, *_renderers()[1:])
 
 
 def _output(o: dict) -> str:

@@ -83,12 +83,13 @@ def _alive(pid: int) -> bool:
 
 
 def _build(uri: str) -> None:
+    "Build MLflow's (per-process, cached) stores for `uri`, creating its schema if new; close pooled connections."
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     for store in (client._tracking_client.store, client._get_registry_client().store):
         if getattr(store, "engine", None) is not None:
-            store.engine.dispose()
+            store.engine.dispose()  # a forked child opens its own connections
 
 
 def check_store(
@@ -285,16 +286,12 @@ def open_stores(
 ) -> None:
     "Build MLflow's (per-process, cached) stores for `uris`, then close every pooled connection."
     import logging
-    from mlflow import MlflowClient
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for uri in uris:
         ensure_store(uri)
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        for store in (client._tracking_client.store, client._get_registry_client().store):
-            if getattr(store, "engine", None) is not None:
-                store.engine.dispose()  # children open their own connections
+        _build(uri)
 
 # %% ../../notebooks/track/01_client.ipynb #55761db1
 def git_state(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser, os
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from fastcore.basics import patch
 from pathlib import Path
 from .errors import ConfigError
 
@@ -73,23 +74,26 @@ class Settings:
     def _path(self, p) -> Path:
         return (self.root / p).resolve()
 
-    @property
-    def is_local_store(self) -> bool:
-        "True when the tracking store is a database or folder on this machine (not a server)."
-        return not self.tracking.startswith(("http://", "https://", "databricks"))
-
-    def as_env(self) -> dict[str, str]:
-        "Environment variables that make a child process (a kernel) see these settings."
-        env = {f"MLOPS_NB_{k.upper()}": str(getattr(self, k)) for k in KEYS}
-        return {
-            **env,
-            "MLOPS_NB_ROOT": str(self.root),
-            "MLFLOW_TRACKING_URI": self.tracking,
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        }  # progress bars are noise in an executed notebook
+# %% ../../notebooks/core/02_config.ipynb #cd39b466
+@patch(as_prop=True)
+def is_local_store(self: Settings) -> bool:
+    "True when the tracking store is a database or folder on this machine (not a server)."
+    return not self.tracking.startswith(("http://", "https://", "databricks"))
 
 # %% ../../notebooks/core/02_config.ipynb #7648c3ff
 KEYS = tuple(f.name for f in fields(Settings) if f.name != "root")
+
+# %% ../../notebooks/core/02_config.ipynb #3ad6a5a9
+@patch
+def as_env(self: Settings) -> dict[str, str]:
+    "Environment variables that make a child process (a kernel) see these settings."
+    env = {f"MLOPS_NB_{k.upper()}": str(getattr(self, k)) for k in KEYS}
+    return {
+        **env,
+        "MLOPS_NB_ROOT": str(self.root),
+        "MLFLOW_TRACKING_URI": self.tracking,
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }  # progress bars are noise in an executed notebook
 
 # %% ../../notebooks/core/02_config.ipynb #c1c065aa
 def _read_ini(path: Path) -> dict[str, str]:

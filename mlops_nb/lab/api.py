@@ -59,7 +59,7 @@ def _in_notebook() -> bool:
     except ImportError:
         return False
 
-
+# %% ../../notebooks/lab/01_api.ipynb #c435551c
 def _links(r, settings) -> str:
     "Links to a step's MLflow run (in `mlops-nb ui`) and its executed notebook."
     out = []
@@ -142,7 +142,7 @@ def runs(
         ]
     )
 
-
+# %% ../../notebooks/lab/01_api.ipynb #ebfccc32
 @dataclass
 class RunView:
     "One pipeline run: its parameters, its steps with their metrics, and links."
@@ -175,7 +175,7 @@ class RunView:
         steps = ", ".join(f"{n}:{k.info.status}" for n, k in self.steps.items())
         return f"RunView({self.run.info.run_id}, {self.run.info.status}, {steps})"
 
-
+# %% ../../notebooks/lab/01_api.ipynb #92a6b8ad
 def show(
     run_id: str,  # a pipeline run id (`runs()` lists them)
     settings=None,  # the workbench settings; default those of the project here

@@ -149,7 +149,7 @@ DATE_FORMATS = (
 )  # month first before day first: an ambiguous column (every day <= 12) reads month first
 _DATE_LIKE = re.compile(r"^(?=.*\d)[\w ,:/.+\-]{6,40}$")
 
-
+# %% ../../notebooks/ml/01_data.ipynb #f74526f8
 def as_dates(
     s: pd.Series,  # a text column
 ) -> tuple[pd.Series, str] | None:
@@ -198,7 +198,7 @@ def as_numbers(
     out[clean.index] = pd.to_numeric(clean, errors="coerce")
     return out, how
 
-
+# %% ../../notebooks/ml/01_data.ipynb #2cf02ed6
 def understand_columns(
     df: pd.DataFrame,  # a table as read
     decimal_comma: bool = False,  # `1,5` is one and a half (`;`-separated files)
@@ -247,7 +247,7 @@ def _read_any(path: Path) -> tuple[pd.DataFrame, list[str]]:
         raise DataError(f"data file {path} is empty (0 bytes). Pass a file with a header row and data rows.")
     return _read(path, kind, compression)
 
-
+# %% ../../notebooks/ml/01_data.ipynb #ac428736
 def load_table(
     path: Path | str,  # a data file (CSV, Parquet, JSON lines) or a folder of Parquet parts
 ) -> pd.DataFrame:

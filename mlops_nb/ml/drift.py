@@ -8,6 +8,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/drift.html.md"""
 from __future__ import annotations
 import math
 from dataclasses import dataclass, field
+from fastcore.basics import patch
 import numpy as np
 import pandas as pd
 from .metrics import PRIMARY, higher_is_better
@@ -254,64 +255,54 @@ class DriftReport:
     def alert(self) -> bool:
         return bool(self.drifted or self.degraded or self.prediction_drifted)
 
-    def verdict(self) -> str:
-        "One line a person reads first."
-        if self.n_rows < self.thresholds.min_rows and not len(self.features):
-            return f"NOT CHECKED: the window has {self.n_rows} rows; at least {self.thresholds.min_rows} are needed."
-        parts = []
-        if self.drifted:
-            parts.append(
-                f"{len(self.drifted)} of {len(self.features)} features drifted "
-                f"({', '.join(self.drifted[:5])}{', ...' if len(self.drifted) > 5 else ''})"
-            )
-        if self.prediction_drifted:
-            parts.append(f"predictions drifted (PSI {self.prediction['psi']:.2f})")
-        if self.degraded:
-            parts.append(
-                f"{self.performance['metric']} fell from {self.performance['reference']:.3f} to "
-                f"{self.performance['current']:.3f}"
-            )
-        head = "ALERT: " + "; ".join(parts) if parts else f"OK: no drift in {len(self.features)} features"
-        return (
-            head
-            + f" ({self.n_rows} rows"
-            + (f"; not checked: {', '.join(self.not_checked)})" if self.not_checked else ")")
+# %% ../../notebooks/ml/07_drift.ipynb #da3e31e6
+@patch
+def verdict(self: DriftReport) -> str:
+    "One line a person reads first."
+    if self.n_rows < self.thresholds.min_rows and not len(self.features):
+        return f"NOT CHECKED: the window has {self.n_rows} rows; at least {self.thresholds.min_rows} are needed."
+    parts = []
+    if self.drifted:
+        parts.append(
+            f"{len(self.drifted)} of {len(self.features)} features drifted "
+            f"({', '.join(self.drifted[:5])}{', ...' if len(self.drifted) > 5 else ''})"
         )
+    if self.prediction_drifted:
+        parts.append(f"predictions drifted (PSI {self.prediction['psi']:.2f})")
+    if self.degraded:
+        parts.append(
+            f"{self.performance['metric']} fell from {self.performance['reference']:.3f} to "
+            f"{self.performance['current']:.3f}"
+        )
+    head = "ALERT: " + "; ".join(parts) if parts else f"OK: no drift in {len(self.features)} features"
+    return (
+        head + f" ({self.n_rows} rows" + (f"; not checked: {', '.join(self.not_checked)})" if self.not_checked else ")")
+    )
 
-    def __repr__(self):
-        return self.verdict()
 
-    def summary(self) -> dict:
-        "Figures for MLflow metrics."
-        out = {"rows": self.n_rows, "features_drifted": len(self.drifted), "alert": float(self.alert)}
-        if self.prediction:
-            out["prediction_psi"] = self.prediction["psi"]
-        if self.performance:
-            out |= {f"current_{self.performance['metric']}": self.performance["current"]}
-        return out
+@patch
+def __repr__(self: DriftReport):
+    return self.verdict()
+
+
+@patch
+def summary(self: DriftReport) -> dict:
+    "Figures for MLflow metrics."
+    out = {"rows": self.n_rows, "features_drifted": len(self.drifted), "alert": float(self.alert)}
+    if self.prediction:
+        out["prediction_psi"] = self.prediction["psi"]
+    if self.performance:
+        out |= {f"current_{self.performance['metric']}": self.performance["current"]}
+    return out
 
 # %% ../../notebooks/ml/07_drift.ipynb #8502eb0c
 def _flag(r: dict, t: Thresholds) -> bool:
     return bool(r["psi"] >= t.psi and r["p_value"] < t.alpha) if not math.isnan(r.get("psi", math.nan)) else False
 
-# %% ../../notebooks/ml/07_drift.ipynb #bcb7a9c1
-def check_drift(
-    profile: Profile,  # the reference profile (`make_profile`)
-    X: pd.DataFrame,  # the window's features
-    predictions=None,  # the model's predictions on the window (None: no prediction drift check)
-    thresholds: Thresholds | None = None,  # when a change counts as drift (`Thresholds`)
-) -> DriftReport:
-    "Compare a window `X` (and the model's `predictions` on it) with the reference `profile`."
-    t, rows, skipped = thresholds or Thresholds(), [], {}
-    if len(X) < t.min_rows:
-        return DriftReport(
-            len(X),
-            pd.DataFrame(columns=["column", "kind", "psi", "p_value", "drifted"]),
-            None,
-            None,
-            {"all": f"{len(X)} rows; at least {t.min_rows} are needed (Thresholds.min_rows)"},
-            t,
-        )
+# %% ../../notebooks/ml/07_drift.ipynb #248649e9
+def _feature_rows(profile: Profile, X: pd.DataFrame, t: Thresholds) -> tuple[list[dict], dict]:
+    "One row per column of `profile` checked in `X`, and the columns not checked with why."
+    rows, skipped = [], {}
     for name, ref in profile.columns.items():
         if name not in X:
             skipped[name] = "missing from the data"
@@ -337,26 +328,55 @@ def check_drift(
                 "drifted": _flag(r, t),
             }
         )
+    return rows, skipped
+
+# %% ../../notebooks/ml/07_drift.ipynb #a53c1d54
+def _feature_table(rows: list[dict], t: Thresholds) -> pd.DataFrame:
+    "The checked columns, drifted first: a test's verdict, a changed missing rate, new categories or new words."
     feats = pd.DataFrame(rows)
-    if len(feats):
-        feats["drifted"] |= feats.missing_changed
-        if "new_share" in feats:
-            feats["drifted"] |= feats.new_share.fillna(0) >= t.new_categories
-        if "unseen_words" in feats:
-            rise = feats.unseen_words.fillna(0) - feats.unseen_words_ref.fillna(0)
-            feats["drifted"] |= rise >= t.new_words
-        feats = feats.sort_values(["drifted", "psi"], ascending=False, na_position="last").reset_index(drop=True)
-    pred = None
-    if predictions is not None and profile.prediction is not None:
-        ps = pd.Series(np.asarray(predictions))
-        ref = profile.prediction
-        pred = (
-            check_numeric(ref, ps)
-            if ref.kind == "numeric"
-            else check_categorical(ref, ps.astype(str) if ref.kind == "categorical" else ps)
+    if not len(feats):
+        return feats
+    feats["drifted"] |= feats.missing_changed
+    if "new_share" in feats:
+        feats["drifted"] |= feats.new_share.fillna(0) >= t.new_categories
+    if "unseen_words" in feats:
+        rise = feats.unseen_words.fillna(0) - feats.unseen_words_ref.fillna(0)
+        feats["drifted"] |= rise >= t.new_words
+    return feats.sort_values(["drifted", "psi"], ascending=False, na_position="last").reset_index(drop=True)
+
+
+def _prediction_check(profile: Profile, predictions, t: Thresholds) -> dict | None:
+    if predictions is None or profile.prediction is None:
+        return None
+    ps, ref = pd.Series(np.asarray(predictions)), profile.prediction
+    if ref.kind == "numeric":
+        pred = check_numeric(ref, ps)
+    else:
+        pred = check_categorical(ref, ps.astype(str) if ref.kind == "categorical" else ps)
+    pred["drifted"] = _flag(pred, t)
+    return pred
+
+# %% ../../notebooks/ml/07_drift.ipynb #c4bab2ee
+def check_drift(
+    profile: Profile,  # the reference profile (`make_profile`)
+    X: pd.DataFrame,  # the window's features
+    predictions=None,  # the model's predictions on the window (None: no prediction drift check)
+    thresholds: Thresholds | None = None,  # when a change counts as drift (`Thresholds`)
+) -> DriftReport:
+    "Compare a window `X` (and the model's `predictions` on it) with the reference `profile`."
+    t = thresholds or Thresholds()
+    if len(X) < t.min_rows:
+        empty = pd.DataFrame(columns=["column", "kind", "psi", "p_value", "drifted"])
+        return DriftReport(
+            len(X),
+            empty,
+            None,
+            None,
+            {"all": f"{len(X)} rows; at least {t.min_rows} are needed (Thresholds.min_rows)"},
+            t,
         )
-        pred["drifted"] = _flag(pred, t)
-    return DriftReport(len(X), feats, pred, None, skipped, t)
+    rows, skipped = _feature_rows(profile, X, t)
+    return DriftReport(len(X), _feature_table(rows, t), _prediction_check(profile, predictions, t), None, skipped, t)
 
 # %% ../../notebooks/ml/07_drift.ipynb #874a0f23
 def check_performance(

@@ -21,7 +21,7 @@ __all__ = ['compute_metrics', 'evaluate', 'slice_metrics', 'slice_gap', 'choose_
 def _proba(model, X):
     return model.predict_proba(X) if hasattr(model, "predict_proba") else None
 
-
+# %% ../../notebooks/ml/06_evaluate.ipynb #1d5d2f13
 def compute_metrics(
     y,  # the true values
     pred,  # the predictions
@@ -62,7 +62,7 @@ def compute_metrics(
         m |= {f"recall_{_label(c)}": r for c, r in zip(labels, recalls)}
     return {k: float(v) for k, v in m.items()}
 
-
+# %% ../../notebooks/ml/06_evaluate.ipynb #ae23f3cd
 def _label(value) -> str:
     "A class label as a metric-name part (MLflow allows letters, digits, _ - . / and spaces)."
     return re.sub(r"[^\w\-. /]", "_", str(value))[:40] or "_"

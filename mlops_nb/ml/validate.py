@@ -8,6 +8,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/validate.html.md"""
 from __future__ import annotations
 import re
 from dataclasses import dataclass, field, asdict
+from fastcore.basics import patch
 import numpy as np
 import pandas as pd
 from ..core.errors import ValidationFailed
@@ -48,7 +49,7 @@ def column_kind(
         return "boolean"
     return "text" if is_free_text(values) else "categorical"
 
-
+# %% ../../notebooks/ml/02_validate.ipynb #62d788b0
 @dataclass
 class ColumnSchema:
     "What one column looked like."
@@ -101,31 +102,35 @@ class Schema(JsonValue):
     def from_dict(cls, d: dict) -> "Schema":
         return cls({c["name"]: ColumnSchema(**c) for c in d["columns"]}, d["n_rows"], d.get("target"), d.get("task"))
 
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            [
-                {
-                    "column": c.name,
-                    "kind": c.kind,
-                    "missing": f"{c.missing_rate:.1%}",
-                    "range / categories": _describe(c),
-                    "note": c.note if c.role == "feature" else f"left out: {c.note}",
-                }
-                for c in self.columns.values()
-            ]
-        )
-
-    def _repr_markdown_(self):
-        return (
-            f"**Schema** of {self.n_rows} rows, target `{self.target}` ({self.task})\n\n"
-            + self.to_frame().to_markdown(index=False)
-        )
-
 # %% ../../notebooks/ml/02_validate.ipynb #040ff716
 def _describe(c: ColumnSchema) -> str:
     if c.categories is not None:
         return ", ".join(map(str, c.categories[:8])) + (" ..." if len(c.categories) > 8 else "")
     return "" if c.min is None else f"{c.min} .. {c.max}"
+
+# %% ../../notebooks/ml/02_validate.ipynb #282eb394
+@patch
+def to_frame(self: Schema) -> pd.DataFrame:
+    "One row per column: its kind, missing rate, range or categories, and why it is left out."
+    return pd.DataFrame(
+        [
+            {
+                "column": c.name,
+                "kind": c.kind,
+                "missing": f"{c.missing_rate:.1%}",
+                "range / categories": _describe(c),
+                "note": c.note if c.role == "feature" else f"left out: {c.note}",
+            }
+            for c in self.columns.values()
+        ]
+    )
+
+
+@patch
+def _repr_markdown_(self: Schema):
+    return f"**Schema** of {self.n_rows} rows, target `{self.target}` ({self.task})\n\n" + self.to_frame().to_markdown(
+        index=False
+    )
 
 # %% ../../notebooks/ml/02_validate.ipynb #5540ef5d
 def _column_schema(s: pd.Series, max_categories: int) -> ColumnSchema:
@@ -165,7 +170,7 @@ def id_reason(
         return "text unique per row (a name or a code)"
     return None
 
-
+# %% ../../notebooks/ml/02_validate.ipynb #b6d2262f
 def _role(s: pd.Series, col: ColumnSchema, exclude: set, keep: set) -> None:
     if col.name in exclude:
         col.role, col.note = "excluded", "excluded by the exclude parameter"
@@ -359,7 +364,7 @@ def left_out_findings(
         for c, why in schema.left_out.items()
     ]
 
-
+# %% ../../notebooks/ml/02_validate.ipynb #9b6cd9a2
 def _one_column_score(x: pd.Series, y: pd.Series, task: str, half: int) -> float:
     from sklearn.metrics import balanced_accuracy_score, r2_score
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -381,7 +386,7 @@ def _one_column_score(x: pd.Series, y: pd.Series, task: str, half: int) -> float
     truth = y.iloc[half:]
     return float(balanced_accuracy_score(truth, pred) if classify else r2_score(truth, pred))
 
-
+# %% ../../notebooks/ml/02_validate.ipynb #3a4bf982
 def find_leakage(
     df: pd.DataFrame,  # the training data
     schema: Schema,  # its schema (`infer_schema`), with target and task
@@ -401,7 +406,7 @@ def find_leakage(
                 found[c] = round(score, 4)
     return found
 
-
+# %% ../../notebooks/ml/02_validate.ipynb #b6c18505
 def leakage_findings(
     leaks: dict[str, float],  # `find_leakage`'s result
     schema: Schema,  # the training data's schema; the columns' notes record the finding

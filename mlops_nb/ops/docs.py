@@ -134,7 +134,7 @@ def _cell(v) -> str:
     text = v if isinstance(v, str) else getattr(v, "__name__", None) or repr(v)
     return "`" + str(text).replace("|", "\\|").replace("`", "'") + "`"
 
-
+# %% ../../notebooks/ops/05_docs.ipynb #cc2c53f9
 class ParamTableRenderer(BasicMarkdownRenderer):
     "nbdev's show_doc (signature and docstring), then a table of the parameters: type, default, docment."
 

@@ -494,7 +494,7 @@ class ForkedKernelManager(TrackedKernelManager):
             self.provisioner = ForkedProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
         return await super()._async_pre_start_kernel(**kw)
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #f821b607
 class KernelStopped(RuntimeError):
     "A kernel was killed as it started, because the run it was for had been interrupted."
 

@@ -219,7 +219,7 @@ def _record(self: PipelineRun, r: StepResult) -> None:
     status = {"done": "FINISHED", "killed": "KILLED"}.get(r.status, "FAILED")
     self.mlflow(tracking.finish_run, self.client, r.run_id, status)
 
-
+# %% ../../notebooks/runner/09_pipeline.ipynb #4a7782d4
 @patch
 def _log_notebook(self: PipelineRun, r: StepResult) -> None:
     if not r.notebook or not r.notebook.is_file():
@@ -250,7 +250,7 @@ def run_steps(self: PipelineRun) -> PipelineResult:
     pool.shutdown()
     return self.result
 
-
+# %% ../../notebooks/runner/09_pipeline.ipynb #dc04f5f8
 @patch
 def _schedule(self: PipelineRun, pool, todo: list, running: dict) -> None:
     while todo or running:
@@ -353,7 +353,7 @@ def pipeline_tags(
         **tracking.environment(),
     }
 
-
+# %% ../../notebooks/runner/09_pipeline.ipynb #79f25888
 def _start_parent(client, exp_id, spec, params, settings, parent_of=None, tags=None) -> str:
     run_id = tracking.start_run(client, exp_id, spec.name, {**pipeline_tags(spec, settings), **(tags or {})}, parent_of)
     tracking.log_values(client, run_id, params=params)

@@ -49,7 +49,7 @@ def _code(source: str) -> str:
 
     return highlight(source, *_renderers()[1:])
 
-
+# %% ../../notebooks/runner/06_render.ipynb #7d6dd557
 def _output(o: dict) -> str:
     kind = o.get("output_type")
     if kind == "stream":

@@ -296,7 +296,7 @@ def load_spec(
     name, description = str(d.get("name") or path.stem), str(d.get("description") or "")
     return PipelineSpec(name, path, tuple(steps), params, description, *_read_metric(d.get("metric"), path))
 
-
+# %% ../../notebooks/runner/01_spec.ipynb #79971ff9
 def _read_metric(m, path: Path) -> tuple[str, str]:
     "(name, goal) of the spec's `metric`: a name, or a mapping of name and goal (max or min); ('', '') if absent."
     from mlops_nb.ml.metrics import higher_is_better

@@ -92,7 +92,7 @@ def _interactive(cls: StepContext, step, pipeline, settings, client) -> "StepCon
     )
     return cls(step, home / step, upstream, run_id, settings, True, client)
 
-
+# %% ../../notebooks/runner/02_step.ipynb #946b5ee3
 def find_spec(
     step: str,  # a step's name
     pipeline: str | None,  # the spec's file stem, or None for any spec that has such a step

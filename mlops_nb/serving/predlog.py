@@ -278,7 +278,7 @@ def read_feedback(
         if r["label"] == r["label"]  # NaN: no label for this row
     ]
 
-
+# %% ../../notebooks/serving/02_predlog.ipynb #1cc126a7
 def record_feedback(
     predictions: Path | str,  # the prediction log's folder
     items: list[dict],  # feedback items: request_id, row, label

@@ -126,7 +126,7 @@ def refresh(self: ScoringService) -> None:
         )
     self.loaded_once.set()
 
-
+# %% ../../notebooks/serving/06_server.ipynb #036962f9
 @patch
 def start(self: ScoringService) -> None:
     "Load the models and keep following their aliases, on a background thread."

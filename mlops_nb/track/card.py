@@ -93,7 +93,7 @@ def _num(v) -> str:
     except (TypeError, ValueError):
         return str(v)
 
-
+# %% ../../notebooks/track/04_card.ipynb #cc776ed1
 def _limitations(f: CardFacts) -> list[str]:
     out = []
     if f.schema is not None:

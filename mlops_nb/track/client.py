@@ -91,7 +91,7 @@ def _build(uri: str) -> None:
         if getattr(store, "engine", None) is not None:
             store.engine.dispose()  # a forked child opens its own connections
 
-
+# %% ../../notebooks/track/01_client.ipynb #4c0f8019
 def check_store(
     path: Path,  # an embedded store's database file
 ) -> None:
@@ -119,7 +119,7 @@ def check_store(
         f"made by an older MLflow. Back it up, then upgrade it: mlflow db upgrade sqlite:///{path}"
     )
 
-
+# %% ../../notebooks/track/01_client.ipynb #46f5fe82
 def ensure_store(
     uri: str,  # a tracking URI; only embedded SQLite stores are touched
 ) -> None:
@@ -194,7 +194,7 @@ def start_run(
         tags["mlflow.parentRunId"] = parent_run_id
     return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
 
-
+# %% ../../notebooks/track/01_client.ipynb #40a2c833
 def log_values(
     client,  # an MlflowClient (`track.client.connect`)
     run_id: str,  # an MLflow run id

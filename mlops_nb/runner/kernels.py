@@ -6,7 +6,8 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/kernels.html.md"""
 
 # %% ../../notebooks/runner/05_kernels.ipynb #7a70119a
 from __future__ import annotations
-import json, os, signal, socket, subprocess, sys, tempfile, threading, time
+import json, os, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+from fastcore.basics import patch
 from pathlib import Path
 
 # %% auto #0
@@ -273,32 +274,39 @@ class Zygote:
     def fork(self, argv: list[str], cwd: str, env: dict) -> int:
         return int(request(self.path, {"argv": argv, "cwd": cwd, "env": env}, FORK_TIMEOUT))
 
-    def open_stores(self, uris) -> None:
-        "Have the zygote build MLflow's stores for `uris` (in the background): call it only once they exist."
+# %% ../../notebooks/runner/05_kernels.ipynb #6ffd0ba2
+@patch
+def open_stores(self: Zygote, uris) -> None:
+    "Have the zygote build MLflow's stores for `uris` (in the background): call it only once they exist."
 
-        def ask():
-            try:
-                self.wait_ready()
-                request(self.path, {"stores": list(uris)}, timeout=120)
-            except (OSError, RuntimeError, TimeoutError):
-                pass  # kernels then build their own store
+    def ask():
+        try:
+            self.wait_ready()
+            request(self.path, {"stores": list(uris)}, timeout=120)
+        except (OSError, RuntimeError, TimeoutError):
+            pass  # kernels then build their own store
 
-        threading.Thread(target=ask, daemon=True).start()
+    threading.Thread(target=ask, daemon=True).start()
 
-    def close(self) -> None:
-        PRESTARTED.kill(self.path)
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        import shutil
 
-        shutil.rmtree(self.dir, ignore_errors=True)
+@patch
+def close(self: Zygote) -> None:
+    "Stop the zygote and the kernel it forked ahead, and remove its socket's folder."
+    PRESTARTED.kill(self.path)
+    if self.process.poll() is None:
+        self.process.terminate()
+        self.process.wait(10)
+    shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
+@patch
+def __enter__(self: Zygote):
+    return self
+
+
+@patch
+def __exit__(self: Zygote, *exc):
+    self.close()
 
 # %% ../../notebooks/runner/05_kernels.ipynb #e17695cf
 class ForkedProcess:

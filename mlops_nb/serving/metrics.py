@@ -7,6 +7,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/serving/metrics.html.md"""
 # %% ../../notebooks/serving/05_metrics.ipynb #316b9754
 from __future__ import annotations
 from pathlib import Path
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['ServerMetrics', 'MonitorCollector']
@@ -51,16 +52,44 @@ class ServerMetrics:
             "mlops_nb_prediction_log_dropped", "Records the prediction log could not keep up with", registry=r
         )
 
-    def watch_monitor(self, predictions: Path | str) -> None:
-        "Also export the monitor's latest figures, read from `predictions` at each scrape."
-        self.registry.register(MonitorCollector(predictions))
-
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
 
-# %% ../../notebooks/serving/05_metrics.ipynb #05fabbda
+# %% ../../notebooks/serving/05_metrics.ipynb #fb5aa6a1
+def _gauge(name: str, doc: str, labels=()):
+    from prometheus_client.core import GaugeMetricFamily
+
+    return GaugeMetricFamily(f"mlops_nb_{name}", doc, labels=list(labels))
+
+
+def _monitor_gauges(s: dict) -> list:
+    "The gauges of one monitor status (`write_monitor_status`)."
+    psi = _gauge("drift_psi", "Population stability index per feature in the monitor's last window", ["feature"])
+    for f, v in (s.get("psi") or {}).items():
+        psi.add_metric([f], float(v))
+    perf = _gauge(
+        "live_metric", "Metric on labelled live rows (current) and at registration (reference)", ["metric", "which"]
+    )
+    p = s.get("performance") or {}
+    for which in ("current", "reference") if p.get("metric") else ():
+        if p.get(which) is not None:
+            perf.add_metric([p["metric"], which], float(p[which]))
+    simple = [
+        ("drift_alert", "1 when the monitor's last check crossed a threshold", bool(s.get("alert"))),
+        ("drift_features_drifted", "Features that drifted in the monitor's last window", len(s.get("drifted") or [])),
+        ("drift_prediction_psi", "PSI of the predictions in the monitor's last window", s.get("prediction_psi") or 0),
+        ("monitor_window_rows", "Rows in the monitor's last window", s.get("rows") or 0),
+        ("monitor_last_run_timestamp_seconds", "When the monitor last ran (Unix time)", s.get("time") or 0),
+    ]
+    out = []
+    for name, doc, v in simple:
+        out.append(_gauge(name, doc))
+        out[-1].add_metric([], float(v))
+    return [*out, psi, perf]
+
+# %% ../../notebooks/serving/05_metrics.ipynb #6c00a256
 class MonitorCollector:
     "Prometheus gauges from the monitor's status file."
 
@@ -71,42 +100,13 @@ class MonitorCollector:
         return []  # unchecked collector: its series come and go with the file
 
     def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
         from mlops_nb.serving.predlog import read_monitor_status
 
         s = read_monitor_status(self.predictions)
-        if not s:
-            return
-        g = lambda name, doc, labels=(): GaugeMetricFamily(f"mlops_nb_{name}", doc, labels=list(labels))
-        psi = g("drift_psi", "Population stability index per feature in the monitor's last window", ["feature"])
-        for f, v in (s.get("psi") or {}).items():
-            psi.add_metric([f], float(v))
-        perf = g(
-            "live_metric", "Metric on labelled live rows (current) and at registration (reference)", ["metric", "which"]
-        )
-        p = s.get("performance") or {}
-        if p.get("metric"):
-            for which in ("current", "reference"):
-                if p.get(which) is not None:
-                    perf.add_metric([p["metric"], which], float(p[which]))
-        simple = [
-            ("drift_alert", "1 when the monitor's last check crossed a threshold", float(bool(s.get("alert")))),
-            (
-                "drift_features_drifted",
-                "Features that drifted in the monitor's last window",
-                float(len(s.get("drifted") or [])),
-            ),
-            (
-                "drift_prediction_psi",
-                "PSI of the predictions in the monitor's last window",
-                float(s.get("prediction_psi") or 0),
-            ),
-            ("monitor_window_rows", "Rows in the monitor's last window", float(s.get("rows") or 0)),
-            ("monitor_last_run_timestamp_seconds", "When the monitor last ran (Unix time)", float(s.get("time") or 0)),
-        ]
-        for name, doc, v in simple:
-            m = g(name, doc)
-            m.add_metric([], v)
-            yield m
-        yield psi
-        yield perf
+        yield from _monitor_gauges(s) if s else ()
+
+# %% ../../notebooks/serving/05_metrics.ipynb #024ce3d9
+@patch
+def watch_monitor(self: ServerMetrics, predictions: Path | str) -> None:
+    "Also export the monitor's latest figures, read from `predictions` at each scrape."
+    self.registry.register(MonitorCollector(predictions))

@@ -79,24 +79,28 @@ class ScoringService:
         self.batcher.on_batch = self.metrics.batch_rows.observe
         self.client, self._stop, self.loaded_once = client, threading.Event(), threading.Event()
 
-    def __repr__(self):
-        roles = ", ".join(f"{k}={v.version if v else None}" for k, v in self.models.items())
-        return f"ScoringService({self.uri}, {roles})"
-
     @property
     def ready(self) -> bool:
         return self.models["champion"] is not None or self.models["previous"] is not None
 
-    def roles(self) -> dict[str, str]:
-        "The alias each role follows (only the champion for a fixed URI)."
-        if not self.name:
-            return {"champion": ""}
-        out = {"champion": self.alias}
-        if self.options.fallback:
-            out["previous"] = "previous"
-        if self.options.shadow or self.options.ab_fraction > 0:
-            out["challenger"] = "challenger"
-        return out
+# %% ../../notebooks/serving/06_server.ipynb #7fa8d554
+@patch
+def __repr__(self: ScoringService):
+    roles = ", ".join(f"{k}={v.version if v else None}" for k, v in self.models.items())
+    return f"ScoringService({self.uri}, {roles})"
+
+
+@patch
+def roles(self: ScoringService) -> dict[str, str]:
+    "The alias each role follows (only the champion for a fixed URI)."
+    if not self.name:
+        return {"champion": ""}
+    out = {"champion": self.alias}
+    if self.options.fallback:
+        out["previous"] = "previous"
+    if self.options.shadow or self.options.ab_fraction > 0:
+        out["challenger"] = "challenger"
+    return out
 
 # %% ../../notebooks/serving/06_server.ipynb #12ce0654
 @patch
@@ -216,7 +220,26 @@ class Answer:
             h["X-Model-Fallback"] = f"previous ({self.fallback})"
         return h
 
-# %% ../../notebooks/serving/06_server.ipynb #1f8e42ec
+# %% ../../notebooks/serving/06_server.ipynb #6c92e031
+@patch
+async def _predict(self: ScoringService, model, rows: list, proba: bool, fallback: str):
+    "Predict with `model`; if it fails, with the previous version (when allowed). Returns the model that answered."
+    try:
+        pred, p = await self.batcher.score(model, rows, proba)
+        return model, rows, pred, p, fallback
+    except BadRequest:
+        raise
+    except Exception as e:
+        prev = self.models["previous"] if self.options.fallback and not fallback else None
+        if prev is None or prev is model:
+            self.metrics.errors.labels("model_error").inc()
+            raise BadRequest(f"the model failed on this request: {type(e).__name__}: {str(e)[:300]}", 500) from None
+        fallback = f"version {model.version} failed: {type(e).__name__}"
+        rows = _realign(rows, model.columns, prev.columns)
+        pred, p = await self.batcher.score(prev, rows, proba)
+        return prev, rows, pred, p, fallback
+
+# %% ../../notebooks/serving/06_server.ipynb #00f0f135
 @patch
 async def score(
     self: ScoringService,
@@ -232,38 +255,17 @@ async def score(
     if model is None:
         model, fallback = self.models["previous"], "champion not loaded"
     if model is None:
-        raise BadRequest(
-            f"no model is loaded yet ({self.load_errors.get('champion', 'loading')}); GET /health says when it is "
-            "ready.",
-            503,
-        )
+        why = self.load_errors.get("champion", "loading")
+        raise BadRequest(f"no model is loaded yet ({why}); GET /health says when it is ready.", 503)
     rows, params = parse_body(body, content_type, model.columns)
     proba = proba or str(params.get("proba", "")).lower() in ("1", "true", "yes")
-    try:
-        pred, p = await self.batcher.score(model, rows, proba)
-    except BadRequest:
-        raise
-    except Exception as e:
-        prev = self.models["previous"] if self.options.fallback and not fallback else None
-        if prev is None or prev is model:
-            self.metrics.errors.labels("model_error").inc()
-            raise BadRequest(f"the model failed on this request: {type(e).__name__}: {str(e)[:300]}", 500) from None
-        fallback = f"version {model.version} failed: {type(e).__name__}"
-        model, rows = prev, _realign(rows, model.columns, prev.columns)
-        pred, p = await self.batcher.score(model, rows, proba)
+    model, rows, pred, p, fallback = await self._predict(model, rows, proba, fallback)
     if fallback:
         self.metrics.fallbacks.labels("load" if "loaded" in fallback else "error").inc()
     if self.log is not None:
         self.scored.update((request_id, i) for i in range(len(rows)))  # feedback may follow at once
-    return Answer(
-        request_id,
-        model,
-        variant,
-        rows,
-        np.asarray(pred).tolist(),
-        None if p is None else np.round(p, 6).tolist(),
-        fallback,
-    )
+    probabilities = None if p is None else np.round(p, 6).tolist()
+    return Answer(request_id, model, variant, rows, np.asarray(pred).tolist(), probabilities, fallback)
 
 # %% ../../notebooks/serving/06_server.ipynb #f4aea281
 @patch
@@ -348,20 +350,9 @@ def _error(e: BadRequest, headers: dict | None = None):
         headers=headers,
     )
 
-# %% ../../notebooks/serving/06_server.ipynb #bc282a34
-def create_app(
-    service: ScoringService,  # the scoring service (`ScoringService`)
-):
-    "The FastAPI application serving `service`."
-    from contextlib import asynccontextmanager
-    from starlette.responses import JSONResponse, Response
-
-    @asynccontextmanager
-    async def lifespan(app):
-        yield
-        service.stop()
-
-    app = FastAPI(title="mlops-nb scoring server", docs_url=None, redoc_url=None, lifespan=lifespan)
+# %% ../../notebooks/serving/06_server.ipynb #a3f4d509
+def _scoring_route(app: FastAPI, service: ScoringService):
+    from starlette.responses import Response
 
     @app.post("/invocations")
     async def invocations(request: Request):
@@ -384,6 +375,8 @@ def create_app(
         asyncio.get_running_loop().create_task(service.record(answer, time.perf_counter() - started))
         return Response(json.dumps(answer.body()), media_type="application/json", headers=answer.headers())
 
+# %% ../../notebooks/serving/06_server.ipynb #36408b60
+def _feedback_route(app: FastAPI, service: ScoringService):
     @app.post("/feedback")
     async def feedback(request: Request):
         "True labels for scored rows, by request id (and row): stored beside the prediction log."
@@ -407,6 +400,10 @@ def create_app(
         service.metrics.feedback.labels("already_labelled").inc(len(again))
         return {"accepted": len(ok), "unknown": unknown[:1000], "already_labelled": again[:1000]}
 
+# %% ../../notebooks/serving/06_server.ipynb #49e16e92
+def _status_routes(app: FastAPI, service: ScoringService):
+    from starlette.responses import JSONResponse, Response
+
     @app.get("/ping")
     async def ping():
         return Response("\n", 200 if service.ready else 503)
@@ -415,9 +412,8 @@ def create_app(
     async def health():
         models = {k: (v.describe() if v else None) for k, v in service.models.items() if k in service.roles()}
         status = "ready" if service.models["champion"] else "degraded" if service.ready else "loading"
-        return JSONResponse(
-            {"status": status, "models": models, "errors": service.load_errors}, 200 if service.ready else 503
-        )
+        body = {"status": status, "models": models, "errors": service.load_errors}
+        return JSONResponse(body, 200 if service.ready else 503)
 
     @app.get("/version")
     async def version():
@@ -436,6 +432,21 @@ def create_app(
 
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+# %% ../../notebooks/serving/06_server.ipynb #5784fe18
+def create_app(
+    service: ScoringService,  # the scoring service (`ScoringService`)
+):
+    "The FastAPI application serving `service`."
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.stop()
+
+    app = FastAPI(title="mlops-nb scoring server", docs_url=None, redoc_url=None, lifespan=lifespan)
+    for add in (_scoring_route, _feedback_route, _status_routes):
+        add(app, service)
     return app
 
 # %% ../../notebooks/serving/06_server.ipynb #736eb612

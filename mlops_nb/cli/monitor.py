@@ -15,7 +15,40 @@ from .base import app, make_console, report_step
 # %% auto #0
 __all__ = ['monitor', 'demo_loop']
 
-# %% ../../notebooks/cli/05_monitor.ipynb #fabab668
+# %% ../../notebooks/cli/05_monitor.ipynb #b38f4592
+def _monitor_project(root: Path) -> Path:
+    "`root`, if it has a monitor pipeline; else say where one comes from."
+    if not (root / "pipelines" / "monitor.yaml").is_file():
+        raise MlopsNbError(
+            f"no monitor pipeline here ({root / 'pipelines' / 'monitor.yaml'} not found): run it in a project, one "
+            "that `mlops-nb new DIR` made, or cd into one."
+        )
+    return root
+
+
+def _print_loop(console, out, retrain: bool) -> None:
+    "The verdict, where the report is, and what retraining did; raise `PipelineFailed` on an alert nobody fixed."
+    from mlops_nb.core.errors import PipelineFailed
+
+    checks = out.checks.outputs
+    console.print(f"[bold {'red' if checks['alert'] else 'green'}]{checks['verdict']}[/]")
+    report = out.checks.notebook.with_suffix(".html") if out.checks.notebook else ""
+    console.print(f"report: {report} (MLflow run {out.monitor.run_id})", soft_wrap=True)
+    if out.train is not None:
+        gate, champion = (out.gate["gate"], out.gate["champion"]) if out.gate else ("did not run", "?")
+        console.print(
+            f"retraining run {out.train.run_id}: {out.train.status}; gate {gate}, champion is version {champion}"
+        )
+        for r in (out.gate or {}).get("reasons", []):
+            console.print(f"  {r}", highlight=False)
+        if out.promoted:
+            console.print("a running `mlops-nb serve` picks the new champion up by itself.")
+            return
+    if checks["alert"]:
+        hint = "" if retrain else "; `mlops-nb monitor --retrain` retrains on the window's labels."
+        raise PipelineFailed("thresholds crossed (see above)" + hint)
+
+# %% ../../notebooks/cli/05_monitor.ipynb #c7ff7aed
 @app.command(rich_help_panel="Monitoring")
 def monitor(
     window: int = typer.Option(5000, "--window", help="the last N rows of the prediction log (0: all)"),
@@ -45,21 +78,11 @@ def monitor(
     from mlops_nb.ops.loop import run_loop
     from mlops_nb.runner.spec import parse_assignments
 
-    console, root = make_console(), find_root()
-    if not (root / "pipelines" / "monitor.yaml").is_file():
-        raise MlopsNbError(
-            f"no monitor pipeline here ({root / 'pipelines' / 'monitor.yaml'} not found): run it in a project, one "
-            "that `mlops-nb new DIR` made, or cd into one."
-        )
-    params = {
-        "window": window,
-        "since_minutes": since_minutes,
-        "data": str(data.resolve()) if data else "",
-        "label_column": label_column,
-        **parse_assignments(param),
-    }
+    console, root = make_console(), _monitor_project(find_root())
     if data is not None and not data.is_file():
         raise MlopsNbError(f"data file {data} not found.")
+    params = {"window": window, "since_minutes": since_minutes, "data": str(data.resolve()) if data else ""}
+    params |= {"label_column": label_column, **parse_assignments(param)}
     try:
         out = run_loop(
             root,
@@ -76,29 +99,7 @@ def monitor(
 
         make_console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise
-    checks = out.checks.outputs
-    console.print(f"[bold {'red' if checks['alert'] else 'green'}]{checks['verdict']}[/]")
-    console.print(
-        f"report: {out.checks.notebook.with_suffix('.html') if out.checks.notebook else ''} (MLflow run "
-        f"{out.monitor.run_id})",
-        soft_wrap=True,
-    )
-    if out.train is not None:
-        console.print(
-            f"retraining run {out.train.run_id}: {out.train.status}; gate "
-            f"{out.gate['gate'] if out.gate else 'did not run'}, "
-            f"champion is version {out.gate['champion'] if out.gate else '?'}"
-        )
-        for r in (out.gate or {}).get("reasons", []):
-            console.print(f"  {r}", highlight=False)
-        if out.promoted:
-            console.print("a running `mlops-nb serve` picks the new champion up by itself.")
-            return
-    if checks["alert"]:
-        raise PipelineFailed(
-            "thresholds crossed (see above)"
-            + ("" if retrain else "; `mlops-nb monitor --retrain` retrains on the window's labels.")
-        )
+    _print_loop(console, out, retrain)
 
 # %% ../../notebooks/cli/05_monitor.ipynb #d0162692
 @app.command(name="demo-loop", rich_help_panel="Monitoring")

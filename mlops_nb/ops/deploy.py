@@ -97,41 +97,28 @@ K8S_VERSION = "1.30.0"
 def _labels(meta: dict) -> dict:
     return {"app.kubernetes.io/name": meta["app"], "app.kubernetes.io/part-of": "mlops-nb"}
 
-# %% ../../notebooks/ops/04_deploy.ipynb #46f0223c
-def k8s_manifests(
-    meta: dict,  # the bundle's metadata (bundle.json)
-    image: str,  # the container image to run
-    replicas: int = 2,  # pods at least
-    port: int = PORT,  # the container's port
-) -> dict[str, dict]:
-    "Deployment, Service, HorizontalPodAutoscaler and ConfigMap for serving the model in `meta` from `image`."
-    app, labels = meta["app"], _labels(meta)
-    config = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": f"{app}-settings", "labels": labels},
-        "data": {
-            "MLOPS_NB_MODEL_NAME": meta["name"],
-            "MLOPS_NB_PREDICTIONS_DIR": "/app/predictions",
-            "MLOPS_NB_INTENDED_USE": meta.get("intended_use", ""),
-        },
-    }
-    probe = lambda path, delay, period: {
+# %% ../../notebooks/ops/04_deploy.ipynb #10134a1a
+def _http_probe(path: str, delay: int, period: int) -> dict:
+    return {
         "httpGet": {"path": path, "port": "http"},
         "initialDelaySeconds": delay,
         "periodSeconds": period,
         "timeoutSeconds": 3,
         "failureThreshold": 3,
     }
-    container = {
+
+
+def _container(app: str, image: str, port: int) -> dict:
+    "The server's container: probes, resources, a non-root read-only root filesystem, the log on its own volume."
+    return {
         "name": "server",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": f"{app}-settings"}}],
-        "readinessProbe": probe("/health", 5, 5),
-        "livenessProbe": probe("/ping", 30, 10),
-        "startupProbe": {**probe("/ping", 5, 5), "failureThreshold": 24},
+        "readinessProbe": _http_probe("/health", 5, 5),
+        "livenessProbe": _http_probe("/ping", 30, 10),
+        "startupProbe": {**_http_probe("/ping", 5, 5), "failureThreshold": 24},
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -145,25 +132,28 @@ def k8s_manifests(
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    deployment = {
+
+# %% ../../notebooks/ops/04_deploy.ipynb #b2815fdc
+def _deployment(meta: dict, container: dict, replicas: int, port: int) -> dict:
+    app, labels = meta["app"], _labels(meta)
+    versioned = {**labels, "app.kubernetes.io/version": str(meta["version"])}
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+        "mlops-nb/run-id": meta.get("run_id", ""),
+        "mlops-nb/data-version": meta.get("data_version", ""),
+    }
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": app, "labels": {**labels, "app.kubernetes.io/version": str(meta["version"])}},
+        "metadata": {"name": app, "labels": versioned},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {
-                    "labels": {**labels, "app.kubernetes.io/version": str(meta["version"])},
-                    "annotations": {
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(port),
-                        "prometheus.io/path": "/metrics",
-                        "mlops-nb/run-id": meta.get("run_id", ""),
-                        "mlops-nb/data-version": meta.get("data_version", ""),
-                    },
-                },
+                "metadata": {"labels": versioned, "annotations": annotations},
                 "spec": {
                     "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "fsGroup": UID},
                     "terminationGracePeriodSeconds": 30,
@@ -173,17 +163,11 @@ def k8s_manifests(
             },
         },
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": app, "labels": labels},
-        "spec": {
-            "type": "ClusterIP",
-            "selector": labels,
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
-    hpa = {
+
+# %% ../../notebooks/ops/04_deploy.ipynb #23f8572b
+def _autoscaler(app: str, labels: dict, replicas: int) -> dict:
+    cpu = {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
+    return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": app, "labels": labels},
@@ -191,15 +175,38 @@ def k8s_manifests(
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
             "minReplicas": replicas,
             "maxReplicas": max(replicas, 6),
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
-                }
-            ],
+            "metrics": [cpu],
         },
     }
-    return {"configmap.yaml": config, "deployment.yaml": deployment, "service.yaml": service, "hpa.yaml": hpa}
+
+# %% ../../notebooks/ops/04_deploy.ipynb #b3c2ca13
+def k8s_manifests(
+    meta: dict,  # the bundle's metadata (bundle.json)
+    image: str,  # the container image to run
+    replicas: int = 2,  # pods at least
+    port: int = PORT,  # the container's port
+) -> dict[str, dict]:
+    "Deployment, Service, HorizontalPodAutoscaler and ConfigMap for serving the model in `meta` from `image`."
+    app, labels = meta["app"], _labels(meta)
+    settings = {
+        "MLOPS_NB_MODEL_NAME": meta["name"],
+        "MLOPS_NB_PREDICTIONS_DIR": "/app/predictions",
+        "MLOPS_NB_INTENDED_USE": meta.get("intended_use", ""),
+    }
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{app}-settings", "labels": labels}}
+    ports = [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": app, "labels": labels},
+        "spec": {"type": "ClusterIP", "selector": labels, "ports": ports},
+    }
+    return {
+        "configmap.yaml": {**config, "data": settings},
+        "deployment.yaml": _deployment(meta, _container(app, image, port), replicas, port),
+        "service.yaml": service,
+        "hpa.yaml": _autoscaler(app, labels, replicas),
+    }
 
 # %% ../../notebooks/ops/04_deploy.ipynb #80c7e16b
 def app_name(
@@ -286,7 +293,7 @@ def prometheus_config(
     }
 
 # %% ../../notebooks/ops/04_deploy.ipynb #e1acc22b
-_PANELS = [  # (title, unit, [(legend, PromQL)])
+_TRAFFIC_PANELS = [  # (title, unit, [(legend, PromQL)]): requests, latency and errors
     (
         "Requests per second by variant",
         "reqps",
@@ -314,6 +321,10 @@ _PANELS = [  # (title, unit, [(legend, PromQL)])
             )
         ],
     ),
+]
+
+# %% ../../notebooks/ops/04_deploy.ipynb #273c4d1f
+_MODEL_PANELS = [  # the models behind the answers
     ("Model version by role", "none", [("{{role}} {{name}}", "max by (role, name) (mlops_nb_model_version)")]),
     (
         "Fallbacks to the previous version",
@@ -340,6 +351,11 @@ _PANELS = [  # (title, unit, [(legend, PromQL)])
             for q in (50, 99)
         ],
     ),
+]
+_SERVER_PANELS = _TRAFFIC_PANELS + _MODEL_PANELS
+
+# %% ../../notebooks/ops/04_deploy.ipynb #a1cba43a
+_MONITOR_PANELS = [  # what the monitor leaves for the server to export
     ("Drift: PSI per feature (monitor)", "short", [("{{feature}}", "max by (feature) (mlops_nb_drift_psi)")]),
     (
         "Drift alert and drifted features (monitor)",
@@ -364,39 +380,42 @@ _PANELS = [  # (title, unit, [(legend, PromQL)])
         ],
     ),
 ]
+_PANELS = _SERVER_PANELS + _MONITOR_PANELS
 
-# %% ../../notebooks/ops/04_deploy.ipynb #21d92ebc
+# %% ../../notebooks/ops/04_deploy.ipynb #fcf3752d
+def _panel(i: int, title: str, unit: str, queries: list, ds: dict) -> dict:
+    "The `i`th time-series panel, two to a row."
+    return {
+        "id": i + 1,
+        "type": "timeseries",
+        "title": title,
+        "datasource": ds,
+        "gridPos": {"x": 12 * (i % 2), "y": 8 * (i // 2), "w": 12, "h": 8},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
+        "targets": [
+            {"refId": chr(65 + j), "datasource": ds, "expr": expr, "legendFormat": legend}
+            for j, (legend, expr) in enumerate(queries)
+        ],
+    }
+
+
+_PROMETHEUS_INPUT = {
+    "name": "DS_PROMETHEUS",
+    "label": "Prometheus",
+    "type": "datasource",
+    "pluginId": "prometheus",
+    "pluginName": "Prometheus",
+}
+
+# %% ../../notebooks/ops/04_deploy.ipynb #6bd4113c
 def grafana_dashboard(
     title: str = "mlops-nb scoring server",  # the dashboard's title
 ) -> dict:
     "An importable Grafana dashboard of the server's metrics and the monitor's drift figures."
     ds = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
-    panels = [
-        {
-            "id": i + 1,
-            "type": "timeseries",
-            "title": t,
-            "datasource": ds,
-            "gridPos": {"x": 12 * (i % 2), "y": 8 * (i // 2), "w": 12, "h": 8},
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
-            "targets": [
-                {"refId": chr(65 + j), "datasource": ds, "expr": expr, "legendFormat": legend}
-                for j, (legend, expr) in enumerate(qs)
-            ],
-        }
-        for i, (t, unit, qs) in enumerate(_PANELS)
-    ]
     return {
-        "__inputs": [
-            {
-                "name": "DS_PROMETHEUS",
-                "label": "Prometheus",
-                "type": "datasource",
-                "pluginId": "prometheus",
-                "pluginName": "Prometheus",
-            }
-        ],
+        "__inputs": [_PROMETHEUS_INPUT],
         "__requires": [
             {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
             {"type": "panel", "id": "timeseries", "name": "Time series", "version": ""},
@@ -411,7 +430,7 @@ def grafana_dashboard(
         "time": {"from": "now-6h", "to": "now"},
         "templating": {"list": []},
         "annotations": {"list": []},
-        "panels": panels,
+        "panels": [_panel(i, t, unit, qs, ds) for i, (t, unit, qs) in enumerate(_PANELS)],
     }
 
 # %% ../../notebooks/ops/04_deploy.ipynb #20fd7c5f

@@ -129,90 +129,78 @@ def _limitations(f: CardFacts) -> list[str]:
     )
     return out
 
-# %% ../../notebooks/track/04_card.ipynb #d2d552ad
+# %% ../../notebooks/track/04_card.ipynb #da9147f3
+def _lineage(f: CardFacts) -> list[str]:
+    t = f.tags
+    rows = [
+        ("task", t.get("task", "")),
+        ("data version", t.get("data_version", "")),
+        ("pipeline run", f.pipeline_run_id),
+        ("git commit", t.get("git_commit", "")),
+    ]
+    md = ["## Lineage", "", _table(rows, ("", "")), ""]
+    keep = {k: v for k, v in sorted(f.params.items()) if k not in ("data",) or v}
+    if keep:
+        md += ["## Training parameters", "", _table(list(keep.items()), ("parameter", "value")), ""]
+    return md
+
+
+def _figures(f: CardFacts) -> list[str]:
+    "The held-out metrics, and the metrics by slice."
+    md = []
+    if f.metrics:
+        rows = [(k, _num(v)) for k, v in sorted(f.metrics.items()) if k != "slice_gap"]
+        md += ["## Held-out metrics", "", _table(rows, ("metric", "value")), ""]
+    if f.slices is not None:
+        shown = (f.slice_column, "n", "accuracy", "roc_auc", "f1_macro", "rmse", "mae")
+        cols = [c for c in f.slices.columns if c in shown]
+        rows = [tuple(_num(r[c]) if isinstance(r[c], float) else r[c] for c in cols) for _, r in f.slices.iterrows()]
+        gap = _num(f.metrics.get("slice_gap", f.tags.get("slice_gap")))
+        md += [f"## Metrics by {f.slice_column}", "", f"Largest gap of the primary metric between slices: {gap}.", ""]
+        md += [_table(rows, tuple(cols)), ""]
+    return md
+
+# %% ../../notebooks/track/04_card.ipynb #488963a2
+def _inputs(f: CardFacts) -> list[str]:
+    if f.schema is None:
+        return []
+
+    def seen(c):
+        return ", ".join(c.categories) if c.categories else f"{c.min} .. {c.max}" if c.min is not None else ""
+
+    rows = [
+        (c.name, c.kind, f"{c.missing_rate:.1%}", seen(c)) for c in f.schema.columns.values() if c.role == "feature"
+    ]
+    return [
+        "## Inputs",
+        "",
+        f"Target: `{f.schema.target}`.",
+        "",
+        _table(rows, ("column", "kind", "missing", "values seen")),
+        "",
+    ]
+
+
+def _gate(f: CardFacts) -> list[str]:
+    "The gate's decision and reasons, and the version's registry history."
+    md = ["## Gate", "", f"Decision: **{f.tags.get(Tag.gate, 'not gated')}**", ""]
+    md += [f"- {r}" for r in f.tags.get(Tag.gate_reasons, "").splitlines()] + [""]
+    if f.events:
+        rows = [
+            (e["time"], e["action"], e["version"], e.get("previous") or "", e["by"], e["reason"][:120])
+            for e in f.events
+        ]
+        md += ["## History", "", _table(rows, ("time", "action", "version", "previous", "by", "why")), ""]
+    return md
+
+# %% ../../notebooks/track/04_card.ipynb #421826ed
 def render_card(
     f: CardFacts,  # the facts of the card (`card_facts`)
 ) -> str:
     "The model card as Markdown."
-    t = f.tags
-    md = [
-        f"# Model card: {f.name} version {f.version}",
-        "",
-        f"**Intended use.** {f.intended_use or 'Not stated: set intended_use in settings.ini.'}",
-        "",
-        "## Lineage",
-        "",
-        _table(
-            [
-                ("task", t.get("task", "")),
-                ("data version", t.get("data_version", "")),
-                ("pipeline run", f.pipeline_run_id),
-                ("git commit", t.get("git_commit", "")),
-            ],
-            ("", ""),
-        ),
-        "",
-    ]
-    keep = {k: v for k, v in sorted(f.params.items()) if k not in ("data",) or v}
-    if keep:
-        md += ["## Training parameters", "", _table(list(keep.items()), ("parameter", "value")), ""]
-    if f.metrics:
-        md += [
-            "## Held-out metrics",
-            "",
-            _table([(k, _num(v)) for k, v in sorted(f.metrics.items()) if k != "slice_gap"], ("metric", "value")),
-            "",
-        ]
-    if f.slices is not None:
-        cols = [
-            c for c in f.slices.columns if c in (f.slice_column, "n", "accuracy", "roc_auc", "f1_macro", "rmse", "mae")
-        ]
-        md += [
-            f"## Metrics by {f.slice_column}",
-            "",
-            "Largest gap of the primary metric between slices: "
-            f"{_num(f.metrics.get('slice_gap', f.tags.get('slice_gap')))}.",
-            "",
-            _table(
-                [tuple(_num(r[c]) if isinstance(r[c], float) else r[c] for c in cols) for _, r in f.slices.iterrows()],
-                tuple(cols),
-            ),
-            "",
-        ]
-    if f.schema is not None:
-        rows = [
-            (
-                c.name,
-                c.kind,
-                f"{c.missing_rate:.1%}",
-                ", ".join(c.categories) if c.categories else f"{c.min} .. {c.max}" if c.min is not None else "",
-            )
-            for c in f.schema.columns.values()
-            if c.role == "feature"
-        ]
-        md += [
-            "## Inputs",
-            "",
-            f"Target: `{f.schema.target}`.",
-            "",
-            _table(rows, ("column", "kind", "missing", "values seen")),
-            "",
-        ]
-    md += ["## Gate", "", f"Decision: **{t.get(Tag.gate, 'not gated')}**", ""]
-    md += [f"- {r}" for r in t.get(Tag.gate_reasons, "").splitlines()] + [""]
-    if f.events:
-        md += [
-            "## History",
-            "",
-            _table(
-                [
-                    (e["time"], e["action"], e["version"], e.get("previous") or "", e["by"], e["reason"][:120])
-                    for e in f.events
-                ],
-                ("time", "action", "version", "previous", "by", "why"),
-            ),
-            "",
-        ]
+    use = f.intended_use or "Not stated: set intended_use in settings.ini."
+    md = [f"# Model card: {f.name} version {f.version}", "", f"**Intended use.** {use}", ""]
+    md += [*_lineage(f), *_figures(f), *_inputs(f), *_gate(f)]
     md += ["## Limitations", "", *[f"- {x}" for x in _limitations(f)], ""]
     return "\n".join(md)
 

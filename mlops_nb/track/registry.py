@@ -77,7 +77,34 @@ def check_writable(
             "it). Mark the step `registry: true` in the pipeline spec so that a reproduction leaves it out."
         )
 
-# %% ../../notebooks/track/02_registry.ipynb #84d35488
+# %% ../../notebooks/track/02_registry.ipynb #bbffc72c
+def _log_model(client, run_id: str, name: str, model, example, extra: list[str], code: list[str]):
+    "Log `model` with MLflow's sklearn flavour (skops, pinned requirements, its code and files) and register it."
+    import mlflow, mlflow.sklearn
+    from mlflow.models import Model, infer_signature
+
+    mlflow.set_tracking_uri(client.tracking_uri)  # Model.log resolves the stores globally: both must be the client's
+    mlflow.set_registry_uri(client._registry_uri)
+    experiment = client.get_run(run_id).info.experiment_id
+    mlflow.set_experiment(experiment_id=experiment)  # else the model lands in experiment 0, under ./mlruns
+    return Model.log(
+        artifact_path=None,
+        name="model",
+        flavor=mlflow.sklearn,
+        run_id=run_id,
+        sk_model=model,
+        signature=infer_signature(example, model.predict(example)),
+        input_example=example,
+        pip_requirements=pinned_requirements(),
+        code_paths=code,
+        serialization_format="skops",
+        skops_trusted_types=trusted_types(model),
+        extra_files=extra,
+        registered_model_name=name,
+        await_registration_for=0,
+    )
+
+# %% ../../notebooks/track/02_registry.ipynb #901558ef
 def register_model(
     client,  # an MlflowClient (`track.client.connect`)
     run_id: str,  # an MLflow run id
@@ -91,48 +118,20 @@ def register_model(
     metric: tuple | None = None,  # (name, value) of the primary metric, shown by `mlops-nb registry` and the card
 ):
     "Log `model` to run `run_id` (with schema, `profile` and the project code it needs); register a version of `name`."
-    import mlflow, mlflow.sklearn
-    from mlflow.models import Model, infer_signature
-
     check_writable(f"registering a new version of '{name}'")
     code = [str(Path(mlops_nb.__file__).parent), *map(str, model_code(model, root or _project_root()))]
-
-    mlflow.set_tracking_uri(client.tracking_uri)  # Model.log resolves the stores globally: both must be the client's
-    mlflow.set_registry_uri(client._registry_uri)
-    mlflow.set_experiment(
-        experiment_id=client.get_run(run_id).info.experiment_id
-    )  # else the model lands in experiment 0, under ./mlruns
-    signature = infer_signature(example, model.predict(example))
     with tempfile.TemporaryDirectory() as d:
         extra = [str(schema.write(Path(d) / "schema.json"))]
         if profile is not None:
-            profile.write(Path(d) / "profile.json")
-            extra.append(str(Path(d) / "profile.json"))
-        info = Model.log(
-            artifact_path=None,
-            name="model",
-            flavor=mlflow.sklearn,
-            run_id=run_id,
-            sk_model=model,
-            signature=signature,
-            input_example=example,
-            pip_requirements=pinned_requirements(),
-            code_paths=code,
-            serialization_format="skops",
-            skops_trusted_types=trusted_types(model),
-            extra_files=extra,
-            registered_model_name=name,
-            await_registration_for=0,
-        )
-    mv = client.get_model_version(name, str(info.registered_model_version))
-    for k, v in (tags or {}).items():
-        client.set_model_version_tag(name, mv.version, k, str(v))
-    client.set_model_version_tag(
-        name, mv.version, Tag.schema, json.dumps({"target": schema.target, "task": schema.task})
-    )
+            extra.append(str(profile.write(Path(d) / "profile.json")))
+        info = _log_model(client, run_id, name, model, example, extra, code)
+    version = str(info.registered_model_version)
+    tags = {**(tags or {}), Tag.schema: json.dumps({"target": schema.target, "task": schema.task})}
     if metric is not None:
-        client.set_model_version_tag(name, mv.version, Tag.metric, f"{metric[0]}={float(metric[1]):.6g}")
-    return client.get_model_version(name, mv.version)
+        tags[Tag.metric] = f"{metric[0]}={float(metric[1]):.6g}"
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, str(v))
+    return client.get_model_version(name, version)
 
 # %% ../../notebooks/track/02_registry.ipynb #55db708a
 def alias_version(

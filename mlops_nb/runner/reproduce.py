@@ -19,7 +19,7 @@ from .spec import load_spec
 from ..track import client as tracking
 
 # %% auto #0
-__all__ = ['Reproduction', 'reproduce']
+__all__ = ['Reproduction', 'compare_metrics', 'reproduce']
 
 # %% ../../notebooks/runner/11_reproduce.ipynb #ada49ce9
 @dataclass
@@ -67,7 +67,38 @@ def _checks(run, spec, params: dict, steps: dict, settings: Settings) -> list[tu
         out.append((f"data ({k})", now == recorded, f"recorded {recorded[:12]}, now {now[:12]} ({path})"))
     return out
 
-# %% ../../notebooks/runner/11_reproduce.ipynb #b5a9d985
+# %% ../../notebooks/runner/11_reproduce.ipynb #1ed4c31d
+def compare_metrics(
+    original: dict,  # step name -> its metrics, as recorded
+    rerun: dict,  # step name -> its metrics in the re-run
+    rel_tol: float = 1e-9,  # relative tolerance
+) -> tuple[int, list[tuple[str, str, float, float]]]:
+    "How many results were compared, and those that differ: (step, metric, original, re-run). Timings are left out."
+    compared, differences = 0, []
+    for name, old in original.items():
+        a, b = _results(old), _results(rerun.get(name, {}))
+        for k in sorted(a.keys() | b.keys()):
+            compared += 1
+            x, y = a.get(k, math.nan), b.get(k, math.nan)
+            if not (x == y or math.isclose(x, y, rel_tol=rel_tol, abs_tol=0.0)):
+                differences.append((name, k, x, y))
+    return compared, differences
+
+# %% ../../notebooks/runner/11_reproduce.ipynb #bab85795
+def _pipeline_run(client, run_id: str):
+    run = tracking.get_run(client, run_id)
+    if run.data.tags.get(tracking.Tag.kind) != "pipeline":
+        kind = run.data.tags.get(tracking.Tag.kind, "plain")
+        raise MlopsNbError(
+            f"run {run_id} is not a pipeline run (it is a {kind} run); pass the id `mlops-nb runs` lists."
+        )
+    return run
+
+
+def _data_version(steps: dict) -> str:
+    return steps["ingest"].data.params.get("data_version", "") if "ingest" in steps else ""
+
+# %% ../../notebooks/runner/11_reproduce.ipynb #6d1ff889
 def reproduce(
     run_id: str,  # an MLflow run id
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
@@ -77,26 +108,18 @@ def reproduce(
 ) -> Reproduction:
     "Re-run pipeline run `run_id` with its parameters, cache off, and compare its metrics with the original's."
     client = tracking.connect(settings)
-    run = tracking.get_run(client, run_id)
-    if run.data.tags.get(tracking.Tag.kind) != "pipeline":
-        raise MlopsNbError(
-            f"run {run_id} is not a pipeline run (it is a {run.data.tags.get(f'{tracking.TAG}.kind', 'plain')} run); "
-            "pass the id `mlops-nb runs` lists."
-        )
+    run = _pipeline_run(client, run_id)
     spec = load_spec(run.data.tags[tracking.Tag.spec])
     params = {k: spec.params[k].parse(v) if v != "" else "" for k, v in run.data.params.items() if k in spec.params}
-    steps = tracking.step_runs(
-        client, run, producers=True
-    )  # a cached step's results live in the run that produced them
+    steps = tracking.step_runs(client, run, producers=True)  # a cached step's results live in the run that made them
     checks = _checks(run, spec, params, steps, settings)
     left_out = [s.name for s in spec.steps if s.registry]
+    # the model it was about (e.g. named after its data file); registering or moving an alias fails instead
+    model_name = run.data.tags.get(tracking.Tag.model_name, settings.model_name)
     rerun = run_pipeline(
         spec,
         params,
-        # the model it was about (e.g. named after its data file); registering or moving an alias fails instead
-        replace(
-            settings, registry="read-only", model_name=run.data.tags.get(tracking.Tag.model_name, settings.model_name)
-        ),
+        replace(settings, registry="read-only", model_name=model_name),
         report,
         replace(options or RunOptions(), cache=False, force=(), leave_out=tuple(left_out)),
         tags={tracking.Tag.reproduces: run_id},
@@ -104,16 +127,8 @@ def reproduce(
     rep = Reproduction(run_id, rerun, checks, left_out=left_out)
     new = tracking.step_runs(client, client.get_run(rerun.run_id), producers=True)
     if "ingest" in steps and "ingest" in new:
-        old_v, new_v = (
-            steps["ingest"].data.params.get("data_version", ""),
-            new["ingest"].data.params.get("data_version", ""),
-        )
+        old_v, new_v = _data_version(steps), _data_version(new)
         rep.checks.append(("data version", old_v == new_v, f"recorded {old_v[:12]}, re-run {new_v[:12]}"))
-    for name, old in ((n, r) for n, r in steps.items() if n not in left_out):
-        a, b = _results(old.data.metrics), _results(new[name].data.metrics) if name in new else {}
-        for k in sorted(a.keys() | b.keys()):
-            rep.compared += 1
-            x, y = a.get(k, math.nan), b.get(k, math.nan)
-            if not (x == y or math.isclose(x, y, rel_tol=rel_tol, abs_tol=0.0)):
-                rep.differences.append((name, k, x, y))
+    original = {n: r.data.metrics for n, r in steps.items() if n not in left_out}
+    rep.compared, rep.differences = compare_metrics(original, {n: r.data.metrics for n, r in new.items()}, rel_tol)
     return rep

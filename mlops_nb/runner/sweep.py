@@ -81,7 +81,31 @@ def rank(
 
     return sorted(members, key=order)
 
-# %% ../../notebooks/runner/10_sweep.ipynb #370c0e4a
+# %% ../../notebooks/runner/10_sweep.ipynb #c3fbd045
+def _members(spec: PipelineSpec, params: dict, grid: list[dict], settings: Settings, report, options, sweep: str):
+    "Run every member of `grid` under the sweep run `sweep`, `options.n_workers` at a time, on one executor."
+    with ExitStack() as stack:
+        execute = executor_for(options, settings, stack, [s.notebook for s in spec.steps])  # one zygote or cluster
+
+        def member(values):
+            tags = {tracking.Tag.sweep: sweep, tracking.Tag.member: json.dumps(values)}
+            one = replace(options, workers=1)
+            run = run_pipeline(
+                spec, {**params, **values}, settings, report, one, parent_of=sweep, tags=tags, execute=execute
+            )
+            return values, run
+
+        pool = ThreadPoolExecutor(max_workers=min(options.n_workers, len(grid)), thread_name_prefix="member")
+        try:
+            members = list(pool.map(member, grid))
+        except BaseException:  # an interrupt reaches this thread only: stop the members' kernels so their threads end
+            pool.shutdown(wait=False, cancel_futures=True)
+            kill_live_kernels()
+            raise
+        pool.shutdown()
+    return members
+
+# %% ../../notebooks/runner/10_sweep.ipynb #15ef2899
 def run_sweep(
     spec: PipelineSpec,  # the pipeline spec (`load_spec`)
     params: dict,  # parameter values by name
@@ -93,42 +117,12 @@ def run_sweep(
     "Run `spec` once per grid member (on top of `params`), nested under one sweep run; rank the members."
     options, started = options or RunOptions(), time.time()
     client = tracking.connect(settings)
-    exp_id = tracking.ensure_experiment(client, settings)
-    sweep = tracking.start_run(
-        client,
-        exp_id,
-        f"{spec.name} sweep",
-        {**pipeline_tags(spec, settings), tracking.Tag.kind: "sweep", tracking.Tag.grid: json.dumps(grid)},
-    )
+    tags = {**pipeline_tags(spec, settings), tracking.Tag.kind: "sweep", tracking.Tag.grid: json.dumps(grid)}
+    sweep = tracking.start_run(client, tracking.ensure_experiment(client, settings), f"{spec.name} sweep", tags)
     tracking.log_values(client, sweep, params={**params, "sweep": grid})
     members, status = [], "FAILED"
     try:
-        with ExitStack() as stack:
-            # one zygote or cluster for every member
-            execute = executor_for(options, settings, stack, [s.notebook for s in spec.steps])
-            member = lambda values: (
-                values,
-                run_pipeline(
-                    spec,
-                    {**params, **values},
-                    settings,
-                    report,
-                    replace(options, workers=1),
-                    parent_of=sweep,
-                    tags={tracking.Tag.sweep: sweep, tracking.Tag.member: json.dumps(values)},
-                    execute=execute,
-                ),
-            )
-            pool = ThreadPoolExecutor(max_workers=min(options.n_workers, len(grid)), thread_name_prefix="member")
-            try:
-                members = list(pool.map(member, grid))
-            except (
-                BaseException
-            ):  # an interrupt reaches this thread only: stop the members' kernels so their threads end
-                pool.shutdown(wait=False, cancel_futures=True)
-                kill_live_kernels()
-                raise
-            pool.shutdown()
+        members = _members(spec, params, grid, settings, report, options, sweep)
         status = "FINISHED" if all(r.status == "FINISHED" for _, r in members) else "FAILED"
     finally:
         result = SweepResult(sweep, spec.name, rank(members), None, time.time() - started)

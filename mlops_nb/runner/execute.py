@@ -23,7 +23,36 @@ def _no_slow_optional_imports() -> None:
 
     sys.modules.setdefault("rfc3987_syntax", None)
 
-# %% ../../notebooks/runner/08_execute.ipynb #be29f72e
+# %% ../../notebooks/runner/08_execute.ipynb #e49964f5
+def _papermill(notebook, output, parameters: dict, manager, step_env: dict | None) -> None:
+    import papermill as pm
+
+    pm.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters=parameters,
+        cwd=str(Path(notebook).parent),
+        kernel_name="python3",
+        language="python",  # a notebook written by a tool may name no language; its parameters are Python
+        progress_bar=False,
+        log_output=False,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        kernel_manager_class=_manager(manager, step_env),
+        shutdown_kernel="immediate",
+    )
+
+
+def _kernel_died(e: Exception, started: bool) -> StepError:
+    where = "while running the notebook" if started else "before running anything"
+    return StepError(
+        -1,
+        "",
+        type(e).__name__,
+        f"{e}: the kernel stopped {where}. Re-run the pipeline (finished steps are cached); if it happens again, "
+        "pass --cold.",
+    )
+
+# %% ../../notebooks/runner/08_execute.ipynb #89ab9306
 def execute_notebook(
     notebook: Path | str,  # the step notebook
     output: Path | str,  # where the executed notebook goes
@@ -35,41 +64,22 @@ def execute_notebook(
     "Run `notebook` headless with `parameters` into `output`; the error if a cell failed or the kernel died."
     _no_slow_optional_imports()
     import papermill as pm
+    from mlops_nb.runner.kernels import STOPPING
 
     if env:
         os.environ.update(env)  # on a Dask worker: the settings of the pipeline that sent the task
     for attempt in (1, 2):
         manager = "ForkedKernelManager" if warm and attempt == 1 else "TrackedKernelManager"
         try:
-            pm.execute_notebook(
-                str(notebook),
-                str(output),
-                parameters=parameters,
-                cwd=str(Path(notebook).parent),
-                kernel_name="python3",
-                language="python",  # a notebook written by a tool may name no language; its parameters are Python
-                progress_bar=False,
-                log_output=False,
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                kernel_manager_class=_manager(manager, step_env),
-                shutdown_kernel="immediate",
-            )
+            _papermill(notebook, output, parameters, manager, step_env)
             return None
         except pm.PapermillExecutionError as e:
             return StepError(e.cell_index, e.source, e.ename, e.evalue, failing_line(e.traceback))
         except Exception as e:  # the kernel died or never answered: not the notebook's fault
-            from mlops_nb.runner.kernels import STOPPING
-
             started = _cells_ran(output)
             if attempt == 1 and not started and not STOPPING.is_set():
                 continue  # nothing ran yet: one more try, in a fresh cold kernel (unless the run was interrupted)
-            return StepError(
-                -1,
-                "",
-                type(e).__name__,
-                f"{e}: the kernel stopped {'while running the notebook' if started else 'before running anything'}. "
-                "Re-run the pipeline (finished steps are cached); if it happens again, pass --cold.",
-            )
+            return _kernel_died(e, started)
 
 # %% ../../notebooks/runner/08_execute.ipynb #e62755e3
 def _manager(name: str, step_env: dict | None):
@@ -99,7 +109,49 @@ def failing_line(
     hits = [re.search(r"Cell In\[\d+\], line (\d+)", re.sub(r"\x1b\[[0-9;]*m", "", t)) for t in traceback]
     return int(next(h for h in hits if h).group(1)) if any(hits) else None
 
-# %% ../../notebooks/runner/08_execute.ipynb #512cd91c
+# %% ../../notebooks/runner/08_execute.ipynb #d8d0a664
+def _dask_executor(options: RunOptions, settings: Settings, stack: ExitStack):
+    "Run each notebook on a worker of `options.scheduler`, or of a LocalCluster on this machine."
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("--executor dask needs dask.distributed: pip install 'mlops-nb[dask]'.") from None
+    if options.scheduler:
+        client = stack.enter_context(Client(options.scheduler))
+    else:
+        cluster = LocalCluster(
+            n_workers=options.n_workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+        )
+        client = stack.enter_context(Client(stack.enter_context(cluster)))
+    env = settings.as_env()
+
+    def execute(nb, out, params, step_env=None):
+        return client.submit(execute_notebook, nb, out, params, False, env, step_env, pure=False).result()
+
+    return execute
+
+# %% ../../notebooks/runner/08_execute.ipynb #6a97f477
+def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list):
+    "Fork each notebook's kernel from a zygote that preloads what the notebooks import."
+    from mlops_nb.runner.kernels import PRELOAD, PRELOAD_LATER, Zygote, preload_plan
+
+    first, later = preload_plan(notebooks) if notebooks else (PRELOAD, PRELOAD_LATER)
+    zygote = stack.enter_context(Zygote(first, later))
+    os.environ["MLOPS_NB_ZYGOTE"] = zygote.path
+    stack.callback(os.environ.pop, "MLOPS_NB_ZYGOTE", None)
+    ready = threading.Event()
+
+    def execute(nb, out, params, step_env=None):
+        if not ready.is_set():
+            zygote.wait_ready()
+            ready.set()
+        return execute_notebook(nb, out, params, warm=True, step_env=step_env)
+
+    if settings.is_local_store and "mlflow" in first:  # kernels that record: MLflow's store, built once
+        execute.store_ready = lambda: zygote.open_stores([settings.tracking])
+    return execute
+
+# %% ../../notebooks/runner/08_execute.ipynb #0a92c7a8
 def executor_for(
     options: RunOptions,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
@@ -111,43 +163,7 @@ def executor_for(
 
     STOPPING.clear()  # a new run: kernels may start again (an interrupt of an earlier run in this process set it)
     if options.executor == "dask":
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise ConfigError("--executor dask needs dask.distributed: pip install 'mlops-nb[dask]'.") from None
-        if options.scheduler:
-            client = stack.enter_context(Client(options.scheduler))
-        else:
-            cluster = stack.enter_context(
-                LocalCluster(
-                    n_workers=options.n_workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    host="127.0.0.1",
-                )
-            )
-            client = stack.enter_context(Client(cluster))
-        env = settings.as_env()
-        return lambda nb, out, params, step_env=None: client.submit(
-            execute_notebook, nb, out, params, False, env, step_env, pure=False
-        ).result()
+        return _dask_executor(options, settings, stack)
     if options.warm:
-        from mlops_nb.runner.kernels import PRELOAD, PRELOAD_LATER, Zygote, preload_plan
-
-        first, later = preload_plan(notebooks) if notebooks else (PRELOAD, PRELOAD_LATER)
-        zygote = stack.enter_context(Zygote(first, later))
-        os.environ["MLOPS_NB_ZYGOTE"] = zygote.path
-        stack.callback(os.environ.pop, "MLOPS_NB_ZYGOTE", None)
-        ready = threading.Event()
-
-        def execute(nb, out, params, step_env=None):
-            if not ready.is_set():
-                zygote.wait_ready()
-                ready.set()
-            return execute_notebook(nb, out, params, warm=True, step_env=step_env)
-
-        if settings.is_local_store and "mlflow" in first:  # kernels that record: MLflow's store, built once
-            execute.store_ready = lambda: zygote.open_stores([settings.tracking])
-        return execute
+        return _warm_executor(settings, stack, notebooks)
     return lambda nb, out, params, step_env=None: execute_notebook(nb, out, params, step_env=step_env)

@@ -426,55 +426,54 @@ def all_cached(
         )
     return out
 
-# %% ../../notebooks/runner/09_pipeline.ipynb #8f5adafa
+# %% ../../notebooks/runner/09_pipeline.ipynb #14cf2e10
+def _cached_kid(s: StepResult, spec: PipelineSpec, params: dict, start: int, end: int) -> journal.RunRecord:
+    "The journal record of a step reused from the cache."
+    tags = {
+        tracking.Tag.kind: "step",
+        tracking.Tag.step: s.name,
+        tracking.Tag.cached: "true",
+        tracking.Tag.cached_from: s.cached_from,
+        tracking.Tag.cache_key: s.key,
+    }
+    return journal.RunRecord(s.name, tags, {k: params[k] for k in spec.step(s.name).params}, {}, "FINISHED", start, end)
+
+
 def _record_cached(spec, params, settings, steps: list[StepResult], started: float, tags=None) -> PipelineResult:
-    now = int(time.time() * 1000)
-    start = int(started * 1000)
-    result = PipelineResult(
-        spec.name,
-        "",
-        "",
-        steps[-1].out_dir.parent,
-        params,
-        steps,
-        "FINISHED",
-        time.time() - started,
-        recorded_later=True,
-        metric=primary(spec, settings)[0],
-        goal=primary(spec, settings)[1],
-    )
-    kids = [
-        journal.RunRecord(
-            s.name,
-            {
-                tracking.Tag.kind: "step",
-                tracking.Tag.step: s.name,
-                tracking.Tag.cached: "true",
-                tracking.Tag.cached_from: s.cached_from,
-                tracking.Tag.cache_key: s.key,
-            },
-            {k: params[k] for k in spec.step(s.name).params},
-            {},
-            "FINISHED",
-            start,
-            now,
-        )
-        for s in steps
-    ]
-    parent = journal.RunRecord(
-        spec.name,
-        {**pipeline_tags(spec, settings), **(tags or {}), tracking.Tag.cached: "all", **result_tags(result)},
-        params,
-        {**result.summary, "pipeline_seconds": result.seconds},
-        "FINISHED",
-        start,
-        now,
-    )
-    journal.write_journal(settings, parent, kids)
+    "Journal a run whose steps were all cached, and flush the journal into MLflow in the background."
+    start, end, (metric, goal) = int(started * 1000), int(time.time() * 1000), primary(spec, settings)
+    folder, seconds = steps[-1].out_dir.parent, time.time() - started
+    result = PipelineResult(spec.name, "", "", folder, params, steps, "FINISHED", seconds, True, metric, goal)
+    parent_tags = {**pipeline_tags(spec, settings), **(tags or {}), tracking.Tag.cached: "all", **result_tags(result)}
+    metrics = {**result.summary, "pipeline_seconds": result.seconds}
+    parent = journal.RunRecord(spec.name, parent_tags, params, metrics, "FINISHED", start, end)
+    journal.write_journal(settings, parent, [_cached_kid(s, spec, params, start, end) for s in steps])
     journal.flush_in_background(settings)
     return result
 
-# %% ../../notebooks/runner/09_pipeline.ipynb #e94db5ae
+# %% ../../notebooks/runner/09_pipeline.ipynb #30936129
+def _run_to_end(run: PipelineRun, started: float) -> PipelineResult:
+    "Run the steps; on an interrupt mark the run and its running steps KILLED; whatever happens, close the run."
+    try:
+        with exported(run.settings):
+            run.run_steps()
+        killed = any(s.status == "killed" for s in run.result.steps)  # a sweep's member, interrupted
+        run.result.status = "KILLED" if killed else "FAILED" if run.result.failed else "FINISHED"
+    except BaseException:
+        run.result.status = "KILLED"
+        for r in run.result.steps:
+            if r.status != "running":
+                continue
+            r.status = "killed"
+            if r.run_id:
+                tracking.finish_run(run.client, r.run_id, "KILLED")
+        raise
+    finally:
+        run.result.seconds = time.time() - started
+        _finish_parent(run.client, run.result)
+    return run.result
+
+# %% ../../notebooks/runner/09_pipeline.ipynb #5706cae4
 def run_pipeline(
     spec: PipelineSpec,  # the pipeline spec (`load_spec`)
     params: dict,  # parameter values by name
@@ -503,27 +502,11 @@ def run_pipeline(
         mark_stale_runs(client, settings)
         parent = _start_parent(client, exp_id, spec, params, settings, parent_of, tags)
         marker = _marker(settings, [parent] + ([parent_of] if parent_of else []))
-        run = PipelineRun(spec, params, settings, options, client, exp_id, parent, execute, report)
-        try:
-            with exported(settings):
-                run.run_steps()
-            killed = any(s.status == "killed" for s in run.result.steps)  # a sweep's member, interrupted
-            run.result.status = "KILLED" if killed else "FAILED" if run.result.failed else "FINISHED"
-        except BaseException:
-            run.result.status = "KILLED"
-            for r in run.result.steps:
-                if r.status != "running":
-                    continue
-                r.status = "killed"
-                if r.run_id:
-                    tracking.finish_run(client, r.run_id, "KILLED")
-            raise
-        finally:
-            run.result.seconds = time.time() - started
-            _finish_parent(client, run.result)
-            if parent_of is None:
-                marker.unlink(missing_ok=True)
-    return run.result
+        if parent_of is None:  # a sweep's member leaves the marker to the sweep
+            stack.callback(marker.unlink, missing_ok=True)
+        return _run_to_end(
+            PipelineRun(spec, params, settings, options, client, exp_id, parent, execute, report), started
+        )
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #3f318af5
 def raise_if_failed(

@@ -291,7 +291,38 @@ def content_hash(
                 h.update(block)
     return h.hexdigest()
 
-# %% ../../notebooks/ml/01_data.ipynb #33b444e1
+# %% ../../notebooks/ml/01_data.ipynb #52783631
+def _conditions(rng, n_rows: int, start: str) -> dict:
+    "When each part was made, on which line and shift, and what the sensors read."
+    ts = pd.Timestamp(start) + pd.to_timedelta(np.sort(rng.uniform(0, n_rows * 0.5, n_rows)), unit="min")
+    line = rng.choice(list("ABCD"), n_rows, p=[0.3, 0.3, 0.25, 0.15])
+    hour = ts.hour.to_numpy()
+    shift = np.where((hour >= 6) & (hour < 14), "day", np.where((hour >= 14) & (hour < 22), "late", "night"))
+    return {
+        "timestamp": ts.round("s"),
+        "line": line,
+        "shift": shift,
+        "temperature": rng.normal(65, 4, n_rows) + 3.0 * (line == "D"),
+        "vibration": rng.gamma(2.0, 1.2, n_rows),
+        "pressure": rng.normal(6.0, 0.4, n_rows),
+        "operator_certified": rng.random(n_rows) < 0.85,
+    }
+
+
+def _defects(rng, c: dict) -> np.ndarray:
+    "Whether each part is defective: more likely with vibration, heat, line D, nights, odd pressure."
+    z = (
+        -2.6
+        + 0.55 * (c["vibration"] - 2.4)
+        + 0.15 * (c["temperature"] - 65)
+        + 0.8 * (c["line"] == "D")
+        + 0.5 * (c["shift"] == "night")
+        - 0.7 * c["operator_certified"]
+        + 1.4 * (np.abs(c["pressure"] - 6.0) > 0.7)
+    )
+    return (rng.random(len(z)) < 1 / (1 + np.exp(-z))).astype(int)
+
+# %% ../../notebooks/ml/01_data.ipynb #43557b90
 def make_demo_data(
     n_rows: int = 5000,  # number of parts
     seed: int = 42,  # same seed, same table
@@ -300,42 +331,12 @@ def make_demo_data(
 ) -> pd.DataFrame:
     "Generate the assembly-line inspection table."
     rng = np.random.default_rng(seed)
-    ts = pd.Timestamp(start) + pd.to_timedelta(np.sort(rng.uniform(0, n_rows * 0.5, n_rows)), unit="min")
-    line = rng.choice(list("ABCD"), n_rows, p=[0.3, 0.3, 0.25, 0.15])
-    hour = ts.hour.to_numpy()
-    shift = np.where((hour >= 6) & (hour < 14), "day", np.where((hour >= 14) & (hour < 22), "late", "night"))
-    temperature = rng.normal(65, 4, n_rows) + 3.0 * (line == "D")
-    vibration = rng.gamma(2.0, 1.2, n_rows)
-    pressure = rng.normal(6.0, 0.4, n_rows)
-    certified = rng.random(n_rows) < 0.85
-    z = (
-        -2.6
-        + 0.55 * (vibration - 2.4)
-        + 0.15 * (temperature - 65)
-        + 0.8 * (line == "D")
-        + 0.5 * (shift == "night")
-        - 0.7 * certified
-        + 1.4 * (np.abs(pressure - 6.0) > 0.7)
-    )
-    defect = (rng.random(n_rows) < 1 / (1 + np.exp(-z))).astype(int)
+    c = _conditions(rng, n_rows, start)
+    defect = _defects(rng, c)
     brightness = rng.normal(140 - 50 * drift, 12, n_rows).clip(0, 255)
-    edge_score = (
-        0.3 + 0.9 * drift + 1.0 * defect * (brightness / 140) + rng.normal(0, 0.45, n_rows)
-    )  # shadows read as edges
-    df = pd.DataFrame(
-        {
-            "timestamp": ts.round("s"),
-            "line": line,
-            "shift": shift,
-            "temperature": temperature.round(2),
-            "vibration": vibration.round(3),
-            "pressure": pressure.round(3),
-            "operator_certified": certified,
-            "brightness": brightness.round(1),
-            "edge_score": edge_score.round(4),
-            "defect": defect,
-        }
-    )
+    shadows = 0.3 + 0.9 * drift + 1.0 * defect * (brightness / 140) + rng.normal(0, 0.45, n_rows)  # read as edges
+    df = pd.DataFrame(c).round({"temperature": 2, "vibration": 3, "pressure": 3})
+    df = df.assign(brightness=brightness.round(1), edge_score=shadows.round(4), defect=defect)
     for col, rate in (("vibration", 0.03), ("brightness", 0.01)):
         df.loc[rng.random(n_rows) < rate, col] = np.nan
     return df

@@ -155,7 +155,29 @@ def _fresh_folder(out: Path, marker: str) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file())):
         raise MlopsNbError(f"{out} exists and is not one mlops-nb wrote; give a new folder (nothing was changed).")
 
-# %% ../../notebooks/ops/03_bundle.ipynb #4aa39eb9
+# %% ../../notebooks/ops/03_bundle.ipynb #a0bd4fcd
+def _fill(stage: Path, client, meta: dict, intended_use: str) -> dict:
+    "Write the model, the library, requirements, settings and README into `stage`; check it loads; return its metadata."
+    import mlops_nb
+    from mlops_nb.serving.models import load_bundle
+
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one line of output, not a progress bar per file
+    download_model(client, meta["name"], meta["version"], stage / "model")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(mlops_nb.__file__).parent, stage / "mlops_nb", ignore=ignore)
+    (stage / "requirements.txt").write_text("\n".join(server_requirements(stage / "model")) + "\n")
+    (stage / BUNDLE_FILE).write_text(json.dumps(meta))
+    load_bundle(stage)  # it loads, from its own files only
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    meta = {**meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "mlops_nb": mlops_nb.__version__, "python": python}
+    (stage / "settings.ini").write_text(_settings_ini(meta, intended_use))
+    (stage / "README.md").write_text(_readme(meta))
+    files = sorted(p for p in stage.rglob("*") if p.is_file() and p != stage / BUNDLE_FILE)
+    meta["files"] = {str(p.relative_to(stage)): _sha256(p) for p in files}
+    (stage / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
+    return meta
+
+# %% ../../notebooks/ops/03_bundle.ipynb #1d5b9f13
 def make_bundle(
     out: Path | str,  # the folder to write (a .tar.gz of it is written beside it)
     model_uri: str,  # the registered model: models:/NAME/VERSION or models:/NAME@ALIAS
@@ -164,37 +186,13 @@ def make_bundle(
     archive: bool = True,  # also write OUT.tar.gz
 ) -> Bundle:
     "Write a self-contained bundle of the registered model `model_uri` into `out` (and `out`.tar.gz)."
-    import mlops_nb
-
     out = Path(out).resolve()
     _fresh_folder(out, BUNDLE_FILE)
     meta = model_source(client, model_uri)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # written aside, then moved in whole
     try:
-        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one line of output, not a progress bar per file
-        download_model(client, meta["name"], meta["version"], stage / "model")
-        shutil.copytree(
-            Path(mlops_nb.__file__).parent, stage / "mlops_nb", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
-        (stage / "requirements.txt").write_text("\n".join(server_requirements(stage / "model")) + "\n")
-        from mlops_nb.serving.models import load_bundle
-
-        (stage / BUNDLE_FILE).write_text(json.dumps(meta))
-        load_bundle(stage)  # it loads, from its own files only
-        meta |= {
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "mlops_nb": mlops_nb.__version__,
-            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        }
-        (stage / "settings.ini").write_text(_settings_ini(meta, getattr(settings, "intended_use", "") or ""))
-        (stage / "README.md").write_text(_readme(meta))
-        meta["files"] = {
-            str(p.relative_to(stage)): _sha256(p)
-            for p in sorted(stage.rglob("*"))
-            if p.is_file() and p != stage / BUNDLE_FILE
-        }
-        (stage / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
+        meta = _fill(stage, client, meta, getattr(settings, "intended_use", "") or "")
         if out.exists():
             shutil.rmtree(out)
         stage.rename(out)

@@ -238,7 +238,33 @@ def wait_logged(
 def _accuracy(pred, truth) -> float:
     return float((pd.Series(pred).to_numpy() == pd.Series(truth).to_numpy()).mean())
 
-# %% ../../notebooks/ops/02_loop.ipynb #25ac4867
+# %% ../../notebooks/ops/02_loop.ipynb #e5edbf8a
+def _stage(root: Path, url: str, settings, stage: str, drift: float, seed: int, n_traffic: int, options, say) -> tuple:
+    "Send one stage's traffic and labels, then run the monitor on it (retraining on drifted traffic); its figures."
+    v = _version(url)
+    data = _traffic(n_traffic, seed, drift)
+    accuracy = _accuracy(send_traffic(url, data.drop(columns="defect"), stage), data.defect)
+    fb = send_feedback(url, stage, data.defect)
+    say(
+        f"{stage} traffic: {n_traffic} requests answered by version {v}, accuracy {accuracy:.3f}; "
+        f"{fb['accepted']} labels came back"
+    )
+    wait_logged(settings.predictions, stage, n_traffic)  # the server writes its logs in the background
+    train = {"gate_metric": "accuracy"}  # the server answers with labels: judge them
+    loop = run_loop(
+        root, settings, {"window": n_traffic}, retrain_on_alert=stage == "drifted", options=options, train_params=train
+    )
+    say(f"monitor on the {stage} window: {loop.checks.outputs['verdict']}")
+    return loop, {f"{stage}_accuracy": accuracy, f"{stage}_alert": bool(loop.checks.outputs["alert"])}
+
+
+def _version(url: str) -> str:
+    "The version the server at `url` answers with."
+    import httpx
+
+    return httpx.get(f"{url}/version").json()["version"]
+
+# %% ../../notebooks/ops/02_loop.ipynb #e69851da
 def demo_loop(
     root: Path,  # the demo's project folder
     url: str,  # a scoring server serving that project's champion
@@ -249,50 +275,32 @@ def demo_loop(
     settings=None,  # the project's settings; default: load them from `root`
 ) -> dict:
     "Drive the loop against a server at `url` serving the champion of the project at `root`; return the figures."
-    import httpx, time
+    import time
     from mlops_nb.core.config import load_settings
 
     settings, figures = settings or load_settings(root), {}
-    v0 = httpx.get(f"{url}/version").json()["version"]
-    stages = [("normal", 0.0, 101), ("drifted", drift, 202)]
-    for stage, d, seed in stages:
-        data = _traffic(n_traffic, seed, d)
-        pred = send_traffic(url, data.drop(columns="defect"), stage)
-        fb = send_feedback(url, stage, data.defect)
-        figures[f"{stage}_accuracy"] = _accuracy(pred, data.defect)
-        say(
-            f"{stage} traffic: {n_traffic} requests answered by version {v0}, accuracy "
-            f"{figures[f'{stage}_accuracy']:.3f}; {fb['accepted']} labels came back"
-        )
-        wait_logged(settings.predictions, stage, n_traffic)  # the server writes its logs in the background
-        loop = run_loop(
-            root,
-            settings,
-            {"window": n_traffic},
-            retrain_on_alert=stage == "drifted",
-            options=options,
-            train_params={"gate_metric": "accuracy"},
-        )  # the server answers with labels: judge them
-        say(f"monitor on the {stage} window: {loop.checks.outputs['verdict']}")
-        figures[f"{stage}_alert"] = bool(loop.checks.outputs["alert"])
+    v0 = _version(url)
+    for stage, d, seed in [("normal", 0.0, 101), ("drifted", drift, 202)]:
+        loop, more = _stage(root, url, settings, stage, d, seed, n_traffic, options, say)
+        figures |= more
     if loop.train is None:
         raise MlopsNbError("the monitor raised no alert on drifted traffic, so nothing was retrained.")
+    gate, champion = (loop.gate["gate"], loop.gate["champion"]) if loop.gate else ("did not run", "?")
     say(
-        f"retrained: pipeline run {loop.train.run_id} ({loop.train.status}); gate "
-        f"{loop.gate['gate'] if loop.gate else 'did not run'}: "
-        f"champion is version {loop.gate['champion'] if loop.gate else '?'}"
+        f"retrained: pipeline run {loop.train.run_id} ({loop.train.status}); gate {gate}: "
+        f"champion is version {champion}"
     )
     figures["promoted"] = loop.promoted
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and httpx.get(f"{url}/version").json()["version"] == v0:
-        time.sleep(0.5)
-    figures["version_before"], figures["version_after"] = v0, httpx.get(f"{url}/version").json()["version"]
+    while time.monotonic() < deadline and _version(url) == v0:
+        time.sleep(0.5)  # the server looks for moved aliases every few seconds
+    figures["version_before"], figures["version_after"] = v0, _version(url)
     say(f"the server now answers with version {figures['version_after']} (was {v0})")
     data = _traffic(n_traffic, 303, drift)
     figures["recovered_accuracy"] = _accuracy(send_traffic(url, data.drop(columns="defect"), "after"), data.defect)
     say(
-        f"drifted traffic after the loop: accuracy {figures['recovered_accuracy']:.3f} (was "
-        f"{figures['drifted_accuracy']:.3f})"
+        f"drifted traffic after the loop: accuracy {figures['recovered_accuracy']:.3f} "
+        f"(was {figures['drifted_accuracy']:.3f})"
     )
     return figures
 

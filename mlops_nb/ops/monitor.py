@@ -142,7 +142,26 @@ def original_training_data(
         int(params.get("n_rows", 5000)), seed=int(params.get("seed", 42)), drift=float(params.get("drift", 0))
     )
 
-# %% ../../notebooks/ops/01_monitor.ipynb #6f300619
+# %% ../../notebooks/ops/01_monitor.ipynb #972eb364
+def _shares(ref, values: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray]:
+    "Bar labels, and the reference's and the window's counts per bar, for one column's reference `ref`."
+    if ref.kind in ("numeric", "text"):  # text: its length in words
+        from mlops_nb.ml.drift import words_of
+
+        v = words_of(values.dropna()).str.len() if ref.kind == "text" else pd.to_numeric(values, errors="coerce")
+        now = np.bincount(
+            np.searchsorted(ref.edges, v.dropna().to_numpy(float), side="right"), minlength=len(ref.edges) + 1
+        )
+        if not ref.edges:
+            return ["all"], np.asarray(ref.counts, float), now
+        inner = [f"{a:.3g}-{b:.3g}" for a, b in zip(ref.edges, ref.edges[1:])]
+        return [f"<{ref.edges[0]:.3g}", *inner, f">{ref.edges[-1]:.3g}"], np.asarray(ref.counts, float), now
+    counts = values.dropna().astype(str).value_counts()
+    labels = list(ref.categories) + [k for k in counts.index if k not in ref.categories][:10]
+    before = np.array([ref.categories.get(k, 0) for k in labels], float)
+    return labels, before, counts.reindex(labels, fill_value=0).to_numpy(float)
+
+# %% ../../notebooks/ops/01_monitor.ipynb #8a77791d
 def drift_plots(
     profile,  # the reference profile (`make_profile`)
     X: pd.DataFrame,  # the features, one row per example
@@ -159,25 +178,7 @@ def drift_plots(
     out.mkdir(parents=True, exist_ok=True)
     for c in columns:
         ref = profile.columns[c]
-        if ref.kind in ("numeric", "text"):  # text: its length in words
-            from mlops_nb.ml.drift import words_of
-
-            v = words_of(X[c].dropna()).str.len() if ref.kind == "text" else pd.to_numeric(X[c], errors="coerce")
-            v = v.dropna().to_numpy(float)
-            now = np.bincount(np.searchsorted(ref.edges, v, side="right"), minlength=len(ref.edges) + 1)
-            labels = (
-                [f"<{ref.edges[0]:.3g}"]
-                + [f"{a:.3g}-{b:.3g}" for a, b in zip(ref.edges, ref.edges[1:])]
-                + [f">{ref.edges[-1]:.3g}"]
-                if ref.edges
-                else ["all"]
-            )
-            before = np.asarray(ref.counts, float)
-        else:
-            counts = X[c].dropna().astype(str).value_counts()
-            labels = list(ref.categories) + [k for k in counts.index if k not in ref.categories][:10]
-            before = np.array([ref.categories.get(k, 0) for k in labels], float)
-            now = counts.reindex(labels, fill_value=0).to_numpy(float)
+        labels, before, now = _shares(ref, X[c])
         fig, ax = plt.subplots(figsize=(7, 3))
         x = np.arange(len(labels))
         ax.bar(x - 0.2, before / max(before.sum(), 1), 0.4, label="reference")

@@ -311,26 +311,12 @@ def show(run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-n
     for p in pages:
         c.print(p, soft_wrap=True)
 
-# %% ../../notebooks/cli/02_runs.ipynb #663d7b31
-@app.command(rich_help_panel="Pipelines and runs")
-def reproduce(
-    run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-nb runs`)"),
-    cold: bool = typer.Option(False, "--cold", help="start every kernel from scratch"),
-):
-    "Re-run a recorded pipeline run with its parameters, without the cache, and compare every metric."
+# %% ../../notebooks/cli/02_runs.ipynb #8febccb6
+def _print_reproduction(console, rep) -> None:
+    "What was left out, the checks, and the metrics that differ; raise `PipelineFailed` unless all match."
     from rich.table import Table
-    from mlops_nb.core.config import load_settings
     from mlops_nb.core.errors import PipelineFailed
-    from mlops_nb.runner.results import RunOptions
-    from mlops_nb.runner.reproduce import reproduce as redo
 
-    console = make_console()
-    console.print(f"reproducing pipeline run {run_id} (cache off)")
-    done = lambda r: (
-        r.status in ("done", "failed")
-        and console.print(f"  {r.name:<10} {r.status:<7} {r.seconds:5.1f}s", highlight=False)
-    )
-    rep = redo(run_id, load_settings(), report=done, options=RunOptions(warm=not cold))
     if rep.left_out:
         console.print(
             f"· not re-run: {', '.join(rep.left_out)} (they change the model registry; a reproduction leaves it as "
@@ -359,6 +345,26 @@ def reproduce(
         t.add_row(step, name, f"{a:.6g}", f"{b:.6g}", f"{b - a:+.3g}")
     console.print(t)
     raise PipelineFailed("the re-run's metrics differ from the recorded run's (see the table and the checks above).")
+
+# %% ../../notebooks/cli/02_runs.ipynb #663d7b31
+@app.command(rich_help_panel="Pipelines and runs")
+def reproduce(
+    run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-nb runs`)"),
+    cold: bool = typer.Option(False, "--cold", help="start every kernel from scratch"),
+):
+    "Re-run a recorded pipeline run with its parameters, without the cache, and compare every metric."
+    from mlops_nb.core.config import load_settings
+    from mlops_nb.runner.results import RunOptions
+    from mlops_nb.runner.reproduce import reproduce as redo
+
+    console = make_console()
+    console.print(f"reproducing pipeline run {run_id} (cache off)")
+    done = lambda r: (
+        r.status in ("done", "failed")
+        and console.print(f"  {r.name:<10} {r.status:<7} {r.seconds:5.1f}s", highlight=False)
+    )
+    rep = redo(run_id, load_settings(), report=done, options=RunOptions(warm=not cold))
+    _print_reproduction(console, rep)
 
 # %% ../../notebooks/cli/02_runs.ipynb #c291fb99
 @app.command(rich_help_panel="Pipelines and runs")

@@ -44,25 +44,15 @@ def serve(
     from mlops_nb.core.config import load_settings
     from mlops_nb.serving.server import ServeOptions, run_server
 
-    settings = load_settings()
+    settings, body = load_settings(), int(max_body_mb * 2**20)
     opts = ServeOptions(
-        model or "",
-        shadow,
-        ab_fraction,
-        not no_fallback,
-        reload_seconds,
-        max_batch,
-        max_wait_ms,
-        int(max_body_mb * 2**20),
-        not no_log,
+        model or "", shadow, ab_fraction, not no_fallback, reload_seconds, max_batch, max_wait_ms, body, not no_log
     )
     if max_batch < 1 or max_wait_ms < 0 or reload_seconds <= 0 or max_body_mb <= 0:
         raise MlopsNbError("--max-batch must be >= 1, --max-wait-ms >= 0, and --reload-seconds and --max-body-mb > 0.")
-    uri = model or f"models:/{settings.model_name}@champion"
-    make_console().print(
-        f"serving {uri} on http://{host}:{port} (POST /invocations; GET /ping /health /version /metrics); "
-        f"prediction log: {settings.predictions if not no_log else 'off'}. Ctrl-C stops."
-    )
+    uri, log = model or f"models:/{settings.model_name}@champion", settings.predictions if not no_log else "off"
+    endpoints = "POST /invocations; GET /ping /health /version /metrics"
+    make_console().print(f"serving {uri} on http://{host}:{port} ({endpoints}); prediction log: {log}. Ctrl-C stops.")
     run_server(settings, opts, host, port)
 
 # %% ../../notebooks/cli/04_serving.ipynb #3933b706

@@ -48,6 +48,23 @@ def _print_loop(console, out, retrain: bool) -> None:
         hint = "" if retrain else "; `mlops-nb monitor --retrain` retrains on the window's labels."
         raise PipelineFailed("thresholds crossed (see above)" + hint)
 
+# %% ../../notebooks/cli/05_monitor.ipynb #9251a45d
+def _run_monitor(root: Path, model: str, params: dict, retrain: bool, retraining: dict) -> None:
+    "Run the monitor (and retraining, if asked) with a line per step; print the outcome."
+    from mlops_nb.core.config import load_settings
+    from mlops_nb.core.errors import PipelineFailed
+    from mlops_nb.ops.loop import run_loop
+
+    console, settings = make_console(), load_settings(overrides={"model_name": model} if model else None)
+    try:
+        out = run_loop(root, settings, params, retrain, **retraining, report=report_step(console, ("done", "failed")))
+    except PipelineFailed as e:
+        from rich.markup import escape
+
+        make_console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        raise
+    _print_loop(console, out, retrain)
+
 # %% ../../notebooks/cli/05_monitor.ipynb #c7ff7aed
 @app.command(rich_help_panel="Monitoring")
 def monitor(
@@ -73,33 +90,20 @@ def monitor(
     ),
 ):
     "Check live traffic (or a file) for drift and degradation; exit 1 on an alert. With --retrain, close the loop."
-    from mlops_nb.core.config import find_root, load_settings
-    from mlops_nb.core.errors import PipelineFailed
-    from mlops_nb.ops.loop import run_loop
+    from mlops_nb.core.config import find_root
     from mlops_nb.runner.spec import parse_assignments
 
-    console, root = make_console(), _monitor_project(find_root())
+    root = _monitor_project(find_root())
     if data is not None and not data.is_file():
         raise MlopsNbError(f"data file {data} not found.")
     params = {"window": window, "since_minutes": since_minutes, "data": str(data.resolve()) if data else ""}
     params |= {"label_column": label_column, **parse_assignments(param)}
-    try:
-        out = run_loop(
-            root,
-            load_settings(overrides={"model_name": model} if model else None),
-            params,
-            retrain,
-            with_original,
-            parse_assignments(train_param),
-            min_labels=min_labels,
-            report=report_step(console, ("done", "failed")),
-        )
-    except PipelineFailed as e:
-        from rich.markup import escape
-
-        make_console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-        raise
-    _print_loop(console, out, retrain)
+    retraining = {
+        "with_original": with_original,
+        "train_params": parse_assignments(train_param),
+        "min_labels": min_labels,
+    }
+    _run_monitor(root, model, params, retrain, retraining)
 
 # %% ../../notebooks/cli/05_monitor.ipynb #d0162692
 @app.command(name="demo-loop", rich_help_panel="Monitoring")

@@ -34,38 +34,39 @@ class StepContext:
     interactive: bool = False
     client: object = field(default=None, repr=False)
 
-    @classmethod
-    def open(
-        cls,
-        step: str,  # this step's name in the pipeline spec
-        pipeline: str | None = None,  # the spec's name (its file's stem); default: the spec beside it that has `step`
-        out_dir: str = "",  # the runner's parameters, when the notebook declares them; else read from the environment
-        upstream: str = "",
-        mlflow_run_id: str = "",
-        params: dict | None = None,  # the notebook's parameter values, logged to an interactive run
-    ) -> "StepContext":
-        "The context of step `step`: from the runner's parameters, or set up for interactive work."
-        settings = load_settings()
-        client = tracking.connect(settings)
-        if not mlflow_run_id and os.environ.get("MLOPS_NB_OUT_DIR"):  # headless, the runner's values not declared
-            out_dir, upstream = os.environ["MLOPS_NB_OUT_DIR"], os.environ.get("MLOPS_NB_UPSTREAM", "{}")
-            mlflow_run_id = os.environ.get("MLFLOW_RUN_ID", "")
-        if mlflow_run_id:
-            ctx = cls(
-                step,
-                Path(out_dir),
-                {k: Path(v) for k, v in json.loads(upstream or "{}").items()},
-                mlflow_run_id,
-                settings,
-                False,
-                client,
-            )
-        else:
-            ctx = cls._interactive(step, pipeline, settings, client)
-        ctx.out_dir.mkdir(parents=True, exist_ok=True)
-        if ctx.interactive and params:
-            ctx.log(params=params)
-        return ctx
+# %% ../../notebooks/runner/02_step.ipynb #71fc1e90
+@patch(cls_method=True)
+def open(
+    cls: StepContext,
+    step: str,  # this step's name in the pipeline spec
+    pipeline: str | None = None,  # the spec's name (its file's stem); default: the spec beside it that has `step`
+    out_dir: str = "",  # the runner's parameters, when the notebook declares them; else read from the environment
+    upstream: str = "",
+    mlflow_run_id: str = "",
+    params: dict | None = None,  # the notebook's parameter values, logged to an interactive run
+) -> StepContext:
+    "The context of step `step`: from the runner's parameters, or set up for interactive work."
+    settings = load_settings()
+    client = tracking.connect(settings)
+    if not mlflow_run_id and os.environ.get("MLOPS_NB_OUT_DIR"):  # headless, the runner's values not declared
+        out_dir, upstream = os.environ["MLOPS_NB_OUT_DIR"], os.environ.get("MLOPS_NB_UPSTREAM", "{}")
+        mlflow_run_id = os.environ.get("MLFLOW_RUN_ID", "")
+    if mlflow_run_id:
+        ctx = cls(
+            step,
+            Path(out_dir),
+            {k: Path(v) for k, v in json.loads(upstream or "{}").items()},
+            mlflow_run_id,
+            settings,
+            False,
+            client,
+        )
+    else:
+        ctx = cls._interactive(step, pipeline, settings, client)
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    if ctx.interactive and params:
+        ctx.log(params=params)
+    return ctx
 
 # %% ../../notebooks/runner/02_step.ipynb #2723461b
 @patch(cls_method=True)

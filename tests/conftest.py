@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"  # screenshots and other files a reader of a test run looks at; kept by CI
 MLOPS_NB = str(Path(sys.executable).parent / "mlops-nb")
 
 

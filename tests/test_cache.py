@@ -57,7 +57,9 @@ def test_force_one_step_and_force_all(cached):
 
 def test_resaving_a_notebook_with_outputs_keeps_the_cache(cached):
     run = cached.pipeline_runs()[-1]
-    executed_nb = Path(run.data.tags["mlops_nb.run_dir"]) / "evaluate" / "evaluate.ipynb"
+    assert run.data.tags["mlops_nb.run_dir"] == f"runs/{run.info.run_id}"  # relative to the project, recorded once
+    assert run.data.tags["mlops_nb.root"] == str(cached.root.resolve())
+    executed_nb = cached.root / run.data.tags["mlops_nb.run_dir"] / "evaluate" / "evaluate.ipynb"
     assert any(c.get("outputs") for c in json.loads(executed_nb.read_text())["cells"])
     original = cached.root / "pipelines" / "evaluate.ipynb"
     saved = original.read_text()

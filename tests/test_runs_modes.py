@@ -33,12 +33,12 @@ def test_warm_and_cold_kernels_give_identical_notebooks_and_results(tmp_path):
         project = make_project(tmp_path / mode)
         project.run("run", first_steps(project, 4), "-p", "n_rows=1500", *(["--cold"] if mode == "cold" else []), check=True)
         runs[mode] = (project, project.pipeline_runs()[-1])
-    (_, rw), (_, rc) = runs["warm"], runs["cold"]
+    (pw, rw), (pc, rc) = runs["warm"], runs["cold"]
     assert {k: v for k, v in rw.data.metrics.items() if not k.endswith("seconds")} == \
            {k: v for k, v in rc.data.metrics.items() if not k.endswith("seconds")}
     for step in ("ingest", "validate", "train", "evaluate"):
-        a = Path(rw.data.tags["mlops_nb.run_dir"]) / step / f"{step}.ipynb"
-        b = Path(rc.data.tags["mlops_nb.run_dir"]) / step / f"{step}.ipynb"
+        a = pw.root / rw.data.tags["mlops_nb.run_dir"] / step / f"{step}.ipynb"
+        b = pc.root / rc.data.tags["mlops_nb.run_dir"] / step / f"{step}.ipynb"
         assert texts(a) == texts(b), step
 
 

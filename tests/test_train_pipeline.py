@@ -98,21 +98,47 @@ def test_runs_and_show_list_what_was_recorded(trained):
     assert missing.returncode == 2 and "no run 000" in missing.stderr
 
 
-def test_ui_serves_the_project_store_on_localhost(trained):
-    import os, signal, urllib.request
-    from conftest import MLOPS_NB, free_port, wait_until_up
+def test_ui_opens_on_the_training_runs_table_and_the_run_reads_like_the_summary(trained, browser, tmp_path):
+    """`mlops-nb ui` on 127.0.0.1 only, its address the model-training runs table; the pipeline run's page has the
+    summary as its description and the registered version under registered models. Screenshots: test-artifacts/."""
+    import os, re, signal, urllib.request
+    from conftest import ARTIFACTS, MLOPS_NB, free_port, wait_for_url
     project, run_id = trained
-    port = free_port()
-    env = clean_env()
-    ui = subprocess.Popen([MLOPS_NB, "ui", "--port", str(port)], cwd=project.root, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, start_new_session=True)
+    port, log = free_port(), tmp_path / "ui.log"
+    with open(log, "w") as out:
+        ui = subprocess.Popen([MLOPS_NB, "ui", "--port", str(port)], cwd=project.root, env=clean_env(), stdout=out,
+                              stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_up(url, 180, ui)
+        wait_for_url(url, 180, ui)
         req = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/get?run_id={run_id}")
         body = json.loads(urllib.request.urlopen(req, timeout=10).read())
         assert body["run"]["info"]["status"] == "FINISHED"
         listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
         assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
+        runs_table = re.search(rf"{url}/(#\S+)", log.read_text()).group(0)  # the address `mlops-nb ui` printed
+        assert runs_table.endswith("/runs?workflowType=machine_learning"), runs_table
+
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(runs_table)
+        page.get_by_role("link", name="train", exact=True).first.wait_for(timeout=120_000)  # the pipeline run's row
+        assert page.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"machine_learning"'  # the switch
+        assert page.get_by_text("Model registry").first.is_visible()  # the training view's sidebar ...
+        assert page.get_by_text("Evaluation runs").count() == 0 and page.get_by_text("Token usage").count() == 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-ui-runs.png"), full_page=True)
+
+        page.get_by_role("link", name="train", exact=True).first.click()  # a click drops the address's view ...
+        page.get_by_text("Registered models").first.wait_for(timeout=120_000)
+        assert page.get_by_text("Evaluation runs").count() == 0  # ... and the run still opens in the training view
+        description = page.get_by_text("Primary metric:").first
+        description.wait_for(timeout=60_000)
+        assert re.search(r"train: FINISHED in [\d.]+ s\. Primary metric: roc_auc = 0\.\d+", description.inner_text())
+        version = page.get_by_role("link", name="assembly-defect version 1")
+        assert version.get_attribute("href").startswith("#/models/assembly-defect/versions/1")
+        assert page.get_by_role("link", name="evaluate.html").count() == 1  # each step's executed notebook
+        description.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "mlflow-ui-pipeline-run.png"))
+        page.close()
     finally:
         os.killpg(ui.pid, signal.SIGTERM); ui.wait(30)

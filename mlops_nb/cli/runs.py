@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 import typer
 from ..core.errors import MlopsNbError
-from ..track.client import Tag
+from ..track.client import Tag, ui_page
 from .base import app, make_console, reading_client, format_time, format_duration, report_step
 
 # %% auto #0
@@ -59,14 +59,6 @@ class StepProgress:
                 f"{icon} {r.name:<12} {r.status:<8}" + (f" {r.seconds:6.1f}s" if r.status != "running" else "")
             )
 
-# %% ../../notebooks/cli/02_runs.ipynb #26f2d2c8
-def _figures(outputs: dict) -> str:
-    "The few numbers of a step worth a glance."
-    values = outputs.get("summary") or {
-        k: v for k, v in outputs.items() if isinstance(v, (int, float, str)) and len(str(v)) < 40
-    }
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-
 # %% ../../notebooks/cli/02_runs.ipynb #5d6545a5
 def print_summary(
     console,  # a rich Console
@@ -75,6 +67,7 @@ def print_summary(
 ) -> None:
     "The table printed after a pipeline run, and where to look next."
     from rich.table import Table
+    from mlops_nb.runner.results import step_figures
 
     table = Table(title=f"pipeline '{result.pipeline}' {result.status} in {result.seconds:.1f}s", title_justify="left")
     for col in ("step", "status", "time", "memory", "figures", "MLflow run"):
@@ -82,7 +75,7 @@ def print_summary(
     for s in result.steps:
         run = f"↺ from {s.cached_from[:12]}" if s.status == "cached" else s.run_id[:12]
         memory = f"{s.peak_memory_mb:,.0f} MB" if s.peak_memory_mb else ""  # the kernel's peak resident memory
-        table.add_row(s.name, s.status, f"{s.seconds:.1f}s" if s.seconds else "", memory, _figures(s.outputs), run)
+        table.add_row(s.name, s.status, f"{s.seconds:.1f}s" if s.seconds else "", memory, step_figures(s.outputs), run)
     console.print(table)
     if result.recorded_later:
         console.print(
@@ -103,13 +96,13 @@ def print_summary(
         for r in gate["reasons"]:
             console.print(f"  {r}", highlight=False)
     console.print(f"pipeline run {result.run_id}; executed notebooks in {result.run_dir}")
+    page = ui_page(result.experiment_id, result.run_id)
     where = (
-        "`make ui` (or `mlops-nb ui`), then "
-        f"http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.run_id}"
+        f"`mlops-nb ui`, then http://127.0.0.1:5000/{page}"
         if settings.is_local_store
-        else f"{settings.tracking}/#/experiments/{result.experiment_id}/runs/{result.run_id}"
+        else f"{settings.tracking}/{page}"
     )
-    console.print(f"look at it: {where}; or `mlops-nb show {result.run_id}`")
+    console.print(f"look at it: {where}; or `mlops-nb show {result.run_id}`", soft_wrap=True)
 
 # %% ../../notebooks/cli/02_runs.ipynb #892eedc9
 def print_failure(
@@ -274,7 +267,7 @@ def runs(
 def show(run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-nb runs`)")):
     "Show one pipeline run: parameters, metrics, steps and where their executed notebooks are."
     from rich.table import Table
-    from mlops_nb.track.client import get_run, step_runs
+    from mlops_nb.track.client import get_run, recorded_path, step_runs
 
     client, settings = reading_client()
     r = get_run(client, run_id)
@@ -299,7 +292,7 @@ def show(run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-n
     t = Table(title="steps", title_justify="left")
     for col in ("step", "status", "duration", "run id"):
         t.add_column(col)
-    run_dir, pages = Path(tags.get(Tag.run_dir, "")), []
+    run_dir, pages = recorded_path(tags.get(Tag.run_dir, ""), settings.root), []
     for s in steps:
         name = s.data.tags.get(Tag.step, s.info.run_name)
         nb = Path(s.data.tags.get(Tag.notebook, name + ".ipynb")).stem
@@ -379,10 +372,14 @@ def ui(
     s = load_settings()
     if not s.is_local_store:
         raise MlopsNbError(f"the tracking URI is a server ({s.tracking}); open it in a browser instead.")
-    from mlops_nb.track.client import ensure_store
+    from mlops_nb.track.client import connect, ensure_experiment
 
-    ensure_store(s.tracking)  # made whole (or refused) here: the UI would build a missing one in place
-    make_console().print(f"MLflow UI for {s.tracking} on http://{host}:{port} (Ctrl-C stops it)")
+    exp = ensure_experiment(connect(s), s)  # the store made whole (or refused) here: the UI would build one in place
+    make_console().print(
+        f"MLflow UI for {s.tracking}: the runs of experiment '{s.experiment}' are at "
+        f"http://{host}:{port}/{ui_page(exp)} (Ctrl-C stops it)",
+        soft_wrap=True,
+    )
     os.execvp(
         sys.executable,
         [
@@ -390,6 +387,8 @@ def ui(
             "-m",
             "mlflow",
             "ui",
+            "--app-name",
+            "mlops-nb",  # MLflow's server, its UI opening on the model-training view (`track.ui`)
             "--backend-store-uri",
             s.tracking,
             "--default-artifact-root",

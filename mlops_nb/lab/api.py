@@ -79,7 +79,7 @@ def ui_url(
     base = settings.tracking if not settings.is_local_store else "http://127.0.0.1:5000"
     if not experiment_id:
         experiment_id = tracking.connect(settings).get_run(run_id).info.experiment_id
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base.rstrip('/')}/{tracking.ui_page(experiment_id, run_id)}"
 
 # %% ../../notebooks/lab/01_api.ipynb #bfbc1291
 def run(

@@ -13,7 +13,7 @@ from ..core.config import Settings, load_settings
 from ..core.values import JsonValue
 
 # %% auto #0
-__all__ = ['RunRecord', 'journal_dir', 'write_journal', 'flush_journals', 'flush_in_background']
+__all__ = ['EXPERIMENT', 'RunRecord', 'journal_dir', 'write_journal', 'flush_journals', 'flush_in_background']
 
 # %% ../../notebooks/runner/04_journal.ipynb #ea39f60b
 @dataclass
@@ -50,13 +50,15 @@ def write_journal(
     return path
 
 # %% ../../notebooks/runner/04_journal.ipynb #65d113d2
+EXPERIMENT = "{experiment_id}"  # in a journal's tags: the experiment's id, filled in when it is recorded
+
+
 def _record(client, exp_id: str, r: dict, parent_id: str | None = None) -> str:
     from mlops_nb.track import client as tracking
 
     tags = {**r["tags"], **({"mlflow.parentRunId": parent_id} if parent_id else {})}
-    run = client.create_run(
-        exp_id, start_time=r["start_ms"], tags={k: str(v) for k, v in tags.items()}, run_name=r["name"]
-    )
+    tags = {k: str(v).replace(EXPERIMENT, exp_id) for k, v in tags.items()}
+    run = client.create_run(exp_id, start_time=r["start_ms"], tags=tags, run_name=r["name"])
     tracking.log_values(client, run.info.run_id, r["params"], r["metrics"])
     client.set_terminated(run.info.run_id, r["status"], end_time=r["end_ms"])
     return run.info.run_id

@@ -26,7 +26,7 @@ from ..core.config import Settings, exported
 from ..core.errors import PipelineFailed
 from .spec import PipelineSpec, Step
 from .step import OUTPUTS
-from .results import PipelineResult, RunOptions, StepError, StepResult, check_options
+from .results import PipelineResult, RunOptions, StepError, StepResult, check_options, run_note
 from .execute import executor_for
 from . import journal
 from ..track import client as tracking
@@ -107,7 +107,7 @@ def _start_step(self: PipelineRun, step: Step, r: StepResult, tags: dict) -> Non
     tags = {
         tracking.Tag.kind: "step",
         tracking.Tag.step: step.name,
-        tracking.Tag.notebook: str(step.notebook),
+        tracking.Tag.notebook: tracking.relative_path(step.notebook, self.settings.root),
         tracking.Tag.cache_key: r.key,
         **tags,
     }
@@ -343,8 +343,9 @@ def pipeline_tags(
     return {
         tracking.Tag.kind: "pipeline",
         tracking.Tag.pipeline: spec.name,
-        tracking.Tag.spec: str(spec.path),
-        "mlflow.source.name": str(spec.path),
+        tracking.Tag.root: str(settings.root),
+        tracking.Tag.spec: tracking.relative_path(spec.path, settings.root),
+        "mlflow.source.name": tracking.relative_path(spec.path, settings.root),
         "mlflow.source.type": "PROJECT",
         tracking.Tag.library: library_fingerprint(),
         tracking.Tag.model_name: settings.model_name,
@@ -358,15 +359,16 @@ def _start_parent(client, exp_id, spec, params, settings, parent_of=None, tags=N
     run_id = tracking.start_run(client, exp_id, spec.name, {**pipeline_tags(spec, settings), **(tags or {})}, parent_of)
     tracking.log_values(client, run_id, params=params)
     client.log_text(run_id, tracking.installed_packages(settings.runs / ".cache"), "environment/requirements.txt")
-    client.set_tag(run_id, tracking.Tag.run_dir, str(settings.runs / run_id))
+    client.set_tag(run_id, tracking.Tag.run_dir, tracking.relative_path(settings.runs / run_id, settings.root))
     return run_id
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #1926a394
 def result_tags(
     result: PipelineResult,  # a pipeline run's `PipelineResult`
 ) -> dict:
-    "The tags that summarise a finished pipeline run: step statuses, the registered version, the failed step."
+    "A finished pipeline run's summary tags: step statuses, registered version, failed step, description (`run_note`)."
     tags = {tracking.Tag.steps: ",".join(f"{s.name}:{s.status}" for s in result.steps)}
+    tags[tracking.Tag.note] = run_note(result)
     reg = next((s.outputs for s in result.steps if "model_uri" in s.outputs), None)
     if reg:
         tags[tracking.Tag.registered] = f"{reg['model_name']}:{reg['version']}"
@@ -443,13 +445,14 @@ def _record_cached(spec, params, settings, steps: list[StepResult], started: flo
     "Journal a run whose steps were all cached, and flush the journal into MLflow in the background."
     start, end, (metric, goal) = int(started * 1000), int(time.time() * 1000), primary(spec, settings)
     folder, seconds = steps[-1].out_dir.parent, time.time() - started
-    result = PipelineResult(spec.name, "", "", folder, params, steps, "FINISHED", seconds, True, metric, goal)
+    exp = journal.EXPERIMENT  # known when the journal is recorded
+    result = PipelineResult(spec.name, "", exp, folder, params, steps, "FINISHED", seconds, True, metric, goal)
     parent_tags = {**pipeline_tags(spec, settings), **(tags or {}), tracking.Tag.cached: "all", **result_tags(result)}
     metrics = {**result.summary, "pipeline_seconds": result.seconds}
     parent = journal.RunRecord(spec.name, parent_tags, params, metrics, "FINISHED", start, end)
     journal.write_journal(settings, parent, [_cached_kid(s, spec, params, start, end) for s in steps])
     journal.flush_in_background(settings)
-    return result
+    return replace(result, experiment_id="")
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #30936129
 def _run_to_end(run: PipelineRun, started: float) -> PipelineResult:

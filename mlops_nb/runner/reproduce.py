@@ -109,7 +109,7 @@ def reproduce(
     "Re-run pipeline run `run_id` with its parameters, cache off, and compare its metrics with the original's."
     client = tracking.connect(settings)
     run = _pipeline_run(client, run_id)
-    spec = load_spec(run.data.tags[tracking.Tag.spec])
+    spec = load_spec(tracking.recorded_path(run.data.tags[tracking.Tag.spec], settings.root))
     params = {k: spec.params[k].parse(v) if v != "" else "" for k, v in run.data.params.items() if k in spec.params}
     steps = tracking.step_runs(client, run, producers=True)  # a cached step's results live in the run that made them
     checks = _checks(run, spec, params, steps, settings)

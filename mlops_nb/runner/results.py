@@ -13,7 +13,8 @@ from ..core.errors import ConfigError
 from .spec import PipelineSpec
 
 # %% auto #0
-__all__ = ['EXECUTORS', 'StepError', 'StepResult', 'PipelineResult', 'RunOptions', 'check_options']
+__all__ = ['EXECUTORS', 'StepError', 'StepResult', 'PipelineResult', 'step_figures', 'primary_result', 'run_note', 'RunOptions',
+           'check_options']
 
 # %% ../../notebooks/runner/07_results.ipynb #082e5c14
 @dataclass
@@ -84,6 +85,64 @@ class PipelineResult:
             + ", ".join(f"{s.name}:{s.status}" for s in self.steps)
             + ")"
         )
+
+# %% ../../notebooks/runner/07_results.ipynb #f89c9c92
+def step_figures(
+    outputs: dict,  # what a step handed on
+) -> str:
+    "The few numbers of a step worth a glance: its summary, else its short values."
+    values = outputs.get("summary") or {
+        k: v for k, v in outputs.items() if isinstance(v, (int, float, str)) and len(str(v)) < 40
+    }
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def primary_result(
+    result: PipelineResult,  # a pipeline run's `PipelineResult`
+) -> tuple[str, float, str] | None:
+    "(name, value, max or min) of the run's primary metric: the spec's, else the one its evaluate step reports."
+    from mlops_nb.ml.metrics import higher_is_better
+
+    if result.metric and result.metric in result.summary:  # the spec declares it
+        return result.metric, float(result.summary[result.metric]), result.goal
+    ev = next((s.outputs for s in result.steps if "primary_metric" in s.outputs), None)
+    if not ev:
+        return None
+    name = ev["primary_metric"]
+    return name, float(ev["metrics"].get(name, float("nan"))), "max" if higher_is_better(name) else "min"
+
+# %% ../../notebooks/runner/07_results.ipynb #9b845c77
+def _step_line(s: StepResult, experiment_id: str) -> str:
+    from mlops_nb.track.client import ui_page
+
+    source = s.cached_from or s.run_id  # a cached step's notebook is in the run that computed it
+    name = Path(s.notebook).name if s.notebook else f"{s.name}.ipynb"
+    page = (
+        f"[{Path(name).stem}.html]({ui_page(experiment_id, source, f'notebook/{Path(name).stem}.html')})"
+        if source
+        else ""
+    )
+    seconds = f"{s.seconds:.1f} s" if s.seconds else ""
+    return f"| {s.name} | {s.status} | {seconds} | {step_figures(s.outputs).replace('|', '/')} | {page} |"
+
+
+def run_note(
+    result: PipelineResult,  # a pipeline run's `PipelineResult`
+) -> str:
+    "The run's description for MLflow's UI (Markdown): steps, primary metric, registered version, gate, notebooks."
+    from mlops_nb.track.client import version_page
+
+    md = [f"**{result.pipeline}**: {result.status} in {result.seconds:.1f} s."]
+    if p := primary_result(result):
+        md[0] += f" Primary metric: **{p[0]} = {p[1]:.4g}** ({'higher' if p[2] == 'max' else 'lower'} is better)."
+    if reg := next((s.outputs for s in result.steps if "model_uri" in s.outputs), None):
+        link = f"[{reg['model_name']} version {reg['version']}]({version_page(reg['model_name'], reg['version'])})"
+        md.append(f"Registered {link} ({', '.join(reg.get('aliases', []))}).")
+    if gate := next((s.outputs for s in result.steps if "gate" in s.outputs), None):
+        md.append(f"Gate **{gate['gate']}**: the champion is version {gate['champion'] or '(none)'}.")
+    rows = [_step_line(s, result.experiment_id) for s in result.steps]
+    table = ["| step | status | time | figures | executed notebook |", "|---|---|---|---|---|", *rows]
+    return "\n\n".join(md) + "\n\n" + "\n".join(table) + "\n"
 
 # %% ../../notebooks/runner/07_results.ipynb #690cdc9f
 EXECUTORS = ("local", "dask")

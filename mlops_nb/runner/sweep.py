@@ -15,9 +15,8 @@ from ..core.errors import ParameterError
 from .kernels import kill_live_kernels
 from .execute import executor_for
 from .pipeline import pipeline_tags, run_pipeline
-from .results import PipelineResult, RunOptions
+from .results import RunOptions, primary_result
 from .spec import PipelineSpec
-from ..ml.metrics import higher_is_better
 from ..track import client as tracking
 
 # %% auto #0
@@ -57,24 +56,13 @@ class SweepResult:
         return self.members[0] if self.members and self.members[0][1].status == "FINISHED" else None
 
 
-def _primary(result: PipelineResult) -> tuple[str, float, str] | None:
-    if result.metric and result.metric in result.summary:  # the spec declares it
-        return result.metric, float(result.summary[result.metric]), result.goal
-    ev = next((s.outputs for s in result.steps if "primary_metric" in s.outputs), None)
-    if not ev:
-        return None
-    name = ev["primary_metric"]
-    direction = "max" if higher_is_better(name) else "min"
-    return name, float(ev["metrics"].get(name, float("nan"))), direction
-
-
 def rank(
     members: list,  # (values, PipelineResult) of each member
 ) -> list:
     "Finished members by primary metric (best first), then the others."
 
     def order(m):
-        p = _primary(m[1]) if m[1].status == "FINISHED" else None
+        p = primary_result(m[1]) if m[1].status == "FINISHED" else None
         if p is None:
             return (1, 0.0)
         return (0, -p[1] if p[2] == "max" else p[1])
@@ -137,7 +125,7 @@ def ranking_rows(
     "One row per member: its values, status, primary metric and run id."
     rows = []
     for values, r in result.members:
-        p = _primary(r) if r.status == "FINISHED" else None
+        p = primary_result(r) if r.status == "FINISHED" else None
         rows.append(
             {
                 **values,

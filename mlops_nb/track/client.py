@@ -13,8 +13,9 @@ from ..core.config import Settings
 from ..core.errors import ConfigError, MlopsNbError
 
 # %% auto #0
-__all__ = ['TAG', 'PARENT', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect', 'ensure_experiment', 'is_measurement',
-           'start_run', 'log_values', 'finish_run', 'get_run', 'pipeline_runs', 'step_runs', 'open_stores', 'git_state',
+__all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect',
+           'ensure_experiment', 'is_measurement', 'start_run', 'log_values', 'finish_run', 'get_run', 'pipeline_runs',
+           'step_runs', 'ui_page', 'version_page', 'relative_path', 'recorded_path', 'open_stores', 'git_state',
            'environment', 'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
@@ -26,6 +27,7 @@ class Tag:
 
     kind = f"{TAG}.kind"  # pipeline, step or sweep
     pipeline = f"{TAG}.pipeline"  # the pipeline's name
+    root = f"{TAG}.root"  # the project folder, absolute: the paths in other tags are relative to it
     spec = f"{TAG}.spec"  # path of the pipeline spec
     steps = f"{TAG}.steps"  # the pipeline's steps, in order
     run_dir = f"{TAG}.run_dir"  # folder of the run's executed notebooks
@@ -63,6 +65,7 @@ class Tag:
     gate_reasons = f"{TAG}.gate.reasons"  # on a version: every rule's outcome
     gate_champion = f"{TAG}.gate.champion"  # on a version: the champion it faced
     history = f"{TAG}.history."  # prefix of the registry's history events on a registered model
+    note = "mlflow.note.content"  # MLflow's own: a run's description (Markdown), shown on its page
 
 # %% ../../notebooks/track/01_client.ipynb #0cfc8764
 def sqlite_file(
@@ -145,6 +148,9 @@ def ensure_store(
         tmp.unlink(missing_ok=True)
 
 # %% ../../notebooks/track/01_client.ipynb #6067cf3b
+TRAINING = {"mlflow.experimentKind": "custom_model_development"}  # what MLflow's UI reads: a model-training experiment
+
+
 def connect(
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
 ):
@@ -169,7 +175,7 @@ def ensure_experiment(
         return exp.experiment_id
     location = settings.artifacts.as_uri() if settings.is_local_store else None
     try:
-        return client.create_experiment(settings.experiment, artifact_location=location)
+        return client.create_experiment(settings.experiment, artifact_location=location, tags=TRAINING)
     except Exception:  # created meanwhile by a concurrent process
         return client.get_experiment_by_name(settings.experiment).experiment_id
 
@@ -279,6 +285,43 @@ def step_runs(
         source = k.data.tags.get(Tag.cached_from) if producers else None
         out[k.data.tags.get(Tag.step, k.info.run_name)] = client.get_run(source) if source else k
     return out
+
+# %% ../../notebooks/track/01_client.ipynb #e6215d15
+ML_VIEW = "workflowType=machine_learning"  # the query that makes MLflow's UI show the model-training view
+
+
+def ui_page(
+    experiment_id: str,  # the experiment
+    run_id: str = "",  # a run of it: its page (default: the experiment's runs table)
+    artifact: str = "",  # a file among the run's artifacts, e.g. notebook/train.html
+) -> str:
+    "The address of a page of MLflow's UI, relative to its root (`#/...`), in the model-training view."
+    page = f"#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
+    return page + (f"/artifacts/{artifact}" if artifact else "") + f"?{ML_VIEW}"
+
+
+def version_page(name: str, version) -> str:
+    "The address of a registered model version's page in MLflow's UI, relative to its root."
+    from urllib.parse import quote
+
+    return f"#/models/{quote(name, safe='')}/versions/{version}?{ML_VIEW}"
+
+# %% ../../notebooks/track/01_client.ipynb #589b6750
+def relative_path(
+    path: Path | str,  # a path to record
+    root: Path | str,  # the project folder
+) -> str:
+    "`path` relative to `root` (POSIX), or absolute when it lies outside the project."
+    path, root = Path(path).resolve(), Path(root).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def recorded_path(
+    value: str,  # a path as a tag holds it
+    root: Path | str,  # the project folder it is relative to (where it is now)
+) -> Path:
+    "The path a tag names: relative ones are under `root`; absolute ones (older runs, or outside the project) as is."
+    return Path(value) if Path(value).is_absolute() else Path(root) / value
 
 # %% ../../notebooks/track/01_client.ipynb #60a3ece0
 def open_stores(

@@ -79,7 +79,7 @@ def check_writable(
 
 # %% ../../notebooks/track/02_registry.ipynb #bbffc72c
 def _log_model(client, run_id: str, name: str, model, example, extra: list[str], code: list[str]):
-    "Log `model` with MLflow's sklearn flavour (skops, pinned requirements, its code and files) and register it."
+    "Log `model` to run `run_id` with MLflow's sklearn flavour (skops, pinned requirements, its code and files)."
     import mlflow, mlflow.sklearn
     from mlflow.models import Model, infer_signature
 
@@ -100,9 +100,23 @@ def _log_model(client, run_id: str, name: str, model, example, extra: list[str],
         serialization_format="skops",
         skops_trusted_types=trusted_types(model),
         extra_files=extra,
-        registered_model_name=name,
-        await_registration_for=0,
     )
+
+
+def _new_version(client, name: str, model_info, run_id: str):
+    "A new version of `name` from a logged model, credited to run `run_id`, which lists the model among its outputs."
+    from mlflow.entities import LoggedModelOutput
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):  # else: registered by someone before
+            raise
+    mv = client.create_model_version(name, model_info.model_uri, run_id=run_id, model_id=model_info.model_id)
+    if run_id != model_info.run_id:  # the run that logged it lists it already
+        client.log_outputs(run_id, [LoggedModelOutput(model_info.model_id, 0)])
+    return mv
 
 # %% ../../notebooks/track/02_registry.ipynb #901558ef
 def register_model(
@@ -116,6 +130,7 @@ def register_model(
     profile=None,  # the reference profile of the training data (`make_profile`), or None
     root: Path | str | None = None,  # the project, whose own code the model carries; default: found from here
     metric: tuple | None = None,  # (name, value) of the primary metric, shown by `mlops-nb registry` and the card
+    version_run: str | None = None,  # the run the version is credited to; default: the pipeline run of `run_id`, if any
 ):
     "Log `model` to run `run_id` (with schema, `profile` and the project code it needs); register a version of `name`."
     check_writable(f"registering a new version of '{name}'")
@@ -125,7 +140,8 @@ def register_model(
         if profile is not None:
             extra.append(str(profile.write(Path(d) / "profile.json")))
         info = _log_model(client, run_id, name, model, example, extra, code)
-    version = str(info.registered_model_version)
+    version_run = version_run or client.get_run(run_id).data.tags.get("mlflow.parentRunId") or run_id
+    version = str(_new_version(client, name, info, version_run).version)
     tags = {**(tags or {}), Tag.schema: json.dumps({"target": schema.target, "task": schema.task})}
     if metric is not None:
         tags[Tag.metric] = f"{metric[0]}={float(metric[1]):.6g}"

@@ -13,9 +13,57 @@ from ..core.errors import MlopsNbError
 from .base import app, make_console
 
 # %% auto #0
-__all__ = ['serve', 'score', 'feedback']
+__all__ = ['TOKEN_ENV', 'read_token', 'serve', 'score', 'feedback']
 
-# %% ../../notebooks/cli/04_serving.ipynb #93e5754e
+# %% ../../notebooks/cli/04_serving.ipynb #c7236d05
+TOKEN_ENV = "MLOPS_NB_SERVE_TOKEN"  # the scoring server's token, when no --token-file is given
+_TOKEN_FILE = typer.Option(
+    None, "--token-file", help=f"a file holding the token POST /feedback requires (or set {TOKEN_ENV})"
+)
+_TOKEN_FOR_SCORING = typer.Option(False, "--token-for-scoring", help="POST /invocations requires the token too")
+_MAX_IN_FLIGHT = typer.Option(256, "--max-in-flight", help="scoring requests at once; more get 503 + Retry-After")
+_MAX_BODY_MB = typer.Option(10.0, "--max-body-mb", help="larger request bodies get 413")
+_NO_LOG = typer.Option(False, "--no-log", help="do not write the prediction log")
+_LOG_SEGMENT_MB = typer.Option(64.0, "--log-segment-mb", help="the prediction log's files rotate at this size")
+_LOG_SEGMENTS = typer.Option(20, "--log-segments", help="... and this many are kept (the oldest go first)")
+
+
+def read_token(
+    token_file: Path | None,  # a file holding the token, or None for the environment's
+) -> str:
+    "The server's token: the file's content, else $MLOPS_NB_SERVE_TOKEN, else '' (no token)."
+    import os
+
+    if token_file is None:
+        return os.environ.get(TOKEN_ENV, "").strip()
+    try:
+        token = Path(token_file).read_text().strip()
+    except OSError as e:
+        raise MlopsNbError(f"--token-file {token_file}: cannot read it ({e.strerror}).") from None
+    if not token:
+        raise MlopsNbError(f"--token-file {token_file} is empty: put the token in it (one line).")
+    return token
+
+# %% ../../notebooks/cli/04_serving.ipynb #eaa2c315
+def _check_limits(**limits) -> None:
+    "Refuse a limit that makes no sense, naming the option."
+    floor = {"max_batch": 1, "max_in_flight": 1, "log_segments": 1, "max_wait_ms": 0}
+    bad = [k for k, v in limits.items() if (v < floor[k] if k in floor else v <= 0)]
+    if bad:
+        names = ", ".join(f"--{k.replace('_', '-')} {limits[k]}" for k in bad)
+        raise MlopsNbError(f"{names}: use a positive number (--max-wait-ms may be 0).")
+
+
+def _say_serving(uri: str, host: str, port: int, settings, opts) -> None:
+    endpoints = "POST /invocations; GET /ping /health /version /metrics"
+    log = settings.predictions if opts.log_predictions else "off"
+    guarded = "feedback and scoring" if opts.token_for_scoring else "feedback"
+    who = f"; {guarded} need the token" if opts.token else "; no token: anyone who reaches it may send feedback"
+    make_console().print(
+        f"serving {uri} on http://{host}:{port} ({endpoints}); prediction log: {log}{who}. Ctrl-C stops."
+    )
+
+# %% ../../notebooks/cli/04_serving.ipynb #3d039ddf
 @app.command(rich_help_panel="Serving")
 def serve(
     model: Optional[str] = typer.Option(
@@ -23,36 +71,31 @@ def serve(
     ),
     host: str = typer.Option("127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to the network"),
     port: int = typer.Option(8080, help="port"),
-    shadow: bool = typer.Option(
-        False, "--shadow", help="also score with the challenger, off the response path, and log it"
-    ),
-    ab_fraction: float = typer.Option(
-        0.0, "--ab-fraction", help="share of callers (sticky by X-Caller-Id) answered by the challenger"
-    ),
-    no_fallback: bool = typer.Option(
-        False, "--no-fallback", help="do not answer with the previous version when the champion fails"
-    ),
-    reload_seconds: float = typer.Option(5.0, "--reload-seconds", help="how often to check whether the aliases moved"),
+    shadow: bool = typer.Option(False, "--shadow", help="also score with the challenger, off the response path"),
+    ab_fraction: float = typer.Option(0.0, "--ab-fraction", help="share of callers answered by the challenger"),
+    no_fallback: bool = typer.Option(False, "--no-fallback", help="no answer from the previous version on failure"),
+    reload_seconds: float = typer.Option(5.0, "--reload-seconds", help="how often to check whether aliases moved"),
     max_batch: int = typer.Option(256, "--max-batch", help="rows per predict call at most (micro-batching)"),
-    max_wait_ms: float = typer.Option(
-        2.0, "--max-wait-ms", help="how long a request may wait for others to join its batch"
-    ),
-    max_body_mb: float = typer.Option(10.0, "--max-body-mb", help="larger request bodies get 413"),
-    no_log: bool = typer.Option(False, "--no-log", help="do not write the prediction log"),
+    max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", help="how long a request may wait to join a batch"),
+    token_file: Optional[Path] = _TOKEN_FILE,
+    token_for_scoring: bool = _TOKEN_FOR_SCORING,
+    max_in_flight: int = _MAX_IN_FLIGHT,
+    max_body_mb: float = _MAX_BODY_MB,
+    no_log: bool = _NO_LOG,
+    log_segment_mb: float = _LOG_SEGMENT_MB,
+    log_segments: int = _LOG_SEGMENTS,
 ):
     "Serve a model over HTTP with MLflow's scoring protocol (POST /invocations; /ping /health /version /metrics)."
     from mlops_nb.core.config import load_settings
     from mlops_nb.serving.server import ServeOptions, run_server
 
-    settings, body = load_settings(), int(max_body_mb * 2**20)
-    opts = ServeOptions(
-        model or "", shadow, ab_fraction, not no_fallback, reload_seconds, max_batch, max_wait_ms, body, not no_log
-    )
-    if max_batch < 1 or max_wait_ms < 0 or reload_seconds <= 0 or max_body_mb <= 0:
-        raise MlopsNbError("--max-batch must be >= 1, --max-wait-ms >= 0, and --reload-seconds and --max-body-mb > 0.")
-    uri, log = model or f"models:/{settings.model_name}@champion", settings.predictions if not no_log else "off"
-    endpoints = "POST /invocations; GET /ping /health /version /metrics"
-    make_console().print(f"serving {uri} on http://{host}:{port} ({endpoints}); prediction log: {log}. Ctrl-C stops.")
+    numbers = dict(max_batch=max_batch, max_wait_ms=max_wait_ms, reload_seconds=reload_seconds, max_body_mb=max_body_mb)
+    _check_limits(**numbers, max_in_flight=max_in_flight, log_segment_mb=log_segment_mb, log_segments=log_segments)
+    settings, token, body = load_settings(), read_token(token_file), int(max_body_mb * 2**20)
+    routing = (model or "", shadow, ab_fraction, not no_fallback, reload_seconds, max_batch, max_wait_ms, body)
+    guard = (not no_log, token, token_for_scoring, max_in_flight, log_segment_mb, log_segments)
+    opts = ServeOptions(*routing, *guard)
+    _say_serving(model or f"models:/{settings.model_name}@champion", host, port, settings, opts)
     run_server(settings, opts, host, port)
 
 # %% ../../notebooks/cli/04_serving.ipynb #3933b706
@@ -89,15 +132,27 @@ def score(
 @app.command(rich_help_panel="Serving")
 def feedback(
     file: Path = typer.Argument(..., help="CSV or JSON lines with request_id, label (and row, for multi-row requests)"),
+    url: str = typer.Option(
+        "", "--url", help="send them to this scoring server's POST /feedback (default: record here)"
+    ),
+    token_file: Optional[Path] = _TOKEN_FILE,
 ):
-    "Record true labels for scored requests, as POST /feedback does, from a file."
+    "Record true labels for scored requests from a file: here, as POST /feedback does, or sent to a server (--url)."
     from mlops_nb.core.config import load_settings
     from mlops_nb.serving.predlog import read_feedback, record_feedback
 
-    ok, unknown, again = record_feedback(load_settings().predictions, read_feedback(file))
+    items = read_feedback(file)
+    if url:
+        from mlops_nb.serving.server import post_feedback
+
+        answer = post_feedback(url, items, read_token(token_file))
+        recorded, unknown, again = answer["accepted"], answer["unknown"], answer["already_labelled"]
+    else:
+        ok, unknown, again = record_feedback(load_settings().predictions, items)
+        recorded = len(ok)
     unknown_ids, again_ids = (": " + ", ".join(ids[:5]) if ids else "" for ids in (unknown, again))
     make_console().print(
-        f"{len(ok)} labels recorded; {len(unknown)} for unknown request ids{unknown_ids}; "
+        f"{recorded} labels recorded; {len(unknown)} for unknown request ids{unknown_ids}; "
         f"{len(again)} already labelled{again_ids}."
     )
     if unknown or again:

@@ -199,15 +199,14 @@ def send_feedback(
     prefix: str,  # the requests' id prefix, as `send_traffic` used it
     labels,  # the true labels, in request order
 ) -> dict:
-    "POST the true labels of requests `prefix-i`."
-    import httpx
+    "POST the true labels of requests `prefix-i` (with the server's token, $MLOPS_NB_SERVE_TOKEN, if set)."
+    import os
+    from mlops_nb.serving.server import post_feedback
 
     items = [
         {"request_id": f"{prefix}-{i}", "label": v.item() if hasattr(v, "item") else v} for i, v in enumerate(labels)
     ]
-    r = httpx.post(f"{url}/feedback", json={"labels": items}, timeout=60)
-    r.raise_for_status()
-    return r.json()
+    return post_feedback(url, items, os.environ.get("MLOPS_NB_SERVE_TOKEN", ""))
 
 # %% ../../notebooks/ops/02_loop.ipynb #38583a22
 def _traffic(n: int, seed: int, drift: float) -> pd.DataFrame:

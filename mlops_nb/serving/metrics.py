@@ -46,16 +46,33 @@ class ServerMetrics:
         self.batch_rows = Histogram(
             "mlops_nb_batch_rows", "Rows per predict call", registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
         )
-        self.reloads = Counter("mlops_nb_reloads", "Model loads by role and result", ["role", "result"], registry=r)
-        self.feedback = Counter("mlops_nb_feedback", "Feedback labels by outcome", ["outcome"], registry=r)
-        self.log_dropped = Gauge(
-            "mlops_nb_prediction_log_dropped", "Records the prediction log could not keep up with", registry=r
-        )
+        self._upkeep(r)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+# %% ../../notebooks/serving/05_metrics.ipynb #68fdfff6
+@patch
+def _upkeep(self: ServerMetrics, r) -> None:
+    "Reloads, feedback, refused requests and the prediction log's backlog, in registry `r`."
+    from prometheus_client import Counter, Gauge
+
+    self.reloads = Counter("mlops_nb_reloads", "Model loads by role and result", ["role", "result"], registry=r)
+    self.feedback = Counter("mlops_nb_feedback", "Feedback labels by outcome", ["outcome"], registry=r)
+    self.unauthorized = Counter(
+        "mlops_nb_unauthorized",
+        "Requests refused for a missing or wrong token, by endpoint",
+        ["endpoint"],
+        registry=r,
+    )
+    self.overloaded = Counter(
+        "mlops_nb_overloaded", "Scoring requests refused with 503 because too many were in flight", registry=r
+    )
+    self.log_dropped = Gauge(
+        "mlops_nb_prediction_log_dropped", "Records the prediction log could not keep up with", registry=r
+    )
 
 # %% ../../notebooks/serving/05_metrics.ipynb #fb5aa6a1
 def _gauge(name: str, doc: str, labels=()):

@@ -6,8 +6,8 @@ Docs: https://mlops-nb.github.io/mlops-nb/serving/server.html.md"""
 
 # %% ../../notebooks/serving/06_server.ipynb #bc3e832c
 from __future__ import annotations
-import asyncio, hashlib, json, logging, re, threading, time, uuid
-from dataclasses import dataclass
+import asyncio, hashlib, hmac, json, logging, re, threading, time, uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from ..core.errors import BadRequest, MlopsNbError, RegistryError
@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request  # at module level: FastAPI resolves the ha
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ROLES', 'ServeOptions', 'ScoringService', 'choose_variant', 'Answer', 'create_app', 'run_server']
+__all__ = ['ROLES', 'ServeOptions', 'ScoringService', 'choose_variant', 'Answer', 'create_app', 'run_server', 'post_feedback']
 
 # %% ../../notebooks/serving/06_server.ipynb #2a4265e3
 @dataclass
@@ -44,6 +44,11 @@ class ServeOptions:
     max_wait_ms: float = 2.0  # how long a request may wait for others to join its batch
     max_body_bytes: int = 10 << 20  # larger requests get 413
     log_predictions: bool = True  # append every scored row to the prediction log
+    token: str = field(default="", repr=False)  # if set, POST /feedback needs `Authorization: Bearer <token>`
+    token_for_scoring: bool = False  # ... and so does POST /invocations
+    max_in_flight: int = 256  # scoring requests at once at most; more get 503 with Retry-After
+    log_segment_mb: float = 64  # the prediction log's files: each at most this size ...
+    log_segments: int = 20  # ... and this many kept, the oldest removed first (disk use: their product at most)
 
 
 ROLES = ("champion", "previous", "challenger")
@@ -54,29 +59,22 @@ class ScoringService:
 
     def __init__(self, settings, options: ServeOptions | None = None, client=None):
         self.settings, self.options = settings, options or ServeOptions()
-        self.uri = self.options.model_uri or f"models:/{settings.model_name}@champion"
+        o, folder = self.options, settings.predictions
+        self.uri = o.model_uri or f"models:/{settings.model_name}@champion"
         m = ALIAS_URI.match(self.uri)
         self.name, self.alias = (m["name"], m["alias"]) if m else ("", "")
         self.models: dict[str, ServedModel | None] = dict.fromkeys(ROLES)
         self.load_errors: dict[str, str] = {}
-        self.metrics, self.batcher = (
-            ServerMetrics(),
-            MicroBatcher(self.options.max_batch, self.options.max_wait_ms / 1000),
-        )
-        self.log = PredictionLog(settings.predictions) if self.options.log_predictions else None
-        self.feedback = (
-            PredictionLog(feedback_folder(settings.predictions), prefix=FEEDBACK, flush_seconds=0.1)
-            if self.log
-            else None
-        )
-        self.scored = RecentIds(
-            scored_ids(settings.predictions) if self.log else ()
-        )  # bounded; older ids are looked up on disk
-        self.labelled = RecentIds(labelled_ids(settings.predictions) if self.log else ())
+        self.metrics, self.batcher = ServerMetrics(), MicroBatcher(o.max_batch, o.max_wait_ms / 1000)
+        self.log = PredictionLog(folder, int(o.log_segment_mb * 2**20), o.log_segments) if o.log_predictions else None
+        self.feedback = PredictionLog(feedback_folder(folder), prefix=FEEDBACK, flush_seconds=0.1) if self.log else None
+        self.scored = RecentIds(scored_ids(folder) if self.log else ())  # bounded; older ids are looked up on disk
+        self.labelled = RecentIds(labelled_ids(folder) if self.log else ())
         if self.log is not None:
             self.metrics.log_dropped.set_function(lambda: self.log.dropped)
-        self.metrics.watch_monitor(settings.predictions)
+        self.metrics.watch_monitor(folder)
         self.batcher.on_batch = self.metrics.batch_rows.observe
+        self.in_flight = 0  # scoring requests being answered now (one event loop: a plain counter)
         self.client, self._stop, self.loaded_once = client, threading.Event(), threading.Event()
 
     @property
@@ -316,6 +314,7 @@ async def record(
 _RID = re.compile(r"^[\w.:-]{1,100}$")
 _CODES = {
     400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
     413: "REQUEST_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     500: "INTERNAL_ERROR",
@@ -340,15 +339,42 @@ async def _read_body(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _error(e: BadRequest, headers: dict | None = None):
+def _error(e: BadRequest, headers: dict | None = None, code: str = ""):
     from starlette.responses import Response
 
     return Response(
-        json.dumps({"error_code": _CODES.get(e.status, "BAD_REQUEST"), "message": str(e)}),
+        json.dumps({"error_code": code or _CODES.get(e.status, "BAD_REQUEST"), "message": str(e)}),
         e.status,
         media_type="application/json",
         headers=headers,
     )
+
+# %% ../../notebooks/serving/06_server.ipynb #5ece5107
+def _refused(service: ScoringService, request, endpoint: str):
+    "None if the request may call `endpoint`; else the 401 to answer."
+    token = service.options.token
+    if not token:
+        return None
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return None
+    service.metrics.unauthorized.labels(endpoint).inc()
+    sent = "a wrong token" if given.strip() else "no token"
+    message = (
+        f"{endpoint} needs this server's token and the request sent {sent}: send the header "
+        "'Authorization: Bearer <token>' with the token the server was started with (--token-file, or the "
+        "MLOPS_NB_SERVE_TOKEN environment variable)."
+    )
+    return _error(BadRequest(message, 401), {"WWW-Authenticate": "Bearer"})
+
+
+def _overloaded(service: ScoringService, rid: str):
+    "None if one more request may be scored now; else the 503 to answer."
+    if service.in_flight < service.options.max_in_flight:
+        return None
+    service.metrics.overloaded.inc()
+    message = f"the server is answering {service.in_flight} requests, its limit (--max-in-flight); retry shortly."
+    return _error(BadRequest(message, 503), {"Retry-After": "1", "X-Request-Id": rid}, "OVERLOADED")
 
 # %% ../../notebooks/serving/06_server.ipynb #a3f4d509
 def _scoring_route(app: FastAPI, service: ScoringService):
@@ -359,6 +385,11 @@ def _scoring_route(app: FastAPI, service: ScoringService):
         started = time.perf_counter()
         rid = request.headers.get("x-request-id", "")
         rid = rid if _RID.match(rid) else uuid.uuid4().hex
+        if service.options.token_for_scoring and (refusal := _refused(service, request, "POST /invocations")):
+            return refusal
+        if refusal := _overloaded(service, rid):
+            return refusal
+        service.in_flight += 1
         try:
             body = await _read_body(request, service.options.max_body_bytes)
             answer = await service.score(
@@ -372,6 +403,8 @@ def _scoring_route(app: FastAPI, service: ScoringService):
             service.metrics.requests.labels("champion", "client_error" if e.status < 500 else "server_error").inc()
             service.metrics.errors.labels(_CODES.get(e.status, "BAD_REQUEST").lower()).inc()
             return _error(e, {"X-Request-Id": rid})
+        finally:
+            service.in_flight -= 1
         asyncio.get_running_loop().create_task(service.record(answer, time.perf_counter() - started))
         return Response(json.dumps(answer.body()), media_type="application/json", headers=answer.headers())
 
@@ -380,6 +413,8 @@ def _feedback_route(app: FastAPI, service: ScoringService):
     @app.post("/feedback")
     async def feedback(request: Request):
         "True labels for scored rows, by request id (and row): stored beside the prediction log."
+        if refusal := _refused(service, request, "POST /feedback"):
+            return refusal
         try:
             if service.feedback is None:
                 raise BadRequest("this server keeps no prediction log (--no-log), so it cannot take feedback.", 400)
@@ -470,3 +505,27 @@ def run_server(
         create_app(service), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
     )
     uvicorn.Server(config).run()
+
+# %% ../../notebooks/serving/06_server.ipynb #d482ef27
+def post_feedback(
+    url: str,  # the scoring server's base URL, e.g. http://127.0.0.1:8080
+    items: list[dict],  # feedback items: request_id, label (and row)
+    token: str = "",  # the server's token, if it asks for one
+) -> dict:
+    "POST `items` to the server's /feedback; its answer (accepted, unknown, already_labelled)."
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        r = httpx.post(f"{url.rstrip('/')}/feedback", json={"labels": items}, headers=headers, timeout=60)
+    except httpx.HTTPError as e:
+        raise MlopsNbError(
+            f"cannot reach the scoring server at {url}: {e}. Is `mlops-nb serve` running there?"
+        ) from None
+    if r.status_code != 200:
+        try:
+            why = r.json()["message"]
+        except (ValueError, KeyError):
+            why = r.text[:300]
+        raise MlopsNbError(f"the scoring server at {url} refused the feedback ({r.status_code}): {why}")
+    return r.json()

@@ -116,7 +116,9 @@ def test_k8s_manifests_validate_against_the_schemas(trained, tmp_path):
     assert "kubectl apply -k" in r.stdout
     import kubernetes_validate
     docs = {p.name: yaml.safe_load(p.read_text()) for p in out.glob("*.yaml") if p.name != "kustomization.yaml"}
-    assert {d["kind"] for d in docs.values()} == {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap"}
+    assert {d["kind"] for d in docs.values()} == {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap", "Secret"}
+    token = docs["secret.yaml"]["stringData"]["token"]
+    assert token not in r.stdout and (out / "secret.yaml").stat().st_mode & 0o077 == 0  # never printed; owner only
     for name, d in docs.items(): kubernetes_validate.validate(d, "1.30.0", strict=True)
     dep = docs["deployment.yaml"]; c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "registry.example/assembly-defect:1"
@@ -124,6 +126,7 @@ def test_k8s_manifests_validate_against_the_schemas(trained, tmp_path):
     assert c["resources"]["requests"] and c["resources"]["limits"]
     assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     assert c["envFrom"][0]["configMapRef"]["name"] == docs["configmap.yaml"]["metadata"]["name"]
+    assert c["env"] == [{"name": "MLOPS_NB_SERVE_TOKEN", "valueFrom": {"secretKeyRef": {"name": docs["secret.yaml"]["metadata"]["name"], "key": "token"}}}]
     assert docs["configmap.yaml"]["data"]["MLOPS_NB_MODEL_NAME"] == "assembly-defect"
     assert docs["hpa.yaml"]["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"] == docs["service.yaml"]["metadata"]["name"]
     kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())

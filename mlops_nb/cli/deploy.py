@@ -88,8 +88,12 @@ def deploy_k8s(
         None, "--image", help="the image to run; default NAME:VERSION as `deploy docker` tags it"
     ),
     replicas: int = typer.Option(2, "--replicas", help="pods at least (the autoscaler may add up to 6)"),
+    token_file: Optional[Path] = typer.Option(
+        None, "--token-file", help="the server's token for the Secret, from this file; default: a new random one"
+    ),
 ):
-    "Write a Deployment, Service, HorizontalPodAutoscaler and ConfigMap (validated against the Kubernetes schemas)."
+    "Write a Secret, ConfigMap, Deployment, Service and HorizontalPodAutoscaler (validated against the schemas)."
+    from mlops_nb.cli.serving import read_token
     from mlops_nb.ops.bundle import model_source
     from mlops_nb.ops.deploy import app_name, write_k8s
 
@@ -98,9 +102,12 @@ def deploy_k8s(
         raise MlopsNbError("--replicas must be at least 1.")
     meta = model_source(client, uri)
     meta |= {"app": app_name(meta["name"]), "intended_use": settings.intended_use}
-    paths = write_k8s(out, meta, image or f"{meta['app']}:{meta['version']}", replicas)
+    token = read_token(token_file) if token_file else ""
+    paths = write_k8s(out, meta, image or f"{meta['app']}:{meta['version']}", replicas, token)
+    where = "from --token-file" if token else f"a new one, in {out / 'secret.yaml'} (readable by you only)"
     make_console().print(
-        f"wrote {', '.join(p.name for p in paths)} and kustomization.yaml to {out}; apply with: kubectl apply -k {out}",
+        f"wrote {', '.join(p.name for p in paths)} and kustomization.yaml to {out}; apply with: kubectl apply -k "
+        f"{out}. POST /feedback needs the token ({where}).",
         highlight=False,
         soft_wrap=True,
     )

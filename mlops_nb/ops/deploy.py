@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/ops/deploy.html.md"""
 
 # %% ../../notebooks/ops/04_deploy.ipynb #80a3f33c
 from __future__ import annotations
-import json, re, shutil, subprocess, sys
+import json, os, re, shutil, subprocess, sys
 from pathlib import Path
 import yaml
 from ..core.errors import MlopsNbError
@@ -116,6 +116,9 @@ def _container(app: str, image: str, port: int) -> dict:
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": f"{app}-settings"}}],
+        "env": [
+            {"name": "MLOPS_NB_SERVE_TOKEN", "valueFrom": {"secretKeyRef": {"name": f"{app}-token", "key": "token"}}}
+        ],
         "readinessProbe": _http_probe("/health", 5, 5),
         "livenessProbe": _http_probe("/ping", 30, 10),
         "startupProbe": {**_http_probe("/ping", 5, 5), "failureThreshold": 24},
@@ -185,8 +188,9 @@ def k8s_manifests(
     image: str,  # the container image to run
     replicas: int = 2,  # pods at least
     port: int = PORT,  # the container's port
+    token: str = "",  # the token POST /feedback requires (`serving.server`), kept in a Secret
 ) -> dict[str, dict]:
-    "Deployment, Service, HorizontalPodAutoscaler and ConfigMap for serving the model in `meta` from `image`."
+    "Secret, ConfigMap, Deployment, Service and HorizontalPodAutoscaler serving the model in `meta` from `image`."
     app, labels = meta["app"], _labels(meta)
     settings = {
         "MLOPS_NB_MODEL_NAME": meta["name"],
@@ -201,7 +205,9 @@ def k8s_manifests(
         "metadata": {"name": app, "labels": labels},
         "spec": {"type": "ClusterIP", "selector": labels, "ports": ports},
     }
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{app}-token", "labels": labels}}
     return {
+        "secret.yaml": {**secret, "type": "Opaque", "stringData": {"token": token}},
         "configmap.yaml": {**config, "data": settings},
         "deployment.yaml": _deployment(meta, _container(app, image, port), replicas, port),
         "service.yaml": service,
@@ -232,20 +238,30 @@ def validate_manifest(
             f"{obj.get('kind', '?')} {obj.get('metadata', {}).get('name', '?')}: {where}: {e.message}"
         ) from None
 
+# %% ../../notebooks/ops/04_deploy.ipynb #b27907a6
+def _write(path: Path, text: str, private: bool = False) -> None:
+    "Write `text` to `path`; a private file (a Secret) is readable by its owner only, from its first byte."
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644), "w") as f:
+        f.write(text)
+
 # %% ../../notebooks/ops/04_deploy.ipynb #4bc0df85
 def write_k8s(
     folder: Path | str,  # the folder for the manifests
     meta: dict,  # the bundle's metadata (bundle.json)
     image: str,  # the container image to run
     replicas: int = 2,  # pods at least
+    token: str = "",  # the server's token; default: a new random one
 ) -> list[Path]:
-    "Write the manifests (validated) and a kustomization.yaml listing them into `folder`."
+    "Write the manifests (validated, the Secret readable by its owner only) and a kustomization.yaml into `folder`."
+    import secrets
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    manifests, paths = k8s_manifests(meta, image, replicas), []
+    manifests, paths = k8s_manifests(meta, image, replicas, token=token or secrets.token_urlsafe(32)), []
     for name, obj in manifests.items():
         validate_manifest(obj)
-        (folder / name).write_text(yaml.safe_dump(obj, sort_keys=False))
+        _write(folder / name, yaml.safe_dump(obj, sort_keys=False), private=obj["kind"] == "Secret")
         paths.append(folder / name)
     (folder / "kustomization.yaml").write_text(
         yaml.safe_dump(

@@ -335,3 +335,46 @@ def test_feedback_from_a_file(url, registry, tmp_path):
     pd.DataFrame({"request_id": ["fb-file", "ghost"], "label": [0, 1]}).to_csv(tmp_path / "again.csv", index=False)
     bad = project.run("feedback", tmp_path / "again.csv")
     assert bad.returncode == 2 and "1 for unknown request ids: ghost:0" in bad.stdout and "1 already labelled: fb-file:0" in bad.stdout
+
+
+def test_a_token_guards_feedback_and_scoring_and_is_never_shown(registry, tmp_path):
+    "With --token-file: 401 without or with a wrong token (counted), 200 with it; `ps`, the log and the CLI never show it."
+    project, X = registry
+    token = "tok-" + os.urandom(16).hex()
+    (tmp_path / "token").write_text(token + "\n")
+    port = free_port()
+    proc = subprocess.Popen([MLOPS_NB, "serve", "--port", str(port), "--token-file", tmp_path / "token", "--token-for-scoring"],
+                            cwd=project.root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+    try:
+        wait_until_up(url, 180, proc)
+        assert token not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        refused = post(url, {"dataframe_records": records(X.head(2))})
+        assert refused.status_code == 401 and refused.json()["error_code"] == "UNAUTHENTICATED"
+        scored = [post(url, {"dataframe_records": records(X.head(1))}, headers=auth) for _ in range(2)]
+        assert [r.status_code for r in scored] == [200, 200]
+        labels = {"labels": [{"request_id": scored[0].headers["x-request-id"], "label": 1}]}
+        missing = httpx.post(f"{url}/feedback", json=labels, timeout=30)
+        wrong = httpx.post(f"{url}/feedback", json=labels, headers={"Authorization": "Bearer nope"}, timeout=30)
+        assert (missing.status_code, wrong.status_code) == (401, 401) and "sent no token" in missing.json()["message"]
+        assert "sent a wrong token" in wrong.json()["message"] and token not in missing.text + wrong.text
+        right = httpx.post(f"{url}/feedback", json=labels, headers=auth, timeout=30)
+        assert right.status_code == 200 and right.json()["accepted"] == 1
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        assert 'mlops_nb_unauthorized_total{endpoint="POST /feedback"} 2.0' in metrics
+        assert 'mlops_nb_unauthorized_total{endpoint="POST /invocations"} 1.0' in metrics
+
+        # the command line sends labels from a file to the server, with the token from a file or not at all
+        (tmp_path / "labels.csv").write_text(f"request_id,label\n{scored[1].headers['x-request-id']},0\n")
+        cli = [MLOPS_NB, "feedback", tmp_path / "labels.csv", "--url", url]
+        without = subprocess.run(cli, cwd=project.root, env=clean_env(), capture_output=True, text=True)
+        assert without.returncode != 0 and "refused the feedback (401)" in without.stderr + without.stdout
+        sent = subprocess.run([*cli, "--token-file", tmp_path / "token"], cwd=project.root, env=clean_env(),
+                              capture_output=True, text=True)
+        assert sent.returncode == 0 and "1 labels recorded" in sent.stdout, sent.stdout + sent.stderr
+        assert token not in without.stdout + without.stderr + sent.stdout + sent.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+    assert token not in out and "Traceback" not in out

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 ARGS   ?=
 
-.PHONY: setup run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench-peers bench distclean
+.PHONY: setup run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench-peers bench distclean team team-down
 
 setup: $(STAMP)
 
@@ -50,6 +50,14 @@ export: setup
 
 ui: setup
 	$(BIN)/mlops-nb ui
+
+## a team's tracking stack on 127.0.0.1: PostgreSQL and `mlflow server` with proxied artifacts, in .team/ (needs the
+## PostgreSQL server package; `make team-down` stops it, its records stay for the next `make team`)
+team: setup
+	$(BIN)/mlops-nb team up .team
+
+team-down: setup
+	$(BIN)/mlops-nb team down .team
 
 demo-loop: setup
 	$(BIN)/mlops-nb demo-loop

@@ -16,7 +16,7 @@ from .client import Tag
 
 # %% auto #0
 __all__ = ['HISTORY_TAG', 'GateRules', 'GateDecision', 'decide', 'gate_scores', 'load_version', 'who', 'record_event', 'history',
-           'promote', 'rollback', 'apply_decision', 'run_gate']
+           'promote', 'rollback', 'ChampionMoved', 'apply_decision', 'run_gate']
 
 # %% ../../notebooks/track/03_gate.ipynb #2c0d29b1
 @dataclass(frozen=True)
@@ -256,6 +256,15 @@ def rollback(
         client, name, "rollback", prev, reason, previous=None if cur is None else str(cur.version), by=by
     )
 
+# %% ../../notebooks/track/03_gate.ipynb #b3c1c5ad
+class ChampionMoved(RegistryError):
+    "The champion changed while a gate judged a challenger against the one before."
+
+
+def _champion(client, name: str) -> str | None:
+    v = alias_version(client, name, "champion")
+    return None if v is None else str(v.version)
+
 # %% ../../notebooks/track/03_gate.ipynb #62e2769c
 def apply_decision(
     client,  # an MlflowClient (`track.client.connect`)
@@ -266,6 +275,11 @@ def apply_decision(
     "Promote the challenger if `decision` passed; tag the version and record the event either way."
     check_writable(f"recording the gate's decision on '{name}'")
     v = decision.challenger
+    if decision.passed and decision.champion != v and (now := _champion(client, name)) != decision.champion:
+        raise ChampionMoved(
+            f"the champion of '{name}' moved from {decision.champion or '(none)'} to {now} while the gate judged "
+            f"version {v} (another gate or a person moved it)"
+        )
     client.set_model_version_tag(name, v, Tag.gate, "passed" if decision.passed else "refused")
     client.set_model_version_tag(name, v, Tag.gate_reasons, "\n".join(decision.reasons)[:4000])
     client.set_model_version_tag(name, v, f"mlops_nb.gate.{decision.metric}", str(decision.challenger_value))
@@ -278,7 +292,17 @@ def apply_decision(
         return record_event(client, name, "keep", v, reason, previous=v, run_id=run_id, by="gate")
     return promote(client, name, v, reason, run_id=run_id, by="gate")
 
-# %% ../../notebooks/track/03_gate.ipynb #d7dfca67
+# %% ../../notebooks/track/03_gate.ipynb #82c3ddde
+def _champion_scores(client, name: str, champ: str | None, challenger: str, X, y, task, slice_column, metric) -> dict:
+    "The champion's scores on the challenger's data, or why it cannot be scored there."
+    if champ is None or champ == challenger:
+        return {}
+    try:
+        return {"champion": gate_scores(load_version(client, name, champ), X, y, task, slice_column, metric)}
+    except Exception as e:  # e.g. trained on other columns: it cannot compete on this data
+        return {"champion_error": f"{type(e).__name__}: {e}"[:300]}
+
+# %% ../../notebooks/track/03_gate.ipynb #ff830181
 def run_gate(
     client,  # an MlflowClient (`track.client.connect`)
     name: str,  # registered model name
@@ -290,21 +314,30 @@ def run_gate(
     slice_column: str | None = None,  # the column to compute per-slice metrics on (None: no slices)
     run_id: str | None = None,  # an MLflow run id
 ) -> tuple[GateDecision, dict]:
-    "Score the challenger and the champion on `X`, `y`, decide, apply; return the decision and the scores."
+    """Score the challenger and the champion on `X`, `y`, decide, apply; return the decision and the scores.
+    If the champion moves meanwhile (a colleague's gate), the challenger is judged again against the new one."""
     import mlflow
 
-    challenger = str(challenger)
+    challenger, notes = str(challenger), []
     mlflow.set_tracking_uri(client.tracking_uri)  # models:/ URIs resolve through the global store
-    champ = alias_version(client, name, "champion")
-    champ = None if champ is None else str(champ.version)
-    scores = {"challenger": gate_scores(load_version(client, name, challenger), X, y, task, slice_column, rules.metric)}
-    if champ is not None and champ != challenger:
+    mine = gate_scores(load_version(client, name, challenger), X, y, task, slice_column, rules.metric)
+    for _ in range(3):
+        champ = _champion(client, name)
+        scores = {
+            "challenger": mine,
+            **_champion_scores(client, name, champ, challenger, X, y, task, slice_column, rules.metric),
+        }
+        decision = decide(rules, challenger, mine, champ, scores.get("champion"))
+        if "champion_error" in scores:
+            decision.reasons.append(
+                f"note: champion {champ} could not be scored on this data ({scores['champion_error']})"
+            )
+        decision.reasons += notes
         try:
-            scores["champion"] = gate_scores(load_version(client, name, champ), X, y, task, slice_column, rules.metric)
-        except Exception as e:  # e.g. trained on other columns: it cannot compete on this data
-            scores["champion_error"] = f"{type(e).__name__}: {e}"[:300]
-    decision = decide(rules, challenger, scores["challenger"], champ, scores.get("champion"))
-    if "champion_error" in scores:
-        decision.reasons.append(f"note: champion {champ} could not be scored on this data ({scores['champion_error']})")
-    apply_decision(client, name, decision, run_id)
-    return decision, scores
+            apply_decision(client, name, decision, run_id)
+            return decision, scores
+        except ChampionMoved as e:
+            notes.append(f"note: {e}; judged again against the new champion")
+    raise RegistryError(
+        f"the champion of '{name}' kept moving while the gate judged version {challenger}: run it again."
+    )

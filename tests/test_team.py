@@ -1,0 +1,66 @@
+"""A team on real infrastructure: two people's projects recording into one `mlflow server` on PostgreSQL at once."""
+import json, subprocess
+import pytest
+from conftest import MLOPS_NB, clean_env, make_project
+
+pytestmark = pytest.mark.slow
+NAME = "assembly-defect"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    "PostgreSQL and `mlflow server --serve-artifacts` on it, brought up as a user does (`mlops-nb team up`)."
+    from mlops_nb.ops.team import STACK_FILE, TeamStack, team_down
+    folder = tmp_path_factory.mktemp("team") / "stack"
+    up = subprocess.run([MLOPS_NB, "team", "up", folder, "--port", "0"], env=clean_env(), capture_output=True, text=True)
+    assert up.returncode == 0, up.stdout + up.stderr
+    stack = TeamStack.read(folder / STACK_FILE)
+    assert stack.url in up.stdout and (folder / "db-password").read_text() not in up.stdout + up.stderr
+    yield stack
+    team_down(folder, forget=True)
+
+
+def user_project(root, url):
+    "A colleague's own folder: the project's pipelines, and settings that point at the team's server."
+    project = make_project(root)
+    import re
+    ini = project.root / "settings.ini"
+    ini.write_text(re.sub(r"(?m)^tracking_uri\s*=.*$", f"tracking_uri = {url}", ini.read_text()))
+    return project
+
+
+def test_two_people_record_at_once_into_one_server_and_one_registry(stack, tmp_path):
+    from mlflow import MlflowClient
+    projects = [user_project(tmp_path / who, stack.url) for who in ("ana", "ben")]
+    runs = [subprocess.Popen([MLOPS_NB, "run", "pipelines/train.yaml", "-p", f"n_rows={1500 + 500 * i}", "-p", f"seed={i}"],
+                             cwd=p.root, env=clean_env(MLOPS_NB_USER=p.root.name), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for i, p in enumerate(projects)]
+    outs = [r.communicate(timeout=900)[0] for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], "\n".join(outs)
+
+    c = MlflowClient(stack.url, stack.url)  # nothing shared but the URL
+    exp = c.get_experiment_by_name("mlops-nb")
+    assert exp.artifact_location.startswith("mlflow-artifacts:")  # artifacts go through the server
+    pipelines = c.search_runs([exp.experiment_id], "tags.mlops_nb.kind = 'pipeline'")
+    assert len(pipelines) == 2 and all(r.info.status == "FINISHED" for r in pipelines)
+    for run in pipelines:
+        steps = c.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+        assert sorted(s.data.tags["mlops_nb.step"] for s in steps) == ["evaluate", "gate", "ingest", "register", "train", "validate"]
+        assert all(s.info.status == "FINISHED" for s in steps)
+        evaluate = next(s for s in steps if s.data.tags["mlops_nb.step"] == "evaluate")
+        page = c.download_artifacts(evaluate.info.run_id, "notebook/evaluate.html", str(tmp_path))  # through the server
+        assert open(page).read().startswith("<!doctype html>")
+
+    versions = {str(v.version): v for v in c.search_model_versions(f"name = '{NAME}'")}
+    assert sorted(versions) == ["1", "2"]
+    assert {v.run_id for v in versions.values()} == {r.info.run_id for r in pipelines}  # each credited to its run
+    champion = c.get_model_version_by_alias(NAME, "champion")
+    events = [json.loads(v) for k, v in sorted(c.get_registered_model(NAME).tags.items()) if k.startswith("mlops_nb.history.")]
+    gated = [e for e in events if e["by"] == "gate"]
+    assert sorted(e["version"] for e in gated) == ["1", "2"]
+    for e in gated:  # no gate moved the champion past a decision it did not see
+        if e["action"] == "promote":
+            judged = versions[e["version"]].tags.get("mlops_nb.gate.champion")
+            assert e["previous"] == judged, (e, judged)
+    promoted = [e for e in gated if e["action"] == "promote"]
+    assert promoted and promoted[-1]["version"] == str(champion.version)

@@ -1,5 +1,5 @@
 """A team on real infrastructure: two people's projects recording into one `mlflow server` on PostgreSQL at once."""
-import json, subprocess
+import json, os, subprocess, sys
 import pytest
 from conftest import MLOPS_NB, clean_env, make_project
 
@@ -64,3 +64,56 @@ def test_two_people_record_at_once_into_one_server_and_one_registry(stack, tmp_p
             assert e["previous"] == judged, (e, judged)
     promoted = [e for e in gated if e["action"] == "promote"]
     assert promoted and promoted[-1]["version"] == str(champion.version)
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory):
+    "`mlflow server --app-name basic-auth`: every caller must say who they are; new users may only read."
+    import os, secrets, signal
+    from conftest import free_port, wait_for_url
+    d = tmp_path_factory.mktemp("basic-auth")
+    (d / "auth.ini").write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{d}/auth.db\n"
+                                "admin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    password, port = secrets.token_urlsafe(16), free_port()
+    env = clean_env(MLFLOW_AUTH_CONFIG_PATH=str(d / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+                    MLFLOW_AUTH_ADMIN_PASSWORD=password)
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--backend-store-uri",
+                             f"sqlite:///{d}/mlflow.db", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_url(f"{url}/health", 180, proc)
+        yield url, password
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
+
+
+def test_a_server_that_asks_who_is_calling(guarded_server, tmp_path):
+    "Missing, wrong and read-only credentials each get one clear message; the right ones run a pipeline."
+    from test_own_project import write_plain_notebooks
+    url, password = guarded_server
+    project = user_project(tmp_path / "carla", url)
+    write_plain_notebooks(project.root / "pipelines")
+
+    def mlops_nb(*args, **creds):
+        env = clean_env(COLUMNS="400", **{f"MLFLOW_TRACKING_{k.upper()}": v for k, v in creds.items()})
+        return subprocess.run([MLOPS_NB, *map(str, args)], cwd=project.root, capture_output=True, text=True, timeout=600, env=env)
+
+    nobody = mlops_nb("runs")
+    assert nobody.returncode == 2 and "asks who is calling: set MLFLOW_TRACKING_USERNAME" in nobody.stderr, nobody.stderr
+    wrong = mlops_nb("runs", username="admin", password="guess")
+    assert wrong.returncode == 2 and "refused user 'admin'" in wrong.stderr and "Traceback" not in wrong.stderr
+    ran = mlops_nb("run", "pipelines/plain.yaml", username="admin", password=password)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    listed = mlops_nb("runs", username="admin", password=password)
+    assert listed.returncode == 0 and "plain" in listed.stdout and password not in listed.stdout + ran.stdout
+
+    from mlflow.server.auth.client import AuthServiceClient
+    os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=password)
+    try:
+        AuthServiceClient(url).create_user("reader", "reader-pass-123")
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_USERNAME"); os.environ.pop("MLFLOW_TRACKING_PASSWORD")
+    reader = mlops_nb("run", "pipelines/plain.yaml", "--no-cache", username="reader", password="reader-pass-123")
+    assert reader.returncode == 2 and "does not let user 'reader' do this" in reader.stderr, reader.stdout + reader.stderr
+    assert "Traceback" not in reader.stderr

@@ -25,7 +25,7 @@ def _bare_force(argv: list[str]) -> list[str]:
             out.append("all")
     return out
 
-
+# %% ../../notebooks/cli/07_main.ipynb #4777686f
 def main(
     argv: list[str] | None = None,  # the arguments; default sys.argv[1:]
 ) -> None:
@@ -49,6 +49,13 @@ def main(
     except KeyboardInterrupt:
         make_console(stderr=True).print("interrupted: open runs were marked KILLED.")
         code = 130
+    except Exception as e:  # a tracking server that refused this caller: one message, not a traceback
+        from mlops_nb.track.client import refusal
+
+        if (why := refusal(e)) is None:
+            raise
+        make_console(stderr=True).print(f"error: {why}", markup=False, highlight=False)
+        code = why.exit_code
     outcome[0] = code
     sys.exit(code)
 

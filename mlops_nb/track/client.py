@@ -14,9 +14,9 @@ from ..core.errors import ConfigError, MlopsNbError
 
 # %% auto #0
 __all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect',
-           'ensure_experiment', 'is_measurement', 'start_run', 'log_values', 'finish_run', 'get_run', 'pipeline_runs',
-           'step_runs', 'ui_page', 'version_page', 'relative_path', 'recorded_path', 'open_stores', 'git_state',
-           'environment', 'installed_packages', 'log_dataset']
+           'ensure_experiment', 'refusal', 'check_access', 'is_measurement', 'start_run', 'log_values', 'finish_run',
+           'get_run', 'pipeline_runs', 'step_runs', 'ui_page', 'version_page', 'relative_path', 'recorded_path',
+           'open_stores', 'git_state', 'environment', 'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
@@ -162,7 +162,10 @@ def connect(
     from mlflow import MlflowClient
 
     ensure_store(settings.tracking)
-    return MlflowClient(tracking_uri=settings.tracking, registry_uri=settings.tracking)
+    client = MlflowClient(tracking_uri=settings.tracking, registry_uri=settings.tracking)
+    if not settings.is_local_store:
+        check_access(client)
+    return client
 
 
 def ensure_experiment(
@@ -178,6 +181,37 @@ def ensure_experiment(
         return client.create_experiment(settings.experiment, artifact_location=location, tags=TRAINING)
     except Exception:  # created meanwhile by a concurrent process
         return client.get_experiment_by_name(settings.experiment).experiment_id
+
+# %% ../../notebooks/track/01_client.ipynb #aa4a086b
+def refusal(
+    e: Exception,  # an error from MLflow's client
+    uri: str = "",  # the tracking server's address
+) -> MlopsNbError | None:
+    "The message for a tracking server's 401 or 403: what was refused and what to set; None for other errors."
+    status = getattr(e, "get_http_status_code", lambda: None)()
+    if status not in (401, 403):
+        return None
+    user, where = os.environ.get("MLFLOW_TRACKING_USERNAME", ""), f"the tracking server {uri}".rstrip()
+    if status == 403:
+        return ConfigError(
+            f"{where} does not let user '{user}' do this ({str(e)[-200:]}): ask its admin for permission."
+        )
+    if not user:
+        return ConfigError(
+            f"{where} asks who is calling: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the "
+            "environment (not on a command line, where others can read them)."
+        )
+    return ConfigError(f"{where} refused user '{user}': check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.")
+
+
+def check_access(client) -> None:
+    "Raise `refusal`'s message if the tracking server does not let this caller in (one small request)."
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as e:
+        if (why := refusal(e, client.tracking_uri)) is not None:
+            raise why from None
+        raise
 
 # %% ../../notebooks/track/01_client.ipynb #1b780fee
 def is_measurement(

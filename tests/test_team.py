@@ -117,3 +117,31 @@ def test_a_server_that_asks_who_is_calling(guarded_server, tmp_path):
     reader = mlops_nb("run", "pipelines/plain.yaml", "--no-cache", username="reader", password="reader-pass-123")
     assert reader.returncode == 2 and "does not let user 'reader' do this" in reader.stderr, reader.stdout + reader.stderr
     assert "Traceback" not in reader.stderr
+
+
+def test_a_colleague_reuses_the_steps_someone_computed_on_another_machine(stack, tmp_path):
+    "Dora trains; Eli, in a folder of his own, runs the same pipeline: every step comes from the server, named as Dora's."
+    from mlflow import MlflowClient
+    dora, eli = (user_project(tmp_path / who, stack.url) for who in ("dora", "eli"))
+    args = [MLOPS_NB, "run", "pipelines/train.yaml", "-p", "n_rows=1200", "-p", "seed=7"]
+    first = subprocess.run(args, cwd=dora.root, env=clean_env(MLOPS_NB_USER="dora", COLUMNS="200"), capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = subprocess.run(args, cwd=eli.root, env=clean_env(MLOPS_NB_USER="eli", COLUMNS="200"), capture_output=True, text=True)
+    assert second.returncode == 0 and "(dora's)" in second.stdout, second.stdout + second.stderr
+
+    c = MlflowClient(stack.url, stack.url)
+    exp = c.get_experiment_by_name("mlops-nb").experiment_id
+    runs = {r.data.tags["mlflow.user"]: r for r in c.search_runs([exp], "tags.mlops_nb.kind = 'pipeline' and tags.mlops_nb.spec = 'pipelines/train.yaml'")
+            if r.data.params.get("seed") == "7"}
+    steps = {who: {s.data.tags["mlops_nb.step"]: s for s in c.search_runs([exp], f"tags.mlflow.parentRunId = '{runs[who].info.run_id}'")}
+             for who in ("dora", "eli")}
+    assert len(steps["eli"]) == 6
+    for name, s in steps["eli"].items():
+        assert s.data.tags["mlops_nb.cached"] == "true" and s.data.tags["mlops_nb.cached_from"] == steps["dora"][name].info.run_id
+        assert s.data.tags["mlops_nb.cached_by"].startswith("dora (pipeline run ")
+        assert steps["dora"][name].data.tags["mlops_nb.shared"] == "complete"
+    assert runs["eli"].data.metrics["test_roc_auc"] == runs["dora"].data.metrics["test_roc_auc"]
+    fetched = eli.root / runs["eli"].data.tags["mlops_nb.run_dir"] / "ingest" / "test.parquet"
+    assert fetched.is_file()  # brought to Eli's machine through the server
+    local = subprocess.run(args, cwd=eli.root, env=clean_env(MLOPS_NB_USER="eli"), capture_output=True, text=True)
+    assert local.returncode == 0 and "every step was cached" in local.stdout  # the third time: Eli's own cache

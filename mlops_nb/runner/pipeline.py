@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/pipeline.html.md"""
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #7fc12763
 from __future__ import annotations
-import json, os, socket, threading, time
+import json, os, shutil, socket, threading, time
 from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor, FIRST_COMPLETED, wait
 from contextlib import ExitStack
@@ -28,7 +28,7 @@ from .spec import PipelineSpec, Step
 from .step import OUTPUTS
 from .results import PipelineResult, RunOptions, StepError, StepResult, check_options, run_note
 from .execute import executor_for
-from . import journal
+from . import journal, shared
 from ..track import client as tracking
 from fastcore.basics import patch
 
@@ -57,7 +57,8 @@ class StepKeys:
 
     def key(self, step: Step, dirs: dict[str, Path]) -> str:
         "The key of `step`, given the output folders of the steps it needs."
-        values = {k: self.params[k] for k in step.params}
+        files = {k for k in step.params if self.spec.params[k].file}  # a file counts by its content, not its path
+        values = {k: "" if k in files else self.params[k] for k in step.params}
         inputs = {n: self._digest(str(dirs[n]), lambda n=n: folder_digest(dirs[n])) for n in step.needs}
         for k in step.params:
             if self.spec.params[k].file and values[k]:
@@ -109,6 +110,7 @@ def _start_step(self: PipelineRun, step: Step, r: StepResult, tags: dict) -> Non
         tracking.Tag.step: step.name,
         tracking.Tag.notebook: tracking.relative_path(step.notebook, self.settings.root),
         tracking.Tag.cache_key: r.key,
+        "mlflow.user": tracking.user(),
         **tags,
     }
     r.run_id = self.mlflow(tracking.start_run, self.client, self.exp_id, step.name, tags, self.parent)
@@ -126,6 +128,8 @@ def run_step(
     cached = self.options.cache and step.cache
     with self.cache.lock(r.key) if cached else ExitStack():
         hit = self.cache.get(r.key) if cached and not self.options.forced(step.name) else None
+        if cached and hit is None and not self.options.forced(step.name) and shared.sharing(self.settings):
+            hit = self._from_server(step, r)
         if hit:
             return self._reuse(step, r, hit)
         return self._execute(step, r)
@@ -142,12 +146,27 @@ def _reuse(self: PipelineRun, step: Step, r: StepResult, hit: CacheEntry) -> Ste
             tracking.Tag.cached: "true",
             tracking.Tag.cached_from: hit.run_id,
             tracking.Tag.cached_from_pipeline: hit.pipeline_run_id,
+            **({shared.CACHED_BY: r.cached_by} if r.cached_by else {}),
         },
     )
     self.mlflow(tracking.finish_run, self.client, r.run_id)
     r.status = "cached"
     self.report(r)
     return r
+
+# %% ../../notebooks/runner/09_pipeline.ipynb #822e24a4
+@patch
+def _from_server(self: PipelineRun, step: Step, r: StepResult) -> CacheEntry | None:
+    "A step someone published on the tracking server under the same key, brought here and entered in the cache."
+    found = self.mlflow(shared.find, self.client, self.exp_id, r.key)
+    if found is None:
+        return None
+    out = self.run_dir / step.name
+    shutil.rmtree(out, ignore_errors=True)
+    shared.fetch(self.client, found, out)
+    r.cached_by = shared.producer(found)
+    pipeline = found.data.tags.get("mlflow.parentRunId", "")
+    return self.cache.put(CacheEntry(r.key, step.name, str(out), found.info.run_id, pipeline, time.time()))
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #3741f8f1
 @patch
@@ -214,6 +233,9 @@ def _hand_on(step: Step, out_dir: Path) -> StepError | None:
 def _record(self: PipelineRun, r: StepResult) -> None:
     "Log the executed notebook (and its HTML) and close the step's run."
     self._log_notebook(r)
+    step = self.spec.step(r.name)
+    if r.status == "done" and self.options.cache and step.cache and shared.sharing(self.settings):
+        self.mlflow(shared.publish, self.client, r.run_id, r.out_dir)  # for colleagues (`runner.shared`)
     self.mlflow(tracking.log_values, self.client, r.run_id, metrics={"step_seconds": r.seconds})
     r.peak_memory_mb = self.mlflow(tracking.get_run, self.client, r.run_id).data.metrics.get("peak_memory_mb")
     status = {"done": "FINISHED", "killed": "KILLED"}.get(r.status, "FAILED")
@@ -349,6 +371,7 @@ def pipeline_tags(
         "mlflow.source.type": "PROJECT",
         tracking.Tag.library: library_fingerprint(),
         tracking.Tag.model_name: settings.model_name,
+        "mlflow.user": tracking.user(),
         **({tracking.Tag.metric: metric, tracking.Tag.metric_goal: goal} if metric else {}),
         **tracking.git_state(settings.root),
         **tracking.environment(),

@@ -45,6 +45,7 @@ class StepResult:
     key: str = ""  # cache key
     out_dir: Path | None = None
     cached_from: str = ""  # the step run that produced the outputs, for a cache hit
+    cached_by: str = ""  # ... and who ran it, when it came from the tracking server (`runner.shared`)
     peak_memory_mb: float | None = None  # the step kernel's peak resident memory (a `StepContext` step records it)
 
     @property

@@ -14,9 +14,9 @@ from ..core.errors import ConfigError, MlopsNbError
 
 # %% auto #0
 __all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect',
-           'ensure_experiment', 'refusal', 'check_access', 'is_measurement', 'start_run', 'log_values', 'finish_run',
-           'get_run', 'pipeline_runs', 'step_runs', 'ui_page', 'version_page', 'relative_path', 'recorded_path',
-           'open_stores', 'git_state', 'environment', 'installed_packages', 'log_dataset']
+           'ensure_experiment', 'refusal', 'check_access', 'user', 'is_measurement', 'start_run', 'log_values',
+           'finish_run', 'get_run', 'pipeline_runs', 'step_runs', 'ui_page', 'version_page', 'relative_path',
+           'recorded_path', 'open_stores', 'git_state', 'environment', 'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
@@ -214,6 +214,16 @@ def check_access(client) -> None:
         raise
 
 # %% ../../notebooks/track/01_client.ipynb #1b780fee
+def user() -> str:
+    "The person (or service) acting: $MLOPS_NB_USER, else the login name; recorded as runs' `mlflow.user`."
+    import getpass
+
+    try:
+        return os.environ.get("MLOPS_NB_USER") or getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
 def is_measurement(
     metric: str,  # a metric's name
 ) -> bool:

@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/track/gate.html.md"""
 
 # %% ../../notebooks/track/03_gate.ipynb #f6867630
 from __future__ import annotations
-import getpass, json, math, os, time
+import json, math, os, time
 from dataclasses import dataclass, field
 from ..core.errors import RegistryError
 from ..core.values import JsonValue
@@ -147,10 +147,9 @@ HISTORY_TAG = Tag.history
 
 def who() -> str:
     "The person (or service) acting: $MLOPS_NB_USER, else the login name."
-    try:
-        return os.environ.get("MLOPS_NB_USER") or getpass.getuser()
-    except Exception:
-        return "unknown"
+    from mlops_nb.track.client import user
+
+    return user()
 
 
 def record_event(

@@ -121,14 +121,15 @@ def test_ui_opens_on_the_training_runs_table_and_the_run_reads_like_the_summary(
 
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(runs_table)
-        page.get_by_role("link", name="train", exact=True).first.wait_for(timeout=120_000)  # the pipeline run's row
+        row = page.locator(f"a[href*='/runs/{run_id}']").first  # the pipeline run's row (other tests add runs here)
+        row.wait_for(timeout=120_000)
         assert page.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"machine_learning"'  # the switch
         assert page.get_by_text("Model registry").first.is_visible()  # the training view's sidebar ...
         assert page.get_by_text("Evaluation runs").count() == 0 and page.get_by_text("Token usage").count() == 0
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "mlflow-ui-runs.png"), full_page=True)
 
-        page.get_by_role("link", name="train", exact=True).first.click()  # a click drops the address's view ...
+        row.click()  # a click drops the address's view ...
         page.get_by_text("Registered models").first.wait_for(timeout=120_000)
         assert page.get_by_text("Evaluation runs").count() == 0  # ... and the run still opens in the training view
         description = page.get_by_text("Primary metric:").first

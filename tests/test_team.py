@@ -145,3 +145,29 @@ def test_a_colleague_reuses_the_steps_someone_computed_on_another_machine(stack,
     assert fetched.is_file()  # brought to Eli's machine through the server
     local = subprocess.run(args, cwd=eli.root, env=clean_env(MLOPS_NB_USER="eli"), capture_output=True, text=True)
     assert local.returncode == 0 and "every step was cached" in local.stdout  # the third time: Eli's own cache
+
+
+def test_a_kept_data_file_comes_back_and_reproduce_reads_it_after_the_file_changed(tmp_path):
+    "keep_data = yes: the file is kept once per version; after it changes, reproduce uses the kept copy (identical)."
+    import re
+    from mlops_nb.ml.data import make_demo_data
+    project = make_project(tmp_path / "p")
+    ini = project.root / "settings.ini"
+    ini.write_text(re.sub(r"(?m)^keep_data\s*=.*$", "keep_data = yes", ini.read_text()))
+    data = project.root / "parts.csv"
+    make_demo_data(900, seed=5).to_csv(data, index=False)
+    original = data.read_bytes()
+    project.run("run", "pipelines/train.yaml", "-p", "data=parts.csv", check=True)
+    project.run("run", "pipelines/train.yaml", "-p", "data=parts.csv", "--force", "train", check=True)
+    c = project.client()
+    assert len(c.search_runs([c.get_experiment_by_name("mlops-nb").experiment_id], "tags.`mlops_nb.kind` = 'data'")) == 1
+    first = project.pipeline_runs()[0]
+    version = first.data.tags["mlops_nb.data.data"]
+
+    make_demo_data(900, seed=6).to_csv(data, index=False)  # the file on disk changes afterwards
+    rep = project.run("reproduce", first.info.run_id)
+    assert rep.returncode == 0 and "identical" in rep.stdout and "data (data) restored" in rep.stdout, rep.stdout + rep.stderr
+    got = project.run("data", "get", version[:12], tmp_path / "back", check=True)
+    assert (tmp_path / "back" / "parts.csv").read_bytes() == original and "parts.csv" in got.stdout
+    missing = project.run("data", "get", "00000000")
+    assert missing.returncode == 2 and "no kept data version 00000000" in missing.stderr

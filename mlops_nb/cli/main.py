@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from ..core.errors import MlopsNbError
 from .base import app, make_console
-from . import new, runs, team, registry, serving, monitor, deploy  # noqa: F401 (each registers its commands, in this order)
+from . import new, runs, data, team, registry, serving, monitor, deploy  # noqa: F401 (each registers its commands, in this order)
 
 # %% auto #0
 __all__ = ['main']

@@ -49,10 +49,13 @@ class Settings:
     intended_use: str = ""  # what the model is for, for its model card
     registry: str = "write"  # write, or read-only: no step may register a version or move an alias (reproduce)
     primary_metric: str = ""  # the metric that judges a model, e.g. test_mae; a spec's `metric` wins; empty: the task's
+    keep_data: str = "no"  # yes: keep each input data file in the artifact store, once per version (runner.snapshots)
 
     def __post_init__(self):
         if self.registry not in ("write", "read-only"):
             raise ConfigError(f"setting registry = {self.registry!r}: use write or read-only.")
+        if self.keep_data not in ("yes", "no"):
+            raise ConfigError(f"setting keep_data = {self.keep_data!r}: use yes or no.")
 
     @property
     def tracking(self) -> str:

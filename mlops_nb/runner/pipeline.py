@@ -29,6 +29,7 @@ from .step import OUTPUTS
 from .results import PipelineResult, RunOptions, StepError, StepResult, check_options, run_note
 from .execute import executor_for
 from . import journal, shared
+from .snapshots import snapshot
 from ..track import client as tracking
 from fastcore.basics import patch
 
@@ -527,6 +528,13 @@ def run_pipeline(
         journal.flush_journals(settings, client)
         mark_stale_runs(client, settings)
         parent = _start_parent(client, exp_id, spec, params, settings, parent_of, tags)
+        if settings.keep_data == "yes":  # each data file, once per version (`runner.snapshots`)
+            kept = {
+                f"{tracking.TAG}.data.{k}": snapshot(client, exp_id, v)
+                for k, v in params.items()
+                if spec.params[k].file and v
+            }
+            tracking.log_values(client, parent, tags=kept)
         marker = _marker(settings, [parent] + ([parent_of] if parent_of else []))
         if parent_of is None:  # a sweep's member leaves the marker to the sweep
             stack.callback(marker.unlink, missing_ok=True)

@@ -98,6 +98,25 @@ def _pipeline_run(client, run_id: str):
 def _data_version(steps: dict) -> str:
     return steps["ingest"].data.params.get("data_version", "") if "ingest" in steps else ""
 
+# %% ../../notebooks/runner/11_reproduce.ipynb #e48c6342
+def _restore_data(client, run, spec, params: dict, steps: dict, settings: Settings) -> tuple[dict, list]:
+    "Each data file that changed since the run, replaced by the copy kept then (`runner.snapshots`), if there is one."
+    from mlops_nb.core.errors import DataError
+    from mlops_nb.runner.snapshots import get_snapshot
+
+    recorded, params, checks = _data_version(steps), dict(params), []
+    for k, path in ((k, v) for k, v in params.items() if spec.params[k].file and v and recorded):
+        if Path(path).exists() and content_hash(path) == recorded:
+            continue
+        try:
+            params[k] = str(
+                get_snapshot(client, run.info.experiment_id, recorded, settings.runs / ".data" / recorded[:16])
+            )
+        except DataError:
+            continue  # nothing kept: the check above says the data differs
+        checks.append((f"data ({k}) restored", True, f"the copy kept at the run, version {recorded[:12]}: {params[k]}"))
+    return params, checks
+
 # %% ../../notebooks/runner/11_reproduce.ipynb #6d1ff889
 def reproduce(
     run_id: str,  # an MLflow run id
@@ -113,6 +132,8 @@ def reproduce(
     params = {k: spec.params[k].parse(v) if v != "" else "" for k, v in run.data.params.items() if k in spec.params}
     steps = tracking.step_runs(client, run, producers=True)  # a cached step's results live in the run that made them
     checks = _checks(run, spec, params, steps, settings)
+    params, restored = _restore_data(client, run, spec, params, steps, settings)
+    checks += restored
     left_out = [s.name for s in spec.steps if s.registry]
     # the model it was about (e.g. named after its data file); registering or moving an alias fails instead
     model_name = run.data.tags.get(tracking.Tag.model_name, settings.model_name)

@@ -18,8 +18,9 @@ Nothing is asserted.
 
     make bench-peers            # or: .venv/bin/python bench/peers.py --peers-bin .venv-peers/bin [--repeat 5]
 """
-import argparse, ctypes, itertools, json, os, resource, shutil, statistics, subprocess, sys, tempfile, textwrap, time
+import argparse, itertools, json, os, shutil, statistics, subprocess, sys, tempfile, textwrap
 from pathlib import Path
+from alltime import become_subreaper, timed
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -166,42 +167,12 @@ def plain_script(d: Path, steps: list[str], threshold: float) -> Path:
     return d / "plain.py"
 
 
-def timed(cmd: list[str], cwd: Path, env: dict, deadline: float = 300) -> dict:
-    "Run `cmd`; wait for it and every process it started (we are their subreaper); wall, CPU and peak memory."
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    log = tempfile.TemporaryFile()
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(p.pid, 0)
-    back = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    stray = 0
-    while time.perf_counter() - t0 < deadline:  # descendants left running, reparented to us
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid == 0:
-            time.sleep(0.005)
-        else:
-            stray += 1
-    done = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if p.returncode != 0:
-        log.seek(0)
-        sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{log.read().decode()[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"back": back, "done": done, "cpu": cpu, "peak_mb": usage.ru_maxrss / 1024, "detached": stray}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peers-bin", default=str(REPO / ".venv-peers" / "bin"))
     ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
-        sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed: this benchmark needs Linux")
+    become_subreaper()
     peers = Path(a.peers_bin)
     root = Path(tempfile.mkdtemp(prefix="mlops-nb-peers-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}

@@ -61,9 +61,9 @@ class StepKeys:
         files = {k for k in step.params if self.spec.params[k].file}  # a file counts by its content, not its path
         values = {k: "" if k in files else self.params[k] for k in step.params}
         inputs = {n: self._digest(str(dirs[n]), lambda n=n: folder_digest(dirs[n])) for n in step.needs}
-        for k in step.params:
-            if self.spec.params[k].file and values[k]:
-                inputs[f"file:{k}"] = self._digest(values[k], lambda k=k: file_digest(values[k]))
+        for k in sorted(files):
+            if path := self.params[k]:
+                inputs[f"file:{k}"] = self._digest(path, lambda p=path: file_digest(p))
         nb = self._digest(str(step.notebook), lambda: notebook_fingerprint(step.notebook))
         inputs["project code"] = self._digest(
             f"code:{step.notebook}", lambda: project_fingerprint(step.notebook, self.root)

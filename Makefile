@@ -28,11 +28,13 @@ test: check lint nbdev-test browser promtool pytest
 check: setup
 	@$(BIN)/python .ci/check_sync.py
 
-## the code rules: lines up to 120 and one statement per line (ruff), imports pointing down the layers (import-linter)
+## the code rules: lines up to 120 and one statement per line (ruff), imports pointing down the layers (import-linter),
+## notebooks in nbdev's rhythm (an example after each definition, no cell over 45 lines)
 lint: setup
 	$(BIN)/ruff check notebooks pipelines mlops_nb
 	$(BIN)/ruff format --check notebooks pipelines
 	$(BIN)/lint-imports
+	$(BIN)/python .ci/check_rhythm.py
 
 nbdev-test: setup
 	$(BIN)/nbdev-test --n-workers 2

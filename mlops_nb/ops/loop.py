@@ -341,11 +341,10 @@ def scoring_server(
     timeout: float = 120,  # seconds it may take to answer /ping
 ):
     "`mlops-nb serve` as its own process on a free loopback port, until the block ends; yields its URL."
-    import os, signal, socket, subprocess, sys, time, urllib.request
+    import os, signal, subprocess, sys
+    from mlops_nb.ops.team import free_port, wait_answering
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))} | settings.as_env()
     command = [str(Path(sys.executable).parent / "mlops-nb"), "serve", "--port", str(port)]
     proc = subprocess.Popen(
@@ -356,20 +355,9 @@ def scoring_server(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            if proc.poll() is not None:
-                raise MlopsNbError(
-                    f"the scoring server exited with {proc.returncode}; run `mlops-nb serve` to see why."
-                )
-            try:
-                if urllib.request.urlopen(f"{url}/ping", timeout=2).status == 200:
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise MlopsNbError(f"the scoring server at {url} was not ready after {timeout:.0f} s.") from None
-                time.sleep(0.3)
+        wait_answering(f"{url}/ping", proc, "run `mlops-nb serve` to see why.", timeout)
         yield url
     finally:
         if proc.poll() is None:

@@ -13,7 +13,7 @@ from ..core.errors import ConfigError, MlopsNbError
 from ..core.values import JsonValue
 
 # %% auto #0
-__all__ = ['STACK_FILE', 'postgres_bin', 'free_port', 'TeamStack', 'team_up', 'team_down']
+__all__ = ['STACK_FILE', 'postgres_bin', 'free_port', 'TeamStack', 'wait_answering', 'team_up', 'team_down']
 
 # %% ../../notebooks/ops/07_team.ipynb #aa6bfe62
 def postgres_bin(
@@ -128,19 +128,25 @@ def _start_server(stack: TeamStack, password: str) -> subprocess.Popen:
         return subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
 
 # %% ../../notebooks/ops/07_team.ipynb #c3443700
-def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+def wait_answering(
+    url: str,  # an address that answers 200 once the server is up, e.g. http://127.0.0.1:5005/health
+    proc: subprocess.Popen,  # the server's process
+    hint: str,  # where to look when it does not come up
+    timeout: float = 180,  # seconds it may take
+) -> None:
+    "Wait until `url` answers 200; fail at once, with `hint`, if the process ends first."
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise MlopsNbError(f"mlflow server exited with {proc.returncode}; see {log}")
+            raise MlopsNbError(f"the server for {url} exited with {proc.returncode}; {hint}")
         try:
-            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+            if urllib.request.urlopen(url, timeout=2).status == 200:
                 return
         except OSError:
             time.sleep(0.2)
-    raise MlopsNbError(f"mlflow server did not answer at {url} within {timeout:.0f} s; see {log}")
+    raise MlopsNbError(f"{url} did not answer within {timeout:.0f} s; {hint}")
 
 
 STACK_FILE = "stack.json"
@@ -163,7 +169,7 @@ def team_up(
         proc = _start_server(stack, password)
         stack.server_pid = proc.pid
         stack.write(folder / STACK_FILE)
-        _wait_up(stack.url, proc, folder / "server.log")
+        wait_answering(f"{stack.url}/health", proc, f"see {folder / 'server.log'}")
     except BaseException:
         team_down(folder)
         raise

@@ -23,10 +23,12 @@ def find_snapshot(
     version: str,  # a data version, or its first characters (at least 8)
 ):
     "The data run keeping `version`, or None."
-    runs = client.search_runs(
-        [experiment_id], f"tags.`{tracking.Tag.kind}` = 'data' and attributes.status = 'FINISHED'", max_results=5000
+    if len(version) < 8 or not version.isalnum():
+        return None
+    query = (
+        f"tags.`{tracking.Tag.kind}` = 'data' and tags.`{VERSION}` LIKE '{version}%' and attributes.status = 'FINISHED'"
     )
-    found = [r for r in runs if len(version) >= 8 and r.data.tags.get(VERSION, "").startswith(version)]
+    found = client.search_runs([experiment_id], query, max_results=2)
     return found[0] if len(found) == 1 else None
 
 # %% ../../notebooks/runner/13_snapshots.ipynb #822ea50e

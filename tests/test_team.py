@@ -171,3 +171,128 @@ def test_a_kept_data_file_comes_back_and_reproduce_reads_it_after_the_file_chang
     assert (tmp_path / "back" / "parts.csv").read_bytes() == original and "parts.csv" in got.stdout
     missing = project.run("data", "get", "00000000")
     assert missing.returncode == 2 and "no kept data version 00000000" in missing.stderr
+
+
+@pytest.fixture(scope="module")
+def cluster(stack, tmp_path_factory):
+    "`dask scheduler` and two `dask worker`s, each in a folder of its own: they share nothing with a project but the server."
+    import signal
+    from distributed import Client
+    from conftest import free_port
+    dask = os.path.join(os.path.dirname(sys.executable), "dask")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    home = tmp_path_factory.mktemp("dask")
+    scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                                  "--no-dashboard"], cwd=home, env=clean_env(), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+    workers = {}
+    for name in ("w1", "w2"):
+        folder = home / name
+        folder.mkdir()
+        workers[name] = subprocess.Popen([dask, "worker", address, "--name", name, "--nthreads", "1", "--no-nanny",
+                                          "--no-dashboard", "--local-directory", folder, "--host", "127.0.0.1"],
+                                         cwd=folder, env=clean_env(), stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with Client(address, timeout="120s") as c:
+            c.wait_for_workers(2, timeout=300)
+            names = {w["name"]: a for a, w in c.scheduler_info()["workers"].items()}
+        yield address, {n: (workers[n], names[n], home / n) for n in workers}
+    finally:
+        for p in [*workers.values(), scheduler]:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(60)
+
+
+def test_a_sweep_spreads_over_a_dask_cluster_that_shares_no_folder(stack, cluster, tmp_path):
+    "Four sweep members on two workers: every step ships through the server and is recorded as a local one would be."
+    from mlflow import MlflowClient
+    address, workers = cluster
+    project = user_project(tmp_path / "fay", stack.url)
+    r = subprocess.run([MLOPS_NB, "run", "pipelines/train.yaml", "-p", "n_rows=1000", "-p", "seed=31", "--sweep",
+                        "model=rf,hgb", "--sweep", "max_depth=3,4", "--executor", "dask", "--scheduler", address,
+                        "--workers", "2"], cwd=project.root, env=clean_env(MLOPS_NB_USER="fay", COLUMNS="200"),
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    c = MlflowClient(stack.url, stack.url)
+    exp = c.get_experiment_by_name("mlops-nb").experiment_id
+    sweep = c.search_runs([exp], "tags.mlops_nb.kind = 'sweep' and tags.`mlflow.user` = 'fay'")[0]
+    members = c.search_runs([exp], f"tags.mlflow.parentRunId = '{sweep.info.run_id}'")
+    assert sweep.info.status == "FINISHED" and len(members) == 4 and all(m.info.status == "FINISHED" for m in members)
+    steps = [s for m in members for s in c.search_runs([exp], f"tags.mlflow.parentRunId = '{m.info.run_id}'")]
+    ran = [s for s in steps if s.data.tags.get("mlops_nb.cached") != "true"]
+    names = [s.data.tags["mlops_nb.step"] for s in ran]
+    assert len(steps) == 24 and names.count("ingest") == names.count("validate") == 1  # then cached, across workers
+    assert names.count("register") == names.count("gate") == 4
+    assert {s.data.tags["mlops_nb.worker"] for s in ran} == {a for _, a, _ in workers.values()}  # both workers
+    for s in ran:
+        assert s.info.status == "FINISHED" and s.data.tags["mlops_nb.outputs"] == "uploaded"
+        name = s.data.tags["mlops_nb.step"]
+        assert {a.path for a in c.list_artifacts(s.info.run_id, "notebook")} == {f"notebook/{name}.ipynb", f"notebook/{name}.html"}
+    best = c.get_run(sweep.data.tags["mlops_nb.best_run"])
+    assert (project.root / best.data.tags["mlops_nb.run_dir"] / "train" / "outputs.json").is_file()  # landed here
+    for _, _, folder in workers.values():  # a worker keeps no step's copy of the project once it is done
+        assert not [p for p in folder.iterdir() if p.name.startswith(("ingest-", "train-", "evaluate-"))]
+
+
+HOLD_SPEC = """name: hold
+steps:
+  - {name: make, notebook: make.ipynb}
+  - {name: hold, notebook: hold.ipynb, needs: make}
+"""
+
+
+def test_a_worker_killed_mid_step_loses_nothing_and_the_step_runs_again_on_the_other(stack, cluster, tmp_path):
+    "A plain notebook holds until told; its worker is killed; the scheduler gives the step to the other worker."
+    import nbformat, signal, time
+    from mlflow import MlflowClient
+    from nbformat.v4 import new_code_cell, new_notebook
+    address, workers = cluster
+    project = user_project(tmp_path / "gil", stack.url)
+    pipelines = project.root / "pipelines"
+    nbformat.write(new_notebook(cells=[new_code_cell(
+        "import os\nopen(os.path.join(os.environ['MLOPS_NB_OUT_DIR'], 'made.txt'), 'w').write('made')")]), pipelines / "make.ipynb")
+    params = new_code_cell("gate: str = ''  # a folder: the step says it started there, and waits for 'go'")
+    params.metadata["tags"] = ["parameters"]
+    nbformat.write(new_notebook(cells=[params, new_code_cell(
+        "import json, os, pathlib, time\n"
+        "made = json.loads(os.environ['MLOPS_NB_UPSTREAM'])['make']\n"
+        "pathlib.Path(gate, f'started-{os.getpid()}').write_text(str(os.getppid()))\n"
+        "while not pathlib.Path(gate, 'go').exists():\n    time.sleep(0.1)\n"
+        "text = open(os.path.join(made, 'made.txt')).read()\n"
+        "open(os.path.join(os.environ['MLOPS_NB_OUT_DIR'], 'held.txt'), 'w').write(text + ' and held')")]), pipelines / "hold.ipynb")
+    (pipelines / "hold.yaml").write_text(HOLD_SPEC)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    run = subprocess.Popen([MLOPS_NB, "run", "pipelines/hold.yaml", "-p", f"gate={gate}", "--executor", "dask",
+                            "--scheduler", address], cwd=project.root, env=clean_env(MLOPS_NB_USER="gil", COLUMNS="200"),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def started(n):
+        while len(found := sorted(gate.glob("started-*"))) < n:
+            assert run.poll() is None, run.stdout.read()
+            time.sleep(0.2)
+        return found
+
+    first = started(1)[0]
+    kernel, worker_pid = int(first.name.split("-")[1]), int(first.read_text())
+    doomed = next(n for n, (p, _, _) in workers.items() if p.pid == worker_pid)
+    os.kill(worker_pid, signal.SIGKILL)  # the machine it ran on goes away
+    workers[doomed][0].wait(60)
+    started(2)  # the scheduler gave the step to the other worker
+    while os.path.exists(f"/proc/{kernel}") and open(f"/proc/{kernel}/stat").read().split()[2] != "Z":
+        time.sleep(0.2)  # the lost worker's kernel saw its parent go and stopped: it records nothing more
+    (gate / "go").touch()
+    out = run.communicate(timeout=600)[0]
+    assert run.returncode == 0, out
+    assert "attempt 2: a worker was lost" in out
+    c = MlflowClient(stack.url, stack.url)
+    exp = c.get_experiment_by_name("mlops-nb").experiment_id
+    parent = c.search_runs([exp], "tags.mlops_nb.kind = 'pipeline' and tags.`mlflow.user` = 'gil'")[0]
+    steps = {s.data.tags["mlops_nb.step"]: s for s in c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+    survivor = next(a for n, (_, a, _) in workers.items() if n != doomed)
+    assert parent.info.status == "FINISHED" and steps["make"].info.status == "FINISHED"
+    assert steps["hold"].data.tags["mlops_nb.attempts"] == "2" and steps["hold"].data.tags["mlops_nb.worker"] == survivor
+    held = project.root / parent.data.tags["mlops_nb.run_dir"] / "hold" / "held.txt"
+    assert held.read_text() == "made and held"

@@ -74,7 +74,7 @@ def print_summary(
         table.add_column(col)
     for s in result.steps:
         run = f"↺ from {s.cached_from[:12]}" if s.status == "cached" else s.run_id[:12]
-        run += f" ({s.cached_by.split(' ')[0]}'s)" if s.cached_by else ""
+        run += (f" ({s.cached_by.split(' ')[0]}'s)" if s.cached_by else "") + (f" on {s.worker}" if s.worker else "")
         memory = f"{s.peak_memory_mb:,.0f} MB" if s.peak_memory_mb else ""  # the kernel's peak resident memory
         table.add_row(s.name, s.status, f"{s.seconds:.1f}s" if s.seconds else "", memory, step_figures(s.outputs), run)
     console.print(table)

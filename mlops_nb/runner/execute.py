@@ -14,7 +14,7 @@ from ..core.errors import ConfigError
 from .results import RunOptions, StepError
 
 # %% auto #0
-__all__ = ['execute_notebook', 'failing_line', 'executor_for']
+__all__ = ['execute_notebook', 'failing_line', 'Shipping', 'executor_for']
 
 # %% ../../notebooks/runner/08_execute.ipynb #03b08a73
 def _no_slow_optional_imports() -> None:
@@ -111,13 +111,15 @@ def failing_line(
 
 # %% ../../notebooks/runner/08_execute.ipynb #d8d0a664
 def _dask_executor(options: RunOptions, settings: Settings, stack: ExitStack):
-    "Run each notebook on a worker of `options.scheduler`, or of a LocalCluster on this machine."
+    "Run each notebook on a worker of `options.scheduler` (shipped whole, given a tracking server), or a LocalCluster."
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError("--executor dask needs dask.distributed: pip install 'mlops-nb[dask]'.") from None
     if options.scheduler:
-        client = stack.enter_context(Client(options.scheduler))
+        client = stack.enter_context(_connect(Client, options.scheduler))
+        if not settings.is_local_store:
+            return Shipping(client)  # the workers share nothing with us but the tracking server
     else:
         cluster = LocalCluster(
             n_workers=options.n_workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
@@ -129,6 +131,29 @@ def _dask_executor(options: RunOptions, settings: Settings, stack: ExitStack):
         return client.submit(execute_notebook, nb, out, params, False, env, step_env, pure=False).result()
 
     return execute
+
+# %% ../../notebooks/runner/08_execute.ipynb #2365662e
+def _connect(Client, address: str):
+    try:
+        return Client(address, timeout="30s")
+    except (OSError, TimeoutError) as e:
+        raise ConfigError(
+            f"could not reach the Dask scheduler at {address} ({e}). Start one (`dask scheduler`) and its workers "
+            "(`dask worker ADDRESS`), or fix --scheduler."
+        ) from None
+
+
+class Shipping:
+    "Runs each step whole on a worker that shares nothing with this machine but the tracking server (`runner.remote`)."
+
+    ships = True
+
+    def __init__(self, client):
+        self.client = client
+
+    def submit(self, fn, *args):
+        "Run `fn(*args)` on a worker; its result, or its error raised here."
+        return self.client.submit(fn, *args, pure=False).result()
 
 # %% ../../notebooks/runner/08_execute.ipynb #6a97f477
 def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list):

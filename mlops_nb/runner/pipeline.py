@@ -25,10 +25,10 @@ from .render import render_html
 from ..core.config import Settings, exported
 from ..core.errors import PipelineFailed
 from .spec import PipelineSpec, Step
-from .step import OUTPUTS
+from .step import OUTPUTS, hand_on, runner_env
 from .results import PipelineResult, RunOptions, StepError, StepResult, check_options, run_note
 from .execute import executor_for
-from . import journal, shared
+from . import journal, remote, shared
 from .snapshots import snapshot
 from ..track import client as tracking
 from fastcore.basics import patch
@@ -185,11 +185,14 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
     self.report(r)
     started = time.perf_counter()
     try:
-        r.error = self.execute(step.notebook, r.notebook, injected, step_env=_step_env(step, runner))
+        if getattr(self.execute, "ships", False):  # to a Dask worker that shares no folder with us
+            r.error = self._on_worker(step, r)
+        else:
+            r.error = self.execute(step.notebook, r.notebook, injected, step_env=runner_env(step, runner))
     finally:
         r.seconds = time.perf_counter() - started
     if r.error is None and not (r.out_dir / OUTPUTS).is_file():
-        r.error = _hand_on(step, r.out_dir)
+        r.error = hand_on(step, r.out_dir)
     from mlops_nb.runner.kernels import STOPPING
 
     r.status = (
@@ -203,40 +206,28 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
     self.report(r)
     return r
 
+# %% ../../notebooks/runner/09_pipeline.ipynb #63d0055f
+@patch
+def _on_worker(self: PipelineRun, step: Step, r: StepResult) -> StepError | None:
+    "Ship the step to a Dask worker (`runner.remote`) and bring its outputs and notebook back here."
+    files = {k for k in step.params if self.spec.params[k].file}
+    upstream = {n: self.result.step(n) for n in step.needs}
+    values = {k: self.params[k] for k in step.params}
+    s = self.mlflow(remote.ship, step, values, files, upstream, self.settings, self.client, r.run_id)
+    landed = remote.send(self.execute.submit, s)
+    r.worker = landed.worker + (f" (attempt {landed.attempt}: a worker was lost)" if landed.attempt > 1 else "")
+    return self.mlflow(remote.land, landed, self.client, r.run_id, r.out_dir, r.notebook)
+
 # %% ../../notebooks/runner/09_pipeline.ipynb #b14068f0
-def _step_env(step: Step, runner: dict) -> dict | None:
-    "What a notebook that does not declare the runner's values finds in its environment instead."
-    if set(step.runner) == {"out_dir", "mlflow_run_id", "upstream"}:
-        return None  # it declares all of them: its kernel can be one forked ahead
-    return {
-        "MLFLOW_RUN_ID": runner["mlflow_run_id"],  # mlflow.start_run() and autolog resume the step's run
-        "MLOPS_NB_OUT_DIR": runner["out_dir"],
-        "MLOPS_NB_UPSTREAM": runner["upstream"],
-    }
-
-
-def _hand_on(step: Step, out_dir: Path) -> StepError | None:
-    "A plain notebook's outputs are the files it wrote; a `StepContext` step without ctx.finish() is incomplete."
-    if step.contract:
-        return StepError(
-            -1,
-            "",
-            "StepIncomplete",
-            f"{step.notebook.name} opened a StepContext but ran to its end without calling ctx.finish(), so it "
-            "handed on no outputs. End it with ctx.finish(...).",
-        )
-    files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file() and p.suffix != ".ipynb")
-    (out_dir / OUTPUTS).write_text(json.dumps({"files": files}, indent=1))
-    return None
-
-
 @patch
 def _record(self: PipelineRun, r: StepResult) -> None:
     "Log the executed notebook (and its HTML) and close the step's run."
     self._log_notebook(r)
     step = self.spec.step(r.name)
     if r.status == "done" and self.options.cache and step.cache and shared.sharing(self.settings):
-        self.mlflow(shared.publish, self.client, r.run_id, r.out_dir)  # for colleagues (`runner.shared`)
+        self.mlflow(
+            shared.publish, self.client, r.run_id, r.out_dir, bool(r.worker)
+        )  # for colleagues (`runner.shared`)
     self.mlflow(tracking.log_values, self.client, r.run_id, metrics={"step_seconds": r.seconds})
     r.peak_memory_mb = self.mlflow(tracking.get_run, self.client, r.run_id).data.metrics.get("peak_memory_mb")
     status = {"done": "FINISHED", "killed": "KILLED"}.get(r.status, "FAILED")

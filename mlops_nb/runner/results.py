@@ -47,6 +47,7 @@ class StepResult:
     cached_from: str = ""  # the step run that produced the outputs, for a cache hit
     cached_by: str = ""  # ... and who ran it, when it came from the tracking server (`runner.shared`)
     peak_memory_mb: float | None = None  # the step kernel's peak resident memory (a `StepContext` step records it)
+    worker: str = ""  # the Dask worker it was shipped to (`runner.remote`), and "(attempt 2)" if one was lost
 
     @property
     def ok(self) -> bool:

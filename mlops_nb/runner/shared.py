@@ -12,12 +12,13 @@ from .cache import RECORDS
 from ..track import client as tracking
 
 # %% auto #0
-__all__ = ['SHARED', 'CACHED_BY', 'FOLDER', 'sharing', 'publish', 'find', 'fetch', 'producer']
+__all__ = ['SHARED', 'CACHED_BY', 'FOLDER', 'UPLOADED', 'sharing', 'upload', 'publish', 'find', 'fetch', 'producer']
 
 # %% ../../notebooks/runner/12_shared.ipynb #a88c0d5d
 SHARED = f"{tracking.TAG}.shared"  # on a step run: `complete` once its outputs are published
 CACHED_BY = f"{tracking.TAG}.cached_by"  # on a reused step: who produced the outputs
 FOLDER = "step-outputs"  # where a step run keeps its published outputs
+UPLOADED = f"{tracking.TAG}.outputs"  # on a step run: `uploaded` once its output folder is in FOLDER
 
 
 def sharing(settings) -> bool:
@@ -25,19 +26,33 @@ def sharing(settings) -> bool:
     return not settings.is_local_store
 
 
-def publish(
+def upload(
     client,  # an MlflowClient (`track.client.connect`)
     run_id: str,  # the step run that executed
     out_dir: Path,  # its output folder
+    folder: str = FOLDER,  # the artifact folder they go to (another: a copy made for one step, not marked)
 ) -> None:
-    "Upload the step's outputs (not its executed notebook, logged apart) to its run, then mark them complete."
+    "Upload the step's outputs (not its executed notebook, logged apart) to its run, then say they are there."
     with tempfile.TemporaryDirectory() as d:
         files = [p for p in Path(out_dir).rglob("*") if p.is_file() and p.suffix not in RECORDS]
         for p in files:
             dest = Path(d) / p.relative_to(out_dir)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(p, dest)
-        client.log_artifacts(run_id, d, FOLDER)
+        client.log_artifacts(run_id, d, folder)
+    if folder == FOLDER:
+        client.set_tag(run_id, UPLOADED, "uploaded")  # last: a cut upload is never read
+
+
+def publish(
+    client,  # an MlflowClient (`track.client.connect`)
+    run_id: str,  # the step run that executed
+    out_dir: Path,  # its output folder
+    uploaded: bool = False,  # its outputs are up already (a Dask worker put them there: `runner.remote`)
+) -> None:
+    "Upload the step's outputs unless they are up, then offer them to others: mark them complete."
+    if not uploaded:
+        upload(client, run_id, out_dir)
     client.set_tag(run_id, SHARED, "complete")  # last: a cut upload is never found
 
 # %% ../../notebooks/runner/12_shared.ipynb #97773aa1

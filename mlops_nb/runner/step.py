@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from ..core.config import Settings, load_settings
 from ..core.errors import ConfigError, MlopsNbError
-from .spec import load_spec
+from .spec import Step, load_spec
+from .results import StepError
 from ..track import client as tracking
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['OUTPUTS', 'StepContext', 'find_spec']
+__all__ = ['OUTPUTS', 'StepContext', 'find_spec', 'runner_env', 'hand_on']
 
 # %% ../../notebooks/runner/02_step.ipynb #96e471d9
 OUTPUTS = "outputs.json"
@@ -221,6 +222,38 @@ def finish(
     if self.interactive:
         tracking.finish_run(self.client, self.run_id)
     return outputs
+
+# %% ../../notebooks/runner/02_step.ipynb #eb50c52b
+def runner_env(
+    step: Step,  # the step (`runner.spec`): which runner values its notebook declares
+    runner: dict,  # the runner's values: out_dir, mlflow_run_id, upstream (JSON)
+) -> dict | None:
+    "What a notebook that does not declare the runner's values finds in its environment instead."
+    if set(step.runner) == {"out_dir", "mlflow_run_id", "upstream"}:
+        return None  # it declares all of them: its kernel can be one forked ahead
+    return {
+        "MLFLOW_RUN_ID": runner["mlflow_run_id"],  # mlflow.start_run() and autolog resume the step's run
+        "MLOPS_NB_OUT_DIR": runner["out_dir"],
+        "MLOPS_NB_UPSTREAM": runner["upstream"],
+    }
+
+
+def hand_on(
+    step: Step,  # the step that ran to its end
+    out_dir: Path,  # its output folder, without an outputs.json
+) -> StepError | None:
+    "A plain notebook's outputs are the files it wrote; a `StepContext` step without ctx.finish() is incomplete."
+    if step.contract:
+        return StepError(
+            -1,
+            "",
+            "StepIncomplete",
+            f"{step.notebook.name} opened a StepContext but ran to its end without calling ctx.finish(), so it "
+            "handed on no outputs. End it with ctx.finish(...).",
+        )
+    files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file() and p.suffix != ".ipynb")
+    (out_dir / OUTPUTS).write_text(json.dumps({"files": files}, indent=1))
+    return None
 
 # %% ../../notebooks/runner/02_step.ipynb #e735a192
 @patch

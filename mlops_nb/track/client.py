@@ -159,6 +159,7 @@ def connect(
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server's "View run at" per closed run
     from mlflow import MlflowClient
 
     ensure_store(settings.tracking)

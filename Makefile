@@ -98,6 +98,7 @@ bench: setup
 	$(BIN)/python bench/cached_run.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/overload.py
 
 # Ploomber and DVC (with papermill) in their own virtualenv, used only by this benchmark
 bench-peers: setup

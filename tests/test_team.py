@@ -117,6 +117,8 @@ def test_a_server_that_asks_who_is_calling(guarded_server, tmp_path):
     reader = mlops_nb("run", "pipelines/plain.yaml", "--no-cache", username="reader", password="reader-pass-123")
     assert reader.returncode == 2 and "does not let user 'reader' do this" in reader.stderr, reader.stdout + reader.stderr
     assert "Traceback" not in reader.stderr
+    cached = mlops_nb("run", "pipelines/plain.yaml", username="reader", password="reader-pass-123")  # all steps cached
+    assert cached.returncode == 2 and "does not let user 'reader' do this" in cached.stderr, cached.stdout + cached.stderr
 
 
 def test_a_colleague_reuses_the_steps_someone_computed_on_another_machine(stack, tmp_path):
@@ -143,8 +145,10 @@ def test_a_colleague_reuses_the_steps_someone_computed_on_another_machine(stack,
     assert runs["eli"].data.metrics["test_roc_auc"] == runs["dora"].data.metrics["test_roc_auc"]
     fetched = eli.root / runs["eli"].data.tags["mlops_nb.run_dir"] / "ingest" / "test.parquet"
     assert fetched.is_file()  # brought to Eli's machine through the server
-    local = subprocess.run(args, cwd=eli.root, env=clean_env(MLOPS_NB_USER="eli"), capture_output=True, text=True)
-    assert local.returncode == 0 and "every step was cached" in local.stdout  # the third time: Eli's own cache
+    local = subprocess.run(args, cwd=eli.root, env=clean_env(MLOPS_NB_USER="eli", COLUMNS="200"), capture_output=True, text=True)
+    assert local.returncode == 0 and local.stdout.count("↺ from") == 6, local.stdout  # the third time: Eli's own cache
+    eli_runs = [r for r in c.search_runs([exp], "tags.mlops_nb.kind = 'pipeline' and tags.`mlflow.user` = 'eli'")]
+    assert len(eli_runs) == 2 and eli_runs[0].data.tags["mlops_nb.cached"] == "all"  # recorded before the command returned
 
 
 def test_a_kept_data_file_comes_back_and_reproduce_reads_it_after_the_file_changed(tmp_path):

@@ -457,7 +457,7 @@ def _cached_kid(s: StepResult, spec: PipelineSpec, params: dict, start: int, end
 
 
 def _record_cached(spec, params, settings, steps: list[StepResult], started: float, tags=None) -> PipelineResult:
-    "Journal a run whose steps were all cached, and flush the journal into MLflow in the background."
+    "Journal a run whose steps were all cached; flush it into MLflow in the background (at once, for a server)."
     start, end, (metric, goal) = int(started * 1000), int(time.time() * 1000), primary(spec, settings)
     folder, seconds = steps[-1].out_dir.parent, time.time() - started
     exp = journal.EXPERIMENT  # known when the journal is recorded
@@ -466,6 +466,12 @@ def _record_cached(spec, params, settings, steps: list[StepResult], started: flo
     metrics = {**result.summary, "pipeline_seconds": result.seconds}
     parent = journal.RunRecord(spec.name, parent_tags, params, metrics, "FINISHED", start, end)
     journal.write_journal(settings, parent, [_cached_kid(s, spec, params, start, end) for s in steps])
+    if not settings.is_local_store:  # a server: recorded now, so that a refusal (a read-only user) is said here
+        client = tracking.connect(settings)
+        run_id = journal.flush_journals(settings, client)[-1]
+        return replace(
+            result, run_id=run_id, experiment_id=tracking.ensure_experiment(client, settings), recorded_later=False
+        )
     journal.flush_in_background(settings)
     return replace(result, experiment_id="")
 

@@ -39,10 +39,8 @@ lint: setup
 nbdev-test: setup
 	$(BIN)/nbdev-test --n-workers 2
 
-# two processes, a test module each at a time (its fixtures, e.g. a PostgreSQL, made once); the machine is then busy,
-# which the tests must stand (they wait on state, never on time)
 pytest: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest
 
 ## regenerate mlops_nb/ and README.md from notebooks/ and clean notebooks (run before committing)
 export: setup

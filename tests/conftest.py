@@ -120,24 +120,18 @@ def clean_checkout(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def wheel_venv(tmp_path_factory, request) -> Path:
+def wheel_venv(tmp_path_factory) -> Path:
     "A fresh virtualenv outside the repository with mlops-nb installed from a wheel built from this checkout."
-    from filelock import FileLock
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if hasattr(request.config, "workerinput") else base  # one for all of pytest-xdist's workers
-    where = shared / "wheel"
-    with FileLock(str(shared / "wheel.lock")):
-        if not (where / "ready").is_file():
-            shutil.rmtree(where, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "build", "--wheel", "-o", str(where / "dist"), str(REPO)],
-                           check=True, capture_output=True, env=clean_env())
-            wheel = next((where / "dist").glob("mlops_nb-*.whl"))
-            subprocess.run([sys.executable, "-m", "venv", str(where / "venv")], check=True, capture_output=True)
-            r = subprocess.run([str(where / "venv" / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True,
-                               text=True, env=clean_env())
-            assert r.returncode == 0, r.stderr[-2000:]
-            (where / "ready").touch()
-    return where / "venv"
+    where = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "-o", str(where / "dist"), str(REPO)],
+                   check=True, capture_output=True, env=clean_env())
+    wheel = next((where / "dist").glob("mlops_nb-*.whl"))
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    r = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True, text=True,
+                       env=clean_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    return venv
 
 
 def user_env(**extra: str) -> dict[str, str]:

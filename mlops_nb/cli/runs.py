@@ -78,10 +78,11 @@ def print_summary(
         memory = f"{s.peak_memory_mb:,.0f} MB" if s.peak_memory_mb else ""  # the kernel's peak resident memory
         table.add_row(s.name, s.status, f"{s.seconds:.1f}s" if s.seconds else "", memory, step_figures(s.outputs), run)
     console.print(table)
-    if result.recorded_later:
+    if all(s.status == "cached" for s in result.steps):
+        where = "is being recorded in MLflow in the background" if result.recorded_later else "is recorded in MLflow"
         console.print(
-            "every step was cached (nothing changed): results reused; the run is being recorded in MLflow in the "
-            "background (`mlops-nb runs` shows it). `--force` re-runs."
+            f"every step was cached (nothing changed): results reused; the run {where} (`mlops-nb runs` shows it). "
+            "`--force` re-runs."
         )
         return
     reg = next((s.outputs for s in result.steps if "model_uri" in s.outputs), None)
@@ -96,6 +97,11 @@ def print_summary(
         console.print(f"gate [bold {color}]{gate['gate']}[/]: champion is version {gate['champion'] or '(none)'}")
         for r in gate["reasons"]:
             console.print(f"  {r}", highlight=False)
+    _print_where(console, result, settings)
+
+# %% ../../notebooks/cli/02_runs.ipynb #9e83c04f
+def _print_where(console, result, settings) -> None:
+    "Where the run's notebooks and MLflow page are."
     console.print(f"pipeline run {result.run_id}; executed notebooks in {result.run_dir}")
     page = ui_page(result.experiment_id, result.run_id)
     where = (

@@ -14,7 +14,8 @@ from pathlib import Path
 from .errors import ConfigError
 
 # %% auto #0
-__all__ = ['SETTINGS_FILE', 'SECTION', 'PROJECT_MARKERS', 'KEYS', 'find_root', 'Settings', 'load_settings', 'exported']
+__all__ = ['SETTINGS_FILE', 'SECTION', 'PROJECT_MARKERS', 'KEYS', 'find_root', 'Settings', 'load_settings', 'environment',
+           'exported']
 
 # %% ../../notebooks/core/02_config.ipynb #645184c7
 SETTINGS_FILE = "settings.ini"
@@ -135,20 +136,28 @@ def load_settings(
     _check_keys(overrides, "the overrides")
     return Settings(root=root, **{**values, **overrides})
 
-# %% ../../notebooks/core/02_config.ipynb #e43caabe
+# %% ../../notebooks/core/02_config.ipynb #e7cb3d2f
 @contextmanager
-def exported(
-    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+def environment(
+    values: dict,  # environment variables to set inside the block
 ):
-    "Set `settings.as_env()` in os.environ inside the block; restore afterwards."
-    env = settings.as_env()
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    "`values` in os.environ inside the block (a process started there inherits them); as they were afterwards."
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
-        yield settings
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def exported(
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+):
+    "Set `settings.as_env()` in os.environ inside the block; restore afterwards."
+    with environment(settings.as_env()):
+        yield settings

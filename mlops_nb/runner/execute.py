@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, os, threading
 from contextlib import ExitStack
 from pathlib import Path
-from ..core.config import Settings
+from ..core.config import Settings, environment
 from ..core.errors import ConfigError
 from .results import RunOptions, StepError
 
@@ -63,11 +63,14 @@ def execute_notebook(
 ) -> StepError | None:
     "Run `notebook` headless with `parameters` into `output`; the error if a cell failed or the kernel died."
     _no_slow_optional_imports()
+    with environment(env or {}):  # on a Dask worker: the settings of the pipeline that sent the task, for this task
+        return _execute(notebook, output, parameters, warm, step_env)
+
+
+def _execute(notebook, output, parameters: dict, warm: bool, step_env: dict | None) -> StepError | None:
     import papermill as pm
     from mlops_nb.runner.kernels import STOPPING
 
-    if env:
-        os.environ.update(env)  # on a Dask worker: the settings of the pipeline that sent the task
     for attempt in (1, 2):
         manager = "ForkedKernelManager" if warm and attempt == 1 else "TrackedKernelManager"
         try:

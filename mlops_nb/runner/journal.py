@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from ..core.config import Settings, load_settings
 from ..core.values import JsonValue
+from ..track import direct
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'RunRecord', 'journal_dir', 'write_journal', 'flush_journals', 'flush_in_background']
+__all__ = ['EXPERIMENT', 'RunRecord', 'journal_dir', 'write_journal', 'flush_journals', 'flush_direct', 'flush_in_background']
 
 # %% ../../notebooks/runner/04_journal.ipynb #ea39f60b
 @dataclass
@@ -86,6 +87,25 @@ def flush_journals(
             path.unlink()
             done.append(parent)
     return done
+
+# %% ../../notebooks/runner/04_journal.ipynb #77cd37da
+def flush_direct(
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+) -> tuple[str, list[str]] | None:
+    "Write every pending journal straight into the embedded store (`track.direct`): the experiment and parent run ids."
+    folder, db, exp, done = journal_dir(settings), direct.verified(settings.tracking), "", []
+    if db is None:
+        return None  # left for MLflow
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime):
+            j = json.loads(path.read_text())
+            written = direct.record_runs(db, settings.experiment, [j["parent"], *j["children"]], EXPERIMENT)
+            if written is None:
+                return None
+            exp, done = written[0], done + written[1][:1]
+            path.unlink()
+    return exp, done
 
 # %% ../../notebooks/runner/04_journal.ipynb #185bca2f
 def flush_in_background(

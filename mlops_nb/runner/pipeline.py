@@ -30,7 +30,7 @@ from .results import PipelineResult, RunOptions, StepError, StepResult, check_op
 from .execute import executor_for
 from . import journal, remote, shared
 from .snapshots import snapshot
-from ..track import client as tracking
+from ..track import client as tracking, direct
 from fastcore.basics import patch
 
 # %% auto #0
@@ -472,6 +472,8 @@ def _record_cached(spec, params, settings, steps: list[StepResult], started: flo
         return replace(
             result, run_id=run_id, experiment_id=tracking.ensure_experiment(client, settings), recorded_later=False
         )
+    if written := journal.flush_direct(settings):  # straight into the embedded store: milliseconds (`track.direct`)
+        return replace(result, run_id=written[1][-1], experiment_id=written[0], recorded_later=False)
     journal.flush_in_background(settings)
     return replace(result, experiment_id="")
 
@@ -521,6 +523,7 @@ def run_pipeline(
         execute = execute or executor_for(options, settings, stack, notebooks)  # first: the zygote preloads meanwhile
         client = tracking.connect(settings)
         exp_id = tracking.ensure_experiment(client, settings)
+        direct.note_schema(settings.tracking)  # MLflow verified the store: an all-cached run may write to it directly
         getattr(execute, "store_ready", lambda: None)()  # the store exists now: the zygote may open it too
         journal.flush_journals(settings, client)
         mark_stale_runs(client, settings)

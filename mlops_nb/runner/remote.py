@@ -6,11 +6,11 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/remote.html.md"""
 
 # %% ../../notebooks/runner/14_remote.ipynb #532606dc
 from __future__ import annotations
-import json, os, shutil, tempfile
+import json, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from ..core.code import local_code
-from ..core.config import Settings, load_settings
+from ..core.config import Settings, environment, load_settings
 from .results import StepError, StepResult
 from .spec import Step
 from .step import OUTPUTS, hand_on, runner_env
@@ -105,37 +105,39 @@ def _outputs_of(client, name: str, r: StepResult, run_id: str) -> tuple[str, str
     shared.upload(client, run_id, r.out_dir, f"{INPUTS}/{name}")
     return run_id, f"{INPUTS}/{name}"
 
-# %% ../../notebooks/runner/14_remote.ipynb #4fba965e
+# %% ../../notebooks/runner/14_remote.ipynb #04c4598f
 def run_shipment(
     s: Shipment,  # the step, as `ship` packed it
 ) -> Landed:
     "Run a shipped step in a throw-away project in this worker's folder; its outputs go to the step's run."
+    home = Path(tempfile.mkdtemp(prefix=f"{s.step.name}-", dir=_workspace()))
+    project = _unpack(s, home / "project")
+    with environment({**s.env, "MLOPS_NB_ROOT": str(project)}):  # the kernel's settings; the worker's come back after
+        try:
+            return _run_unpacked(s, home, project)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _run_unpacked(s: Shipment, home: Path, project: Path) -> Landed:
     from mlops_nb.runner.execute import execute_notebook
 
-    home = Path(tempfile.mkdtemp(prefix=f"{s.step.name}-", dir=_workspace()))
-    try:
-        project = _unpack(s, home / "project")
-        client = tracking.connect(load_settings(project))
-        worker, attempt = _sign_in(client, s.run_id)
-        params = {**s.params, **{k: _download(client, s.run_id, p, home / "inputs" / k) for k, p in s.inputs.items()}}
-        dirs = {n: _download(client, run, folder, home / "upstream" / n) for n, (run, folder) in s.upstream.items()}
-        out_dir = home / "out"
-        out_dir.mkdir()
-        runner = {
-            "out_dir": str(out_dir),
-            "mlflow_run_id": s.run_id,
-            "upstream": json.dumps({n: str(p) for n, p in dirs.items()}),
-        }
-        params.update({k: runner[k] for k in s.step.runner})
-        executed = out_dir / Path(s.notebook).name
-        error = execute_notebook(project / s.notebook, executed, params, step_env=runner_env(s.step, runner))
-        if error is None and not (out_dir / OUTPUTS).is_file():
-            error = hand_on(s.step, out_dir)
-        if error is None:
-            shared.upload(client, s.run_id, out_dir)
-        return Landed(error, executed.read_text() if executed.is_file() else "", worker, attempt)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    client = tracking.connect(load_settings(project))
+    worker, attempt = _sign_in(client, s.run_id)
+    params = {**s.params, **{k: _download(client, s.run_id, p, home / "inputs" / k) for k, p in s.inputs.items()}}
+    dirs = {n: _download(client, run, folder, home / "upstream" / n) for n, (run, folder) in s.upstream.items()}
+    out_dir = home / "out"
+    out_dir.mkdir()
+    upstream = json.dumps({n: str(p) for n, p in dirs.items()})
+    runner = {"out_dir": str(out_dir), "mlflow_run_id": s.run_id, "upstream": upstream}
+    params.update({k: runner[k] for k in s.step.runner})
+    executed = out_dir / Path(s.notebook).name
+    error = execute_notebook(project / s.notebook, executed, params, step_env=runner_env(s.step, runner))
+    if error is None and not (out_dir / OUTPUTS).is_file():
+        error = hand_on(s.step, out_dir)
+    if error is None:
+        shared.upload(client, s.run_id, out_dir)
+    return Landed(error, executed.read_text() if executed.is_file() else "", worker, attempt)
 
 # %% ../../notebooks/runner/14_remote.ipynb #23026ab9
 def _workspace() -> str:
@@ -158,13 +160,12 @@ def _worker_name() -> str:
 
         return socket.gethostname()
 
-
+# %% ../../notebooks/runner/14_remote.ipynb #649fd7a6
 def _unpack(s: Shipment, project: Path) -> Path:
-    "The shipped code in a project folder of its own, with the shipped settings in the environment."
+    "The shipped code in a project folder of its own."
     for rel, data in s.code.items():
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         (project / rel).write_bytes(data)
-    os.environ.update({**s.env, "MLOPS_NB_ROOT": str(project)})  # the kernel sees them too
     return project
 
 

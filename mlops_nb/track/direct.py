@@ -16,7 +16,7 @@ __all__ = ['note_schema', 'verified', 'record_runs']
 
 # %% ../../notebooks/track/06_direct.ipynb #63e8db95
 def _note_path(db: Path) -> Path:
-    return db.parent / f".{db.name}.schema"
+    return db.parent / f".{db.name}-schema.json"  # not .mlflow.db.*: those are stores being built
 
 
 def _revision(db: Path) -> str | None:

@@ -173,7 +173,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
     become_subreaper()
-    peers = Path(a.peers_bin)
+    peers = Path(a.peers_bin).resolve()  # the tools run in their own folders
     root = Path(tempfile.mkdtemp(prefix="mlops-nb-peers-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
     env |= {"DVC_NO_ANALYTICS": "1", "PLOOMBER_STATS_ENABLED": "false", "PYTHONWARNINGS": "ignore"}

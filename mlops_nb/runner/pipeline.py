@@ -225,9 +225,8 @@ def _record(self: PipelineRun, r: StepResult) -> None:
     self._log_notebook(r)
     step = self.spec.step(r.name)
     if r.status == "done" and self.options.cache and step.cache and shared.sharing(self.settings):
-        self.mlflow(
-            shared.publish, self.client, r.run_id, r.out_dir, bool(r.worker)
-        )  # for colleagues (`runner.shared`)
+        uploaded = bool(r.worker)  # a Dask worker put the outputs up already (`runner.remote`)
+        self.mlflow(shared.publish, self.client, r.run_id, r.out_dir, uploaded)  # for colleagues (`runner.shared`)
     self.mlflow(tracking.log_values, self.client, r.run_id, metrics={"step_seconds": r.seconds})
     r.peak_memory_mb = self.mlflow(tracking.get_run, self.client, r.run_id).data.metrics.get("peak_memory_mb")
     status = {"done": "FINISHED", "killed": "KILLED"}.get(r.status, "FAILED")

@@ -7,6 +7,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/track/direct.html.md"""
 # %% ../../notebooks/track/06_direct.ipynb #1d0d9e5a
 from __future__ import annotations
 import json, os, sqlite3, time, uuid
+from contextlib import closing
 from importlib import metadata
 from pathlib import Path
 from .client import _finite, _text, sqlite_file
@@ -36,7 +37,7 @@ def note_schema(
         return
     note = {"mlflow": metadata.version("mlflow"), "revision": rev}
     path = _note_path(db)
-    if path.is_file() and json.loads(path.read_text() or "{}") == note:
+    if path.is_file() and path.read_text() == json.dumps(note):
         return
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(note))
@@ -65,22 +66,29 @@ def record_runs(
     placeholder: str = "",  # a text in tag values to replace by the experiment's id
 ) -> tuple[str, list[str]] | None:
     "Write `runs` (the first one the others' parent) in one transaction: the experiment id and their ids, or None."
-    with sqlite3.connect(db, timeout=60) as con:
-        found = con.execute(
-            "SELECT experiment_id, artifact_location FROM experiments WHERE name = ? AND lifecycle_stage = 'active'",
-            (experiment,),
-        ).fetchall()
-        if len(found) != 1:
-            return None
-        exp_id, location = found[0]
-        ids, now = [], int(time.time() * 1000)
-        for i, r in enumerate(runs):
-            tags = {k: str(v) for k, v in r["tags"].items()}
-            if placeholder:
-                tags = {k: v.replace(placeholder, str(exp_id)) for k, v in tags.items()}
-            if i:
-                tags["mlflow.parentRunId"] = ids[0]
-            ids.append(_insert_run(con, exp_id, location, r, tags, now))
+    try:
+        with closing(sqlite3.connect(db, timeout=60)) as con, con:  # committed whole, or rolled back
+            return _insert_runs(con, experiment, runs, placeholder)
+    except sqlite3.Error:  # locked past the timeout, or tables not as expected: the caller goes through MLflow
+        return None
+
+
+def _insert_runs(con, experiment: str, runs: list[dict], placeholder: str) -> tuple[str, list[str]] | None:
+    found = con.execute(
+        "SELECT experiment_id, artifact_location FROM experiments WHERE name = ? AND lifecycle_stage = 'active'",
+        (experiment,),
+    ).fetchall()
+    if len(found) != 1:
+        return None
+    exp_id, location = found[0]
+    ids, now = [], int(time.time() * 1000)
+    for i, r in enumerate(runs):
+        tags = {k: str(v) for k, v in r["tags"].items()}
+        if placeholder:
+            tags = {k: v.replace(placeholder, str(exp_id)) for k, v in tags.items()}
+        if i:
+            tags["mlflow.parentRunId"] = ids[0]
+        ids.append(_insert_run(con, exp_id, location, r, tags, now))
     return str(exp_id), ids
 
 # %% ../../notebooks/track/06_direct.ipynb #c904a193

@@ -139,7 +139,7 @@ def cache_entries(project):
 
 @pytest.mark.parametrize("how", ["sigint", "sigkill"])
 def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how):
-    p = start(project, "-p", "n_rows=1500", "-p", "n_estimators=3000", "-p", "learning_rate=0.001")  # a long train step
+    p = start(project, "-p", "n_rows=1500", "-p", "n_estimators=100000", "-p", "learning_rate=0.001")  # a train step that only the interrupt ends (minutes on an idle machine)
     run_id = wait_for_step(project, "train")
     os.kill(p.pid, signal.SIGINT if how == "sigint" else signal.SIGKILL)
     code = p.wait(60)

@@ -116,8 +116,9 @@ def test_pipeline_against_a_real_tracking_server(project, tmp_path):
 def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project):
     import glob, signal
     env = clean_env()
+    # a train step that only the interrupt ends: 100000 rounds take minutes even on an idle machine
     p = subprocess.Popen([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/train.yaml", "--sweep", "model=hgb,rf",
-                          "-p", "n_rows=1500", "-p", "n_estimators=3000", "-p", "learning_rate=0.001"],
+                          "-p", "n_rows=1500", "-p", "n_estimators=100000", "-p", "learning_rate=0.001"],
                          cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300  # until a member's train step is executing (its kernel writes the notebook)
     while not glob.glob(str(project.root / "runs" / "*" / "train" / "train.ipynb")) and time.monotonic() < deadline:

@@ -6,10 +6,13 @@ BIN    := $(VENV)/bin
 # named by pyproject.toml's content, not its time: nbdev-export rewrites the file unchanged, which must not reinstall
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 ARGS   ?=
+# the JupyterLab panel: lab/ built into lab/labextension (the wheel ships it), and linked into .venv's JupyterLab
+LABEXT  := lab/labextension/package.json
+LABLINK := $(VENV)/share/jupyter/labextensions/mlops-nb-lab/package.json
 
 .PHONY: setup run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench-peers bench distclean team team-down
 
-setup: $(STAMP)
+setup: $(STAMP) $(LABEXT) $(LABLINK)
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +20,20 @@ $(STAMP):
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+## the panel's JavaScript: its packages from the npm registry (pinned by lab/yarn.lock), built by JupyterLab's builder
+$(LABEXT): $(STAMP) lab/package.json lab/yarn.lock lab/src/*.js lab/style/*.css
+	cd lab && ../$(BIN)/jlpm install --immutable --silent
+	$(BIN)/jupyter-builder build lab
+	touch $(LABEXT)
+
+## what `pip install` of the wheel puts in share/ and etc/, for the editable install: the built panel and the config
+## that enables its server extension
+$(LABLINK): $(LABEXT)
+	rm -rf $(VENV)/share/jupyter/labextensions/mlops-nb-lab
+	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
+	ln -s $(CURDIR)/lab/labextension $(VENV)/share/jupyter/labextensions/mlops-nb-lab
+	cp jupyter-config/server-config/mlops_nb.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 
 ## the main job: the training pipeline on the demo data (pass ARGS="-p model=rf ..." to change it)
 run: setup

@@ -1,9 +1,11 @@
-"""JupyterLab, as a person uses it: the train pipeline's first step notebook opened in real JupyterLab (headless
-Chromium driven by Playwright), every cell run with its defaults from the Run menu, and none failing."""
+"""JupyterLab, as a person uses it (real JupyterLab, headless Chromium driven by Playwright): the train pipeline's
+first step notebook run top to bottom with its defaults; and the mlops-nb panel: a form with a bad value, a run watched
+to its end, its executed notebook opened, two runs compared, a version promoted and rolled back; MLflow's UI as a
+launcher tile. Screenshots of each view go to test-artifacts/lab/."""
 import json, os, secrets, signal, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
-from conftest import clean_env, free_port, make_project, wait_for_url
+from conftest import ARTIFACTS, clean_env, free_port, make_project, wait_for_url
 
 pytestmark = pytest.mark.slow
 JUPYTER = str(Path(sys.executable).parent / "jupyter")
@@ -17,7 +19,10 @@ def lab(tmp_path_factory):
     port, token = free_port(), secrets.token_hex(16)
     env = clean_env()
     env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), JUPYTERLAB_SETTINGS_DIR=str(home / "settings"))
+    news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no "get notified about Jupyter news?" toast over the screenshots
     proc = subprocess.Popen([JUPYTER, "lab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
                              f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={project.root}",
                              "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
@@ -73,4 +78,139 @@ def test_first_train_step_runs_top_to_bottom_in_jupyterlab(lab, browser, tmp_pat
     failed = [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
     assert not failed, f"{first}: {failed[0]['ename']}: {failed[0]['evalue']}"
     assert (project.root / "mlflow.db").exists()  # it recorded into the project's own store, as headless runs do
+    page.close()
+
+
+def api(url: str, token: str, path: str, body: dict | bytes | None = None, method: str | None = None, auth: bool = True):
+    "(status, JSON) of the panel's API at `path`; with the token in the header as JupyterLab's own requests send it."
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{url}/mlops-nb/api/{path}", data=data, method=method,
+                                 headers={"Authorization": f"token {token}"} if auth else {})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r: return r.status, json.load(r)
+    except urllib.error.HTTPError as e: return e.code, json.loads(e.read() or b"{}")
+
+
+def test_the_panel_api_wants_the_token_checks_values_as_the_cli_does_and_bounds_requests(lab):
+    project, url, token = lab
+    assert api(url, token, "project", auth=False)[0] == 403
+    assert api(url, token, "jobs", {"pipeline": "pipelines/train.yaml"}, auth=False)[0] == 403  # no token, no XSRF
+    status, p = api(url, token, "project")
+    assert status == 200 and Path(p["root"]) == project.root.resolve()
+    train = next(s for s in p["pipelines"] if s["name"] == "train")
+    assert {"name": "model", "type": "str", "default": "hgb", "choices": ["linear", "rf", "hgb"]}.items() <= \
+        next(q for q in train["params"] if q["name"] == "model").items()
+    cli = project.run("run", "pipelines/train.yaml", "-p", "model=svm")
+    status, e = api(url, token, "jobs", {"pipeline": "pipelines/train.yaml", "params": {"model": "svm"}})
+    assert status == 400 and e["message"] in cli.stderr  # the CLI's own message, word for word
+    assert api(url, token, "jobs", {"pipeline": "../settings.ini"})[0] == 400
+    assert api(url, token, "jobs", b"{not json")[1] == {"message": "the request body is not JSON"}
+    assert api(url, token, "jobs", json.dumps({"pipeline": "x" * 70_000}).encode())[0] == 413
+    assert api(url, token, "runs/0123abcd")[0] == 404 and api(url, token, "jobs/0123-ab")[0] == 404
+    assert not list((project.root / "runs").glob(".lab/*"))  # nothing was started
+
+
+def test_mlflow_ui_is_a_launcher_tile_on_the_project_store(lab, browser):
+    project, url, token = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{url}/lab?reset&token={token}")  # a fresh workspace: the launcher
+    tile = page.locator(".jp-LauncherCard", has_text="MLflow")
+    tile.wait_for(timeout=240_000)
+    shot(page, "launcher-mlflow-tile")
+    # the tile opens /mlflow/ in a new tab; what it serves is MLflow's own UI and API, on the project's store
+    with urllib.request.urlopen(f"{url}/mlflow/?token={token}", timeout=180) as r:
+        assert "<title>MLflow</title>" in r.read().decode()
+    with urllib.request.urlopen(f"{url}/mlflow/ajax-api/2.0/mlflow/experiments/search?max_results=10&token={token}") as r:
+        assert "mlops-nb" in {e["name"] for e in json.load(r)["experiments"]}
+    page.close()
+
+
+def shot(page, name: str) -> None:
+    "A screenshot of the page in test-artifacts/lab/ (CI keeps them; the docs show them)."
+    (ARTIFACTS / "lab").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lab" / f"{name}.png"))
+
+
+def open_panel(page, url: str, token: str) -> None:
+    page.goto(f"{url}/lab?reset&token={token}")
+    tab = page.locator('.lm-TabBar-tab[data-id="mlops-nb-panel"]')
+    tab.wait_for(timeout=240_000)
+    tab.click()
+    page.locator('.mlops-field[data-param="n_rows"] input').wait_for(timeout=60_000)
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first.bounding_box()
+    page.mouse.move(handle["x"] + 1, handle["y"] + 300)  # widen the sidebar, as a person would, for the screenshots
+    page.mouse.down()
+    page.mouse.move(handle["x"] + 240, handle["y"] + 300, steps=5)
+    page.mouse.up()
+    shot(page, "panel-pipelines")
+
+
+def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_back(lab, browser):
+    from mlops_nb.track.gate import history
+    project, url, token = lab
+    project.run("run", "pipelines/train.yaml", "-p", "n_rows=2000", check=True)  # a first run (hgb), to compare with
+    before = len(project.pipeline_runs())
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    open_panel(page, url, token)
+    # a bad value: the CLI's message, its field marked, nothing started
+    page.fill('.mlops-field[data-param="n_rows"] input', "many")
+    page.click(".mlops-run")
+    error = page.locator(".mlops-runbar .mlops-error")
+    error.wait_for()
+    assert "parameter 'n_rows' expects int" in error.inner_text()
+    assert page.locator('.mlops-field.mlops-invalid[data-param="n_rows"]').count() == 1
+    shot(page, "panel-form-error")
+    # model=rf: Run starts it on the server, and the steps' states follow until it ends
+    page.fill('.mlops-field[data-param="n_rows"] input', "2000")
+    page.select_option('.mlops-field[data-param="model"] select', "rf")
+    page.click(".mlops-run")
+    page.locator(".mlops-job").wait_for()
+    page.locator('.mlops-job[data-state="finished"]').wait_for(timeout=600_000)
+    statuses = dict(zip(page.locator(".mlops-step td:first-child").all_inner_texts(),
+                        page.locator(".mlops-step .mlops-step-status").all_inner_texts()))
+    assert statuses == {"ingest": "cached", "validate": "cached", "train": "done", "evaluate": "done", "register": "done",
+                        "gate": "done"}, statuses
+    shot(page, "panel-progress")
+    runs = project.pipeline_runs()
+    assert len(runs) == before + 1 and runs[-1].data.params["model"] == "rf" and runs[-1].info.status == "FINISHED"
+    # the executed train notebook opens as a notebook in JupyterLab
+    page.locator('.mlops-step[data-step="train"] .mlops-open').click()
+    label = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tabLabel", has_text="train.ipynb")
+    label.wait_for(timeout=120_000)
+    page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output").first.wait_for(timeout=120_000)  # its outputs
+    shot(page, "panel-executed-notebook")
+    # Runs: pick the two newest, compare them side by side
+    page.click('.mlops-tab[data-view="runs"]')
+    rows = page.locator(".mlops-run-row")
+    rows.nth(1).wait_for()
+    assert rows.first.get_attribute("data-run") == runs[-1].info.run_id  # newest first
+    rows.nth(0).locator(".mlops-pick").check()
+    rows.nth(1).locator(".mlops-pick").check()
+    page.click(".mlops-compare")
+    model_row = page.locator('.mlops-comparison .mlops-differs[data-key="model"]')
+    model_row.wait_for()
+    assert model_row.locator("td").all_inner_texts()[1:] == ["rf", "hgb"]
+    assert page.locator('.mlops-comparison .mlops-compare-row[data-key="n_rows"]:not(.mlops-differs)').count() == 1
+    shot(page, "panel-compare")
+    # Models: promote the version that is not champion, then roll back; both land in the registry's history
+    page.click('.mlops-tab[data-view="models"]')
+    page.locator(".mlops-version").nth(1).wait_for()
+    client = project.client()
+    champion = str(client.get_model_version_by_alias("assembly-defect", "champion").version)
+    other = next(v for v in page.locator(".mlops-version").evaluate_all("rows => rows.map(r => r.dataset.version)")
+                 if v != str(champion))
+    page.select_option(".mlops-promote-version", other)
+    page.fill(".mlops-reason", "rf is steadier on the night shift")
+    page.click(".mlops-promote")
+    page.locator(".mlops-message .mlops-ok", has_text=f"champion is version {other}").wait_for()
+    assert str(client.get_model_version_by_alias("assembly-defect", "champion").version) == other
+    shot(page, "panel-models")
+    page.fill(".mlops-reason", "the line asked for the old one back")
+    page.click(".mlops-rollback")
+    page.locator(".mlops-message .mlops-ok", has_text=f"champion is version {champion}").wait_for()
+    assert str(client.get_model_version_by_alias("assembly-defect", "champion").version) == champion
+    events = history(client, "assembly-defect")[-2:]
+    assert [(e["action"], e["version"], e["reason"]) for e in events] == [
+        ("promote", other, "rf is steadier on the night shift"), ("rollback", str(champion), "the line asked for the old one back")]
+    assert "the line asked for the old one back" in page.locator(".mlops-history").inner_text()  # the history it shows
     page.close()

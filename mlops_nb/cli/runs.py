@@ -171,9 +171,13 @@ def run(
     sweep: list[str] = typer.Option(
         [], "--sweep", help="NAME=V1,V2: run the grid of values as child pipeline runs (repeatable)"
     ),
+    events: Optional[Path] = typer.Option(
+        None, "--events", help="write each step's progress to FILE as JSON lines (for a tool that watches the run)"
+    ),
 ):
     "Run a pipeline: each step notebook headless (or from the cache), every step a nested MLflow run."
     from mlops_nb.runner.pipeline import run_pipeline, raise_if_failed
+    from mlops_nb.runner.results import EventLog
     from mlops_nb.runner.spec import prepare_run
 
     notes = []
@@ -182,29 +186,43 @@ def run(
     for note in notes:
         console.print(f"[dim]{note}[/]")
     if sweep:
-        return _run_sweep(spec, values, settings, options, sweep, console)
-    console.print(
-        f"[bold]{spec.name}[/]: {' -> '.join(s.name for s in spec.steps)}  (MLflow: {settings.tracking}, experiment "
-        f"'{settings.experiment}')"
-    )
+        return _run_sweep(spec, values, settings, options, sweep, console, events)
+    _print_start(console, spec, settings)
     with StepProgress(console, [s.name for s in spec.steps]) as progress:
-        result = run_pipeline(spec, values, settings, report=progress, options=options)
+        report = EventLog(events, then=progress) if events else progress
+        result = run_pipeline(spec, values, settings, report=report, options=options)
+    if events:
+        report.end(result)
     print_summary(console, result, settings)
     if notes and not result.failed:  # a model named after its data: the commands' default is the project's model
-        console.print(
-            f"serve it: mlops-nb serve --model models:/{settings.model_name}@champion; monitor it: mlops-nb monitor "
-            f"--model {settings.model_name}; or make it the project's model: model_name = {settings.model_name} in "
-            "settings.ini"
-        )
+        _print_own_model(console, settings)
     if result.failed:
         print_failure(make_console(stderr=True), result)
     raise_if_failed(result)
 
+# %% ../../notebooks/cli/02_runs.ipynb #e61780f2
+def _print_start(console, spec, settings) -> None:
+    console.print(
+        f"[bold]{spec.name}[/]: {' -> '.join(s.name for s in spec.steps)}  (MLflow: {settings.tracking}, experiment "
+        f"'{settings.experiment}')"
+    )
+
+
+def _print_own_model(console, settings) -> None:
+    console.print(
+        f"serve it: mlops-nb serve --model models:/{settings.model_name}@champion; monitor it: mlops-nb monitor "
+        f"--model {settings.model_name}; or make it the project's model: model_name = {settings.model_name} in "
+        "settings.ini"
+    )
+
 # %% ../../notebooks/cli/02_runs.ipynb #7c9f1a01
-def _run_sweep(spec, values, settings, options, sweep, console):
+def _run_sweep(spec, values, settings, options, sweep, console, events=None):
     from rich.table import Table
-    from mlops_nb.core.errors import PipelineFailed
+    from mlops_nb.core.errors import ConfigError, PipelineFailed
     from mlops_nb.runner.sweep import expand_grid, ranking_rows, run_sweep
+
+    if events:
+        raise ConfigError("--events follows one pipeline run, not a --sweep: leave one of them out.")
 
     grid = expand_grid(spec, sweep)
     console.print(

@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/results.html.md"""
 
 # %% ../../notebooks/runner/07_results.ipynb #5673c131
 from __future__ import annotations
-import os
+import json, os, threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from ..core.errors import ConfigError
@@ -14,7 +14,7 @@ from .spec import PipelineSpec
 
 # %% auto #0
 __all__ = ['EXECUTORS', 'StepError', 'StepResult', 'PipelineResult', 'step_figures', 'primary_result', 'run_note', 'RunOptions',
-           'check_options']
+           'check_options', 'EventLog', 'read_events']
 
 # %% ../../notebooks/runner/07_results.ipynb #082e5c14
 @dataclass
@@ -186,3 +186,55 @@ def check_options(
     if options.workers < 0:
         raise ConfigError(f"--workers {options.workers}: pass a positive number, or 0 for one per core.")
     return options
+
+# %% ../../notebooks/runner/07_results.ipynb #526d9668
+class EventLog:
+    "Write each step's state, and the run's end, as JSON lines to `path`; callable as a run's `report`."
+
+    def __init__(
+        self,
+        path: Path | str,  # the file to write (emptied first)
+        then=None,  # another report callback, called after each step's line is written (the terminal's progress)
+    ):
+        self.path, self.then, self._lock = Path(path), then, threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+
+    def _write(self, event: dict) -> None:
+        with self._lock, self.path.open("a") as f:  # one whole line per write: a reader never sees half an event
+            f.write(json.dumps(event, default=str) + "\n")
+
+    def __call__(self, r: StepResult) -> None:
+        e = r.error
+        self._write(
+            {
+                "step": r.name,
+                "status": r.status,
+                "seconds": round(r.seconds, 2),
+                "run_id": r.run_id,
+                "pipeline_run": r.out_dir.parent.name if r.out_dir else "",
+                "notebook": str(r.notebook or ""),
+                "error": e
+                and {"cell": e.cell, "line": e.line, "ename": e.ename, "evalue": e.evalue, "source": e.source},
+            }
+        )
+        if self.then:
+            self.then(r)
+
+    def end(self, result: PipelineResult) -> None:
+        "The last line: the pipeline run's id, status and figures."
+        self._write({"end": True, "run_id": result.run_id, "status": result.status, "summary": result.summary})
+
+# %% ../../notebooks/runner/07_results.ipynb #dab1ce64
+def read_events(
+    path: Path | str,  # a file an `EventLog` writes
+) -> tuple[dict, dict | None]:
+    "The latest event of each step (in the order they first appeared), and the end event once there is one."
+    steps, end = {}, None
+    for line in Path(path).read_text().splitlines() if Path(path).is_file() else []:
+        e = json.loads(line)
+        if e.get("end"):
+            end = e
+        else:
+            steps[e["step"]] = e
+    return steps, end

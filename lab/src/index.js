@@ -1,0 +1,359 @@
+// mlops-nb's JupyterLab panel: the project's pipelines with a form each, a run's live progress, recent runs and a
+// side-by-side comparison of two, and the models with promote and roll back. Everything it shows comes from the
+// server extension mlops_nb.lab.server (under /mlops-nb/api/), through JupyterLab's own authenticated requests.
+import { ILayoutRestorer } from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+const ICON = new LabIcon({
+  name: 'mlops-nb:panel',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path class="jp-icon3" fill="#616161" ' +
+    'd="M4 4h7v7H4zM13 4h7v7h-7zM4 13h7v7H4zM13 16h7v2h-7zM15.5 13h2v7h-2z"/></svg>'
+});
+const POLL_MS = 1000; // how often a running job's progress is read
+
+// A request to the panel's API; its JSON, or an Error carrying the server's one message.
+async function api(path, init = {}) {
+  const settings = ServerConnection.makeSettings();
+  const response = await ServerConnection.makeRequest(URLExt.join(settings.baseUrl, 'mlops-nb/api', path), init, settings);
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch (e) {
+    data = null;
+  }
+  if (!response.ok) {
+    throw new Error((data && data.message) || `${response.status} ${response.statusText}`);
+  }
+  return data;
+}
+
+const post = (path, body) => api(path, { method: 'POST', body: JSON.stringify(body) });
+
+// A DOM element: tag with classes ("td.mlops-x"), attributes and properties, and children (elements or text).
+function h(spec, attrs = {}, ...children) {
+  const [tag, ...classes] = spec.split('.');
+  const el = document.createElement(tag);
+  if (classes.length) el.className = classes.join(' ');
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k in el && typeof v !== 'string') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+// Replace `el`'s children by `children`, leaving out the empty ones (null, undefined, false).
+const fill = (el, ...children) => el.replaceChildren(...children.flat().filter(c => c !== null && c !== undefined && c !== false));
+
+const seconds = s => (s || s === 0 ? `${Number(s).toFixed(1)} s` : '');
+const number = v =>
+  typeof v !== 'number' ? (v ?? '') : Number.isInteger(v) ? String(v) : Math.abs(v) >= 1000 ? v.toFixed(0) : v.toPrecision(4);
+const when = ms => (ms ? new Date(ms).toLocaleString() : '');
+
+class Panel extends Widget {
+  constructor(app) {
+    super();
+    this.app = app;
+    this.id = 'mlops-nb-panel';
+    this.title.icon = ICON;
+    this.title.caption = 'mlops-nb: pipelines, runs and models';
+    this.addClass('mlops-panel');
+    this.views = {
+      pipelines: h('div.mlops-view.mlops-pipelines'),
+      runs: h('div.mlops-view.mlops-runs'),
+      models: h('div.mlops-view.mlops-models')
+    };
+    this.tabs = Object.keys(this.views).map(name =>
+      h('button.mlops-tab', { dataset: { view: name }, onclick: () => this.showView(name) }, name[0].toUpperCase() + name.slice(1))
+    );
+    this.node.append(h('div.mlops-tabs', {}, this.tabs), ...Object.values(this.views));
+    this.picked = [];
+    this.showView("pipelines");
+  }
+
+  showView(name) {
+    this.tabs.forEach(t => t.classList.toggle('mlops-active', t.dataset.view === name));
+    Object.entries(this.views).forEach(([k, v]) => (v.hidden = k !== name));
+    ({ pipelines: () => this.loadPipelines(), runs: () => this.loadRuns(), models: () => this.loadModels() })[name]();
+  }
+
+  open(path) {
+    return this.app.commands.execute('docmanager:open', { path, factory: 'Notebook' });
+  }
+
+  failure(where, error) {
+    fill(where, h('div.mlops-error', {}, error.message));
+  }
+
+  // Pipelines: a form per spec, from its typed parameters; Run starts it in the background and shows its progress.
+  async loadPipelines() {
+    const view = this.views.pipelines;
+    if (this.project) return;
+    try {
+      this.project = await api('project');
+    } catch (e) {
+      return this.failure(view, e);
+    }
+    const specs = this.project.pipelines;
+    const select = h('select.mlops-pipeline-select', { onchange: () => this.renderForm(specs[select.selectedIndex]) },
+      specs.map(s => h('option', { value: s.path }, s.name)));
+    this.form = h('div.mlops-form');
+    this.progress = h('div.mlops-progress');
+    fill(view,
+      h('div.mlops-where', {}, `MLflow: ${this.project.tracking}`),
+      specs.length ? select : h('div.mlops-empty', {}, 'No pipelines/*.yaml in this project.'),
+      this.progress,
+      this.form
+    );
+    const train = specs.findIndex(s => s.name === 'train');
+    if (specs.length) {
+      select.selectedIndex = Math.max(train, 0);
+      this.renderForm(specs[select.selectedIndex]);
+    }
+  }
+
+  renderForm(spec) {
+    if (spec.error) {
+      return fill(this.form, h('div.mlops-error', {}, spec.error));
+    }
+    const fields = spec.params.map(p => {
+      const input = p.choices
+        ? h('select', { name: p.name }, p.choices.map(c => h('option', { value: c, selected: c === p.default }, String(c))))
+        : p.type === 'bool'
+          ? h('select', { name: p.name }, ['true', 'false'].map(v => h('option', { value: v, selected: String(p.default) === v }, v)))
+          : h('input', { name: p.name, type: 'text', placeholder: p.default === null || p.default === undefined ? '' : String(p.default),
+            inputmode: p.type === 'int' || p.type === 'float' ? 'decimal' : undefined });
+      return h('label.mlops-field', { dataset: { param: p.name } },
+        h('span.mlops-name', {}, p.name, h('span.mlops-type', {}, ` ${p.type}${p.required ? ', required' : ''}`)),
+        input,
+        p.help ? h('span.mlops-help', {}, p.help) : null);
+    });
+    this.message = h('div.mlops-message');
+    fill(this.form,
+      h('p.mlops-description', {}, spec.description || ''),
+      h('div.mlops-steps-line', {}, spec.steps.join(' → ')),
+      ...fields,
+      h('div.mlops-runbar', {}, h('button.mlops-run.jp-mod-styled.jp-mod-accept', { onclick: () => this.run(spec) }, 'Run'), this.message)
+    );
+  }
+
+  async run(spec) {
+    const params = {};
+    for (const el of this.form.querySelectorAll('[name]')) {
+      const p = spec.params.find(q => q.name === el.name);
+      const changed = el.tagName === 'SELECT' ? el.value !== String(p.default) : el.value.trim() !== '';
+      if (changed) params[el.name] = el.value.trim();
+    }
+    fill(this.message);
+    this.form.querySelectorAll('.mlops-invalid').forEach(f => f.classList.remove('mlops-invalid'));
+    try {
+      const job = await post('jobs', { pipeline: spec.path, params });
+      this.watch(job);
+      this.progress.scrollIntoView({ block: 'start' });
+    } catch (e) {
+      fill(this.message, h('div.mlops-error', {}, e.message));
+      // the CLI's message names the parameter ("parameter 'n_rows' expects int"): mark its field
+      const named = /parameter '([^']+)'/.exec(e.message);
+      const field = named && this.form.querySelector(`.mlops-field[data-param="${CSS.escape(named[1])}"]`);
+      if (field) field.classList.add('mlops-invalid');
+    }
+  }
+
+  // Live progress: each step's state and time, the failing cell and error, links that open executed notebooks.
+  watch(job) {
+    clearTimeout(this.timer);
+    this.renderJob(job);
+    if (job.state === 'running') {
+      this.timer = setTimeout(async () => {
+        try {
+          this.watch(await api(`jobs/${job.job}`));
+        } catch (e) {
+          this.failure(this.progress, e);
+        }
+      }, POLL_MS);
+    }
+  }
+
+  renderJob(job) {
+    const rows = job.steps.map(s =>
+      h('tr.mlops-step', { dataset: { step: s.step, status: s.status } },
+        h('td', {}, s.step),
+        h('td.mlops-step-status', {}, s.status),
+        h('td', {}, s.status === 'pending' ? '' : seconds(s.seconds)),
+        h('td', {}, s.notebook ? h('a.mlops-open', { href: '#', onclick: ev => (ev.preventDefault(), this.open(s.notebook)) }, 'notebook') : '')));
+    const failed = job.steps.find(s => s.error);
+    fill(this.progress,
+      h('div.mlops-job', { dataset: { state: job.state } },
+        h('b', {}, `${job.pipeline}`), ` ${job.params.join(' ')} — `,
+        h('span.mlops-job-state', {}, job.state), ` (${seconds(job.seconds)})`,
+        job.run_id ? h('span.mlops-run-id', {}, ` run ${job.run_id.slice(0, 12)}`) : null,
+        job.state === 'running' ? h('button.mlops-stop.jp-mod-styled', { onclick: () => api(`jobs/${job.job}`, { method: 'DELETE' }) }, 'Stop') : null),
+      h('table.mlops-table', {}, h('tr', {}, h('th', {}, 'step'), h('th', {}, 'status'), h('th', {}, 'time'), h('th', {}, '')), rows),
+      failed
+        ? h('div.mlops-failure', {},
+          h('div.mlops-error', {}, `${failed.step} failed in cell ${failed.error.cell}${failed.error.line ? `, line ${failed.error.line}` : ''}: ${failed.error.ename}: ${failed.error.evalue}`),
+          h('pre.mlops-source', {}, failed.error.source || ''))
+        : null,
+      job.state === 'failed' && !failed ? h('pre.mlops-log', {}, job.log) : null,
+      Object.keys(job.summary || {}).length
+        ? h('div.mlops-summary', {}, Object.entries(job.summary).map(([k, v]) => `${k}=${number(v)}`).join(', '))
+        : null
+    );
+  }
+
+  // Runs: the newest runs; pick two to compare their parameters and metrics; open a run to reach its notebooks.
+  async loadRuns() {
+    const view = this.views.runs;
+    let runs;
+    try {
+      runs = await api('runs?limit=30');
+    } catch (e) {
+      return this.failure(view, e);
+    }
+    this.picked = this.picked.filter(id => runs.some(r => r.run_id === id));
+    this.compareButton = h('button.mlops-compare.jp-mod-styled', { onclick: () => this.compare(), disabled: this.picked.length !== 2 }, 'Compare');
+    this.detail = h('div.mlops-run-detail');
+    // a run in two lines, to fit a sidebar: what it is and how it ended; then when, how long, its metric and version
+    const rows = runs.map(r =>
+      h('div.mlops-run-row', { dataset: { run: r.run_id, status: r.status } },
+        h('div.mlops-line', {},
+          h('input.mlops-pick', { type: 'checkbox', checked: this.picked.includes(r.run_id), onchange: ev => this.pick(r.run_id, ev.target.checked) }),
+          h('a.mlops-run-link', { href: '#', title: 'its steps and notebooks', onclick: ev => (ev.preventDefault(), this.showRun(r.run_id)) }, r.run_id.slice(0, 8)),
+          ` ${r.pipeline} `,
+          h(`span.mlops-badge.mlops-status-${r.status.toLowerCase()}`, {}, r.status.toLowerCase()),
+          r.registered ? h('span.mlops-version-tag', {}, ` → ${r.registered}`) : null),
+        h('div.mlops-line.mlops-dim', {},
+          [when(r.started), seconds(r.seconds), r.metric && r.value !== null && r.value !== undefined ? `${r.metric} ${number(r.value)}` : '']
+            .filter(Boolean).join(' · '))));
+    fill(view,
+      h('div.mlops-toolbar', {}, h('button.mlops-refresh.jp-mod-styled', { onclick: () => this.loadRuns() }, 'Refresh'), this.compareButton,
+        h('span.mlops-hint', {}, ' pick two runs to compare')),
+      runs.length ? h('div.mlops-run-list', {}, rows) : h('div.mlops-empty', {}, 'No pipeline runs yet: run one from the Pipelines tab.'),
+      this.detail
+    );
+  }
+
+  pick(runId, on) {
+    this.picked = on ? [...this.picked.filter(id => id !== runId), runId].slice(-2) : this.picked.filter(id => id !== runId);
+    this.views.runs.querySelectorAll('.mlops-run-row').forEach(row => {
+      row.querySelector('.mlops-pick').checked = this.picked.includes(row.dataset.run);
+    });
+    this.compareButton.disabled = this.picked.length !== 2;
+  }
+
+  async showRun(runId) {
+    try {
+      const run = await api(`runs/${runId}`);
+      fill(this.detail,
+        h('h3', {}, `${run.pipeline} run ${run.run_id.slice(0, 12)}: ${run.status}`),
+        h('table.mlops-table', {}, h('tr', {}, ['step', 'status', 'metrics', ''].map(c => h('th', {}, c))),
+          run.steps.map(s => h('tr.mlops-run-step', { dataset: { step: s.step } },
+            h('td', {}, s.step),
+            h('td', {}, s.status + (s.cached ? ' (cached)' : '')),
+            h('td', {}, Object.entries(s.metrics).map(([k, v]) => `${k}=${number(v)}`).join(', ')),
+            h('td', {}, s.notebook ? h('a.mlops-open', { href: '#', onclick: ev => (ev.preventDefault(), this.open(s.notebook)) }, 'notebook') : '')))));
+    } catch (e) {
+      this.failure(this.detail, e);
+    }
+  }
+
+  async compare() {
+    try {
+      const [a, b] = await Promise.all(this.picked.map(id => api(`runs/${id}`)));
+      const section = (title, x, y) => {
+        const keys = [...new Set([...Object.keys(x), ...Object.keys(y)])].sort();
+        return [h('tr', {}, h('th.mlops-section', { colspan: 3 }, title)),
+          ...keys.map(k => h(`tr.mlops-compare-row${String(x[k]) !== String(y[k]) ? '.mlops-differs' : ''}`, { dataset: { key: k } },
+            h('td', {}, k), h('td', {}, number(x[k])), h('td', {}, number(y[k]))))];
+      };
+      fill(this.detail,
+        h('table.mlops-table.mlops-comparison', {},
+          h('tr', {}, h('th', {}, ''), h('th', {}, `${a.run_id.slice(0, 8)} (${a.status})`), h('th', {}, `${b.run_id.slice(0, 8)} (${b.status})`)),
+          section('parameters', a.params, b.params),
+          section('metrics', a.metrics, b.metrics)));
+    } catch (e) {
+      this.failure(this.detail, e);
+    }
+  }
+
+  // Models: versions, aliases and the gate's history; promote or roll back with a reason (recorded as the CLI does).
+  async loadModels(name) {
+    const view = this.views.models;
+    let list, model;
+    try {
+      list = await api('models');
+      name = name || this.modelName || list.default;
+      if (!list.names.includes(name)) name = list.default;
+      model = name ? await api(`models/${encodeURIComponent(name)}`) : null;
+    } catch (e) {
+      return this.failure(view, e);
+    }
+    this.modelName = name;
+    if (!model) {
+      return fill(view, h('div.mlops-empty', {}, 'No registered models yet: a train run registers one.'));
+    }
+    const select = h('select.mlops-model-select', { onchange: () => this.loadModels(select.value) },
+      list.names.map(n => h('option', { value: n, selected: n === name }, n)));
+    const version = h('select.mlops-promote-version', {}, model.versions.map(v => h('option', { value: v.version }, `version ${v.version}`)));
+    const reason = h('input.mlops-reason', { type: 'text', placeholder: 'why (recorded in the history)' });
+    this.moveMessage = h('div.mlops-message');
+    const move = async (action) => {
+      try {
+        const e = await post(`models/${encodeURIComponent(name)}/${action}`, { version: version.value, reason: reason.value });
+        await this.loadModels(name);
+        fill(this.moveMessage, h('div.mlops-ok', {}, `${e.action}: champion is version ${e.version} (was ${e.previous || 'none'}), by ${e.by}`));
+      } catch (err) {
+        fill(this.moveMessage, h('div.mlops-error', {}, err.message));
+      }
+    };
+    fill(view,
+      h('div.mlops-toolbar', {}, select, h('button.mlops-refresh.jp-mod-styled', { onclick: () => this.loadModels(name) }, 'Refresh')),
+      h('div.mlops-versions', {},
+        model.versions.map(v => h('div.mlops-version', { dataset: { version: v.version, aliases: v.aliases.join(' ') } },
+          h('div.mlops-line', {}, h('b', {}, `version ${v.version} `), v.aliases.map(a => h(`span.mlops-alias.mlops-alias-${a}`, {}, a)),
+            v.gate ? h(`span.mlops-badge.mlops-gate-${v.gate}`, {}, `gate ${v.gate}`) : null),
+          h('div.mlops-line.mlops-dim', {}, [v.metric, when(v.created), v.run_id ? `run ${v.run_id.slice(0, 8)}` : ''].filter(Boolean).join(' · '))))),
+      h('div.mlops-move', {}, version, reason,
+        h('button.mlops-promote.jp-mod-styled.jp-mod-accept', { onclick: () => move('promote') }, 'Promote'),
+        h('button.mlops-rollback.jp-mod-styled.jp-mod-warn', { onclick: () => move('rollback') }, 'Roll back')),
+      this.moveMessage,
+      h('h3', {}, 'History'),
+      model.history.length
+        ? h('div.mlops-history', {}, model.history.map(e => h('div.mlops-event', { dataset: { action: e.action, version: e.version } },
+          h('div.mlops-line', {}, h('b', {}, `${e.action} version ${e.version}`), e.previous ? ` (was ${e.previous})` : ''),
+          h('div.mlops-line.mlops-dim', {}, `${e.time.replace('T', ' ').replace('Z', ' UTC')} · by ${e.by}`),
+          h('div.mlops-line.mlops-reason-text', {}, e.reason))))
+        : h('div.mlops-empty', {}, 'No promotions yet.')
+    );
+  }
+}
+
+const plugin = {
+  id: 'mlops-nb-lab:panel',
+  description: "mlops-nb's panel: run pipelines, watch them, compare runs, promote and roll back models.",
+  autoStart: true,
+  optional: [ILayoutRestorer, ICommandPalette],
+  activate: (app, restorer, palette) => {
+    const panel = new Panel(app);
+    app.shell.add(panel, 'left', { rank: 300 });
+    if (restorer) restorer.add(panel, panel.id);
+    app.commands.addCommand('mlops-nb:open', {
+      label: 'mlops-nb: Pipelines, Runs and Models',
+      execute: () => app.shell.activateById(panel.id)
+    });
+    if (palette) palette.addItem({ command: 'mlops-nb:open', category: 'mlops-nb' });
+  }
+};
+
+export default plugin;

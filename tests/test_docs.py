@@ -56,6 +56,13 @@ def test_every_notebook_has_a_page(site):
     assert (site / "library.html").exists() and (site / "pipelines" / "index.html").exists()
 
 
+def test_the_jupyterlab_page_shows_the_panel_s_screenshots(site):
+    page = Page((site / "jupyterlab.html").read_text(encoding="utf-8"))
+    shown = {Path(unquote(urlsplit(link).path)).name for link in page.links if link.endswith(".png")}
+    assert shown == {p.name for p in (REPO / "notebooks" / "images").glob("*.png")}  # each one (test_internal_links_resolve: they load)
+    assert {"Pipelines: a form per pipeline", "Live progress", "Runs: compare two"} <= set(page.headings)
+
+
 def test_no_directive_text_and_hidden_cells_stay_hidden(site):
     for path, page in pages(site).items():
         text = html.unescape("".join(page.text))

@@ -131,7 +131,8 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / "lab" / f"{name}.png"))
 
 
-def open_panel(page, url: str, token: str) -> None:
+def open_panel(page, url: str, token: str, name: str = "") -> None:
+    "JupyterLab on a fresh workspace, the panel opened and widened; a screenshot called `name` if given."
     page.goto(f"{url}/lab?reset&token={token}")
     tab = page.locator('.lm-TabBar-tab[data-id="mlops-nb-panel"]')
     tab.wait_for(timeout=240_000)
@@ -142,7 +143,8 @@ def open_panel(page, url: str, token: str) -> None:
     page.mouse.down()
     page.mouse.move(handle["x"] + 240, handle["y"] + 300, steps=5)
     page.mouse.up()
-    shot(page, "panel-pipelines")
+    if name:
+        shot(page, name)
 
 
 def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_back(lab, browser):
@@ -151,7 +153,7 @@ def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_b
     project.run("run", "pipelines/train.yaml", "-p", "n_rows=2000", check=True)  # a first run (hgb), to compare with
     before = len(project.pipeline_runs())
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
-    open_panel(page, url, token)
+    open_panel(page, url, token, "panel-pipelines")
     # a bad value: the CLI's message, its field marked, nothing started
     page.fill('.mlops-field[data-param="n_rows"] input', "many")
     page.click(".mlops-run")
@@ -214,3 +216,36 @@ def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_b
         ("promote", other, "rf is steadier on the night shift"), ("rollback", str(champion), "the line asked for the old one back")]
     assert "the line asked for the old one back" in page.locator(".mlops-history").inner_text()  # the history it shows
     page.close()
+
+
+def test_the_wheel_alone_gives_a_working_panel_on_a_project_jupyterlab_was_started_on_from_elsewhere(wheel_venv, tmp_path, browser):
+    "pip install of the wheel, nothing else: JupyterLab started from another folder on a user's new project shows the panel."
+    bin_ = wheel_venv / "bin"
+    subprocess.run([bin_ / "mlops-nb", "new", "shop"], cwd=tmp_path, check=True, capture_output=True, env=clean_env())
+    project, elsewhere, home = tmp_path / "shop", tmp_path / "elsewhere", tmp_path / "home"
+    elsewhere.mkdir()
+    listed = subprocess.run([bin_ / "jupyter", "labextension", "list"], capture_output=True, text=True, env=clean_env())
+    assert "mlops-nb-lab" in listed.stdout + listed.stderr and "OK" in listed.stdout + listed.stderr
+    port, token = free_port(), secrets.token_hex(16)
+    env = clean_env(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+                    JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), JUPYTERLAB_SETTINGS_DIR=str(home / "settings"))
+    env["PATH"] = f"{bin_}:{env['PATH']}"
+    proc = subprocess.Popen([bin_ / "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
+                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={project}"]
+                            + (["--allow-root"] if os.getuid() == 0 else []),
+                            cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "w"),
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_url(f"{url}/api/status?token={token}", 180, proc)
+        status, p = api(url, token, "project")
+        assert status == 200 and Path(p["root"]) == project.resolve() and p["model_name"] == "shop"
+        assert "train" in {s["name"] for s in p["pipelines"]}
+        page, hosts = browser.new_page(viewport={"width": 1400, "height": 900}), set()
+        page.on("request", lambda r: hosts.add(r.url.split("/")[2].split(":")[0]))
+        open_panel(page, url, token)
+        assert page.locator(".mlops-field").count() > 5
+        assert hosts == {"127.0.0.1"}, hosts  # every script and style came from JupyterLab's own server: no CDN
+        page.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)

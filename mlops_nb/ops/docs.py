@@ -412,6 +412,8 @@ def build_docs(
     extra = [p.stem for p in sorted(nbs.glob("*.md"))]  # hand-written pages (e.g. deployment)
     for p in sorted(nbs.glob("*.md")):
         shutil.copy(p, staging / p.name)
+    if (nbs / "images").is_dir():  # the pictures those pages show (screenshots the browser tests take)
+        shutil.copytree(nbs / "images", staging / "images")
     index = nbformat.read(str(staging / "index.ipynb"), as_version=4)
     index.cells.append(nbformat.v4.new_markdown_cell(_toctree([*sections, *extra])))
     nbformat.write(index, str(staging / "index.ipynb"))

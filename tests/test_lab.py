@@ -108,6 +108,18 @@ def test_the_panel_api_wants_the_token_checks_values_as_the_cli_does_and_bounds_
     assert api(url, token, "jobs", json.dumps({"pipeline": "x" * 70_000}).encode())[0] == 413
     assert api(url, token, "runs/0123abcd")[0] == 404 and api(url, token, "jobs/0123-ab")[0] == 404
     assert not list((project.root / "runs").glob(".lab/*"))  # nothing was started
+    # a run that fails in a step: its progress names the step, the failing cell and the error, and the run is FAILED
+    status, job = api(url, token, "jobs", {"pipeline": "pipelines/train.yaml", "params": {"target": "no_such_column"}})
+    assert status == 201 and job["state"] == "running"
+    deadline = time.monotonic() + 300
+    while job["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        job = api(url, token, f"jobs/{job['job']}")[1]
+    failed = next(s for s in job["steps"] if s["status"] == "failed")
+    assert job["state"] == "failed" and failed["step"] == "ingest" and "no_such_column" in failed["error"]["evalue"]
+    assert failed["error"]["cell"] >= 1 and failed["notebook"] == f"runs/{job['run_id']}/ingest/ingest.ipynb"
+    assert project.client().get_run(job["run_id"]).info.status == "FAILED"
+    assert [s["status"] for s in job["steps"][1:]] == ["skipped"] * 5
 
 
 def test_mlflow_ui_is_a_launcher_tile_on_the_project_store(lab, browser):
@@ -194,6 +206,9 @@ def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_b
     assert model_row.locator("td").all_inner_texts()[1:] == ["rf", "hgb"]
     assert page.locator('.mlops-comparison .mlops-compare-row[data-key="n_rows"]:not(.mlops-differs)').count() == 1
     shot(page, "panel-compare")
+    rows.first.locator(".mlops-run-link").click()  # a run's steps, each with its executed notebook
+    page.locator(".mlops-run-detail .mlops-run-step").nth(5).wait_for()
+    assert page.locator('.mlops-run-detail .mlops-run-step[data-step="train"] .mlops-open').count() == 1
     # Models: promote the version that is not champion, then roll back; both land in the registry's history
     page.click('.mlops-tab[data-view="models"]')
     page.locator(".mlops-version").nth(1).wait_for()

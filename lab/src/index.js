@@ -121,6 +121,9 @@ class Panel extends Widget {
       select.selectedIndex = Math.max(train, 0);
       this.renderForm(specs[select.selectedIndex]);
     }
+    // a run started before this page was (re)loaded: follow it again
+    const jobs = await api('jobs').catch(() => []);
+    if (jobs.length && jobs[0].state === 'running') this.watch(jobs[0]);
   }
 
   renderForm(spec) {

@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/lab/server.html.md"""
 
 # %% ../../notebooks/lab/03_server.ipynb #e59f05de
 from __future__ import annotations
-import json, os, secrets, signal, subprocess, sys, time
+import json, os, secrets, signal, subprocess, sys, threading, time
 from importlib.resources import files
 from pathlib import Path
 from fastcore.basics import patch
@@ -75,7 +75,16 @@ MAX_RUNNING = 2  # pipeline runs the panel starts at once
 class NotFound(MlopsNbError):
     "The job, run or model a request names does not exist (the API answers 404)."
 
-# %% ../../notebooks/lab/03_server.ipynb #c88492e7
+
+def _spawn(root: Path, pipeline: str, given: list[str], folder: Path) -> subprocess.Popen:
+    "A `mlops-nb run` of `pipeline` in `root` with `given` values, its events and output in `folder`."
+    cmd = [str(Path(sys.executable).parent / "mlops-nb"), "run", pipeline, "--events", str(folder / "events.jsonl")]
+    cmd += [a for kv in given for a in ("-p", kv)]  # each value one argument: data, never code
+    env = {**os.environ, "MLOPS_NB_ROOT": str(root), "COLUMNS": "100", "NO_COLOR": "1"}
+    with open(folder / "log.txt", "wb") as log:
+        return subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+# %% ../../notebooks/lab/03_server.ipynb #6ca02498
 class Jobs:
     "The runs the panel started: `mlops-nb run` processes, their event files and logs."
 
@@ -86,25 +95,25 @@ class Jobs:
     ):
         self.root, self.lab_root = Path(root).resolve(), Path(lab_root or root).resolve()
         self.jobs: dict[str, dict] = {}
+        self._lock = threading.Lock()  # two requests at once must not both pass the MAX_RUNNING check
 
     def start(self, pipeline: str, values: dict) -> str:
         "Check `values`, start a run of `pipeline` with them; its job id."
         from mlops_nb.core.errors import ConfigError
 
         given = assignments(self.root, pipeline, values)
-        if sum(j["proc"].poll() is None for j in self.jobs.values()) >= MAX_RUNNING:
-            raise ConfigError(f"{MAX_RUNNING} runs are going already; wait for one to end, or stop one.")
-        job = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        folder = load_settings(self.root).runs / ".lab" / job
-        folder.mkdir(parents=True)
-        cmd = [str(Path(sys.executable).parent / "mlops-nb"), "run", pipeline, "--events", str(folder / "events.jsonl")]
-        cmd += [a for kv in given for a in ("-p", kv)]
-        env = {**os.environ, "MLOPS_NB_ROOT": str(self.root), "COLUMNS": "100", "NO_COLOR": "1"}
-        with open(folder / "log.txt", "wb") as log:
-            proc = subprocess.Popen(
-                cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.jobs[job] = {"proc": proc, "folder": folder, "pipeline": pipeline, "params": given, "started": time.time()}
+        with self._lock:
+            if sum(j["proc"].poll() is None for j in self.jobs.values()) >= MAX_RUNNING:
+                raise ConfigError(f"{MAX_RUNNING} runs are going already; wait for one to end, or stop one.")
+            job = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            folder = load_settings(self.root).runs / ".lab" / job
+            folder.mkdir(parents=True)
+            self.jobs[job] = {
+                "proc": _spawn(self.root, pipeline, given, folder),
+                "folder": folder,
+                "pipeline": pipeline,
+            }
+        self.jobs[job].update(params=given, steps=_step_names(self.root / pipeline), started=time.time())
         return job
 
     def stop(self, job: str) -> None:
@@ -133,7 +142,9 @@ def status(self: Jobs, job: str) -> dict:
     j = self._get(job)
     events, end = read_events(j["folder"] / "events.jsonl")
     code, steps = j["proc"].poll(), []
-    for name in _step_names(self.root / j["pipeline"]) or list(events):
+    if code is not None:
+        j.setdefault("ended", time.time())
+    for name in j.get("steps") or list(events):
         e = events.get(name, {"step": name, "status": "pending", "seconds": 0})
         steps.append({**e, "notebook": e.get("notebook") and lab_path(e["notebook"], self.lab_root)})
     state = "running" if code is None else "finished" if code == 0 else "stopped" if code == 130 else "failed"
@@ -145,7 +156,7 @@ def status(self: Jobs, job: str) -> dict:
         "state": state,
         "exit_code": code,
         "run_id": (end or {}).get("run_id") or next((s["pipeline_run"] for s in steps if s.get("pipeline_run")), ""),
-        "seconds": round(time.time() - j["started"], 1),
+        "seconds": round(j.get("ended", time.time()) - j.get("started", time.time()), 1),
         "steps": steps,
         "summary": (end or {}).get("summary", {}),
         "log": "\n".join(log.splitlines()[-30:]),

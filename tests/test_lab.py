@@ -209,6 +209,8 @@ def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_b
     rows.first.locator(".mlops-run-link").click()  # a run's steps, each with its executed notebook
     page.locator(".mlops-run-detail .mlops-run-step").nth(5).wait_for()
     assert page.locator('.mlops-run-detail .mlops-run-step[data-step="train"] .mlops-open').count() == 1
+    mlflow_link = page.locator(".mlops-run-detail .mlops-mlflow-link").get_attribute("href")
+    assert mlflow_link.startswith(f"{url}/mlflow/#/experiments/") and runs[-1].info.run_id in mlflow_link  # via the MLflow tile
     # Models: promote the version that is not champion, then roll back; both land in the registry's history
     page.click('.mlops-tab[data-view="models"]')
     page.locator(".mlops-version").nth(1).wait_for()

@@ -88,6 +88,12 @@ class Panel extends Widget {
     ({ pipelines: () => this.loadPipelines(), runs: () => this.loadRuns(), models: () => this.loadModels() })[name]();
   }
 
+  // MLflow's UI: the launcher tile's (the project's own store), or the team's tracking server
+  mlflowUrl(page = '') {
+    const base = this.project && !this.project.local ? this.project.tracking.replace(/\/?$/, '/') : URLExt.join(ServerConnection.makeSettings().baseUrl, 'mlflow/');
+    return base + page;
+  }
+
   open(path) {
     return this.app.commands.execute('docmanager:open', { path, factory: 'Notebook' });
   }
@@ -99,7 +105,7 @@ class Panel extends Widget {
   // Pipelines: a form per spec, from its typed parameters; Run starts it in the background and shows its progress.
   async loadPipelines() {
     const view = this.views.pipelines;
-    if (this.project) return;
+    if (this.form) return; // the form keeps what was typed in it while other views are looked at
     try {
       this.project = await api('project');
     } catch (e) {
@@ -220,6 +226,7 @@ class Panel extends Widget {
     const view = this.views.runs;
     let runs;
     try {
+      this.project = this.project || (await api('project'));
       runs = await api('runs?limit=30');
     } catch (e) {
       return this.failure(view, e);
@@ -241,7 +248,8 @@ class Panel extends Widget {
             .filter(Boolean).join(' · '))));
     fill(view,
       h('div.mlops-toolbar', {}, h('button.mlops-refresh.jp-mod-styled', { onclick: () => this.loadRuns() }, 'Refresh'), this.compareButton,
-        h('span.mlops-hint', {}, ' pick two runs to compare')),
+        h('a.mlops-mlflow-link', { href: this.mlflowUrl(), target: '_blank', rel: 'noopener' }, 'MLflow ↗')),
+      h('div.mlops-hint', {}, 'Pick two runs to compare them; a run\'s id opens its steps and notebooks.'),
       runs.length ? h('div.mlops-run-list', {}, rows) : h('div.mlops-empty', {}, 'No pipeline runs yet: run one from the Pipelines tab.'),
       this.detail
     );
@@ -259,7 +267,8 @@ class Panel extends Widget {
     try {
       const run = await api(`runs/${runId}`);
       fill(this.detail,
-        h('h3', {}, `${run.pipeline} run ${run.run_id.slice(0, 12)}: ${run.status}`),
+        h('h3', {}, `${run.pipeline} run ${run.run_id.slice(0, 12)}: ${run.status} `,
+          h('a.mlops-mlflow-link', { href: this.mlflowUrl(run.mlflow_page), target: '_blank', rel: 'noopener' }, 'in MLflow ↗')),
         h('table.mlops-table', {}, h('tr', {}, ['step', 'status', 'metrics', ''].map(c => h('th', {}, c))),
           run.steps.map(s => h('tr.mlops-run-step', { dataset: { step: s.step } },
             h('td', {}, s.step),

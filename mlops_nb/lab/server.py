@@ -235,6 +235,7 @@ def run_detail(
         "params": run.data.params,
         "metrics": {m: v for m, v in run.data.metrics.items() if not tracking.is_measurement(m)},
         "registered": run.data.tags.get(tracking.Tag.registered, ""),
+        "mlflow_page": tracking.ui_page(run.info.experiment_id, run_id),  # under MLflow's UI (the tile, or the server)
         "steps": steps,
     }
 

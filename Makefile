@@ -10,9 +10,12 @@ ARGS   ?=
 LABEXT  := lab/labextension/package.json
 LABLINK := $(VENV)/share/jupyter/labextensions/mlops-nb-lab/package.json
 
-.PHONY: setup run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench-peers bench distclean team team-down
+.PHONY: setup panel run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench-peers bench distclean team team-down
 
-setup: $(STAMP) $(LABEXT) $(LABLINK)
+setup: $(STAMP)
+
+## the JupyterLab panel, built and linked into .venv (make lab and make test need it; make run does not, nor Node)
+panel: $(LABEXT) $(LABLINK)
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +59,7 @@ lint: setup
 nbdev-test: setup
 	$(BIN)/nbdev-test --n-workers 2
 
-pytest: setup
+pytest: setup panel
 	$(BIN)/python -m pytest
 
 ## regenerate mlops_nb/ and README.md from notebooks/ and clean notebooks (run before committing)
@@ -85,7 +88,7 @@ serve: setup
 	$(BIN)/mlops-nb serve
 
 ## JupyterLab on 127.0.0.1 with the project's .venv as the kernel, opened on the train pipeline's first step
-lab: setup
+lab: setup panel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/pipelines/ingest.ipynb \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
@@ -128,4 +131,4 @@ bench-drift: setup
 	$(BIN)/python bench/drift.py --evidently-python .venv-evidently/bin/python
 
 distclean:
-	rm -rf $(VENV) .venv-evidently mlflow.db mlartifacts runs predictions demo-loop _docs _proc build
+	rm -rf $(VENV) .venv-evidently mlflow.db mlartifacts runs predictions demo-loop _docs _proc build lab/node_modules lab/labextension

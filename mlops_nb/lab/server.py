@@ -175,6 +175,8 @@ def recent_runs(
     limit: int = 20,  # how many, newest first
 ) -> list[dict]:
     "The newest pipeline runs of the project's experiment, as the Runs view lists them."
+    if _no_store(settings):
+        return []
     client = tracking.connect(settings)
     exp = client.get_experiment_by_name(settings.experiment)
     out = []
@@ -195,6 +197,12 @@ def recent_runs(
             }
         )
     return out
+
+
+def _no_store(settings) -> bool:
+    "An embedded store that does not exist yet: nothing to list, and a look must not create one."
+    path = tracking.sqlite_file(settings.tracking)
+    return path is not None and not path.exists()
 
 
 def _first_test_metric(metrics: dict) -> str:
@@ -244,6 +252,8 @@ def models(
     settings,  # the workbench settings
 ) -> dict:
     "The names of the registered models, and the one to show first (the project's `model_name`, if registered)."
+    if _no_store(settings):
+        return {"names": [], "default": ""}
     names = sorted(m.name for m in tracking.connect(settings).search_registered_models())
     return {"names": names, "default": settings.model_name if settings.model_name in names else next(iter(names), "")}
 

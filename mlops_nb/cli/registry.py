@@ -22,14 +22,11 @@ def registry(
     "Show a model's versions, aliases and metrics, and the history of promotions."
     from rich.table import Table
     from mlops_nb.track.gate import history
-    from mlops_nb.track.registry import list_versions, registered_model
+    from mlops_nb.track.registry import aliases_by_version, list_versions, registered_model
 
     client, settings = reading_client()
     name, c = model_name(model, settings), make_console()
-    rm = registered_model(client, name)
-    aliases = {}
-    for a, v in (rm.aliases or {}).items():
-        aliases.setdefault(str(v), []).append(a)
+    aliases = aliases_by_version(registered_model(client, name))
     t = Table(title=f"model '{name}'", title_justify="left")
     for col in ("version", "aliases", "created", "gate", "metrics", "data version", "run"):
         t.add_column(col)
@@ -40,7 +37,7 @@ def registry(
         )
         t.add_row(
             str(mv.version),
-            ", ".join(sorted(aliases.get(str(mv.version), []))),
+            ", ".join(aliases.get(str(mv.version), [])),
             format_time(mv.creation_timestamp),
             tg.get(Tag.gate, ""),
             metrics,

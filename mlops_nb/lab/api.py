@@ -130,12 +130,8 @@ def runs(
     return pd.DataFrame(
         [
             {
-                "run_id": r.info.run_id,
-                "pipeline": r.data.tags.get(tracking.Tag.pipeline, ""),
-                "status": r.info.status,
+                **tracking.run_summary(r),
                 "started": pd.Timestamp(r.info.start_time, unit="ms"),
-                "seconds": round(((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000, 1),
-                "registered": r.data.tags.get(tracking.Tag.registered, ""),
                 **{k: v for k, v in r.data.metrics.items() if k != "pipeline_seconds"},
             }
             for r in found

@@ -181,20 +181,9 @@ def recent_runs(
     exp = client.get_experiment_by_name(settings.experiment)
     out = []
     for r in [] if exp is None else tracking.pipeline_runs(client, exp.experiment_id, None, limit):
-        pipeline, info = r.data.tags.get(tracking.Tag.pipeline, ""), r.info
         metric = r.data.tags.get(tracking.Tag.metric) or _first_test_metric(r.data.metrics)
         out.append(
-            {
-                "run_id": info.run_id,
-                "pipeline": pipeline,
-                "status": info.status,
-                "started": info.start_time,
-                "seconds": round(((info.end_time or int(time.time() * 1000)) - info.start_time) / 1000, 1),
-                "registered": r.data.tags.get(tracking.Tag.registered, ""),
-                "metric": metric,
-                "value": r.data.metrics.get(metric),
-                "params": r.data.params,
-            }
+            {**tracking.run_summary(r), "metric": metric, "value": r.data.metrics.get(metric), "params": r.data.params}
         )
     return out
 
@@ -264,20 +253,18 @@ def model_detail(
 ) -> dict:
     "A model's versions (newest first) with aliases, gate verdict and metrics; its history, newest first."
     from mlops_nb.track.gate import history
-    from mlops_nb.track.registry import list_versions, registered_model
+    from mlops_nb.track.registry import aliases_by_version, list_versions, registered_model
 
     client = tracking.connect(settings)
     try:
         found = registered_model(client, name)
     except MlopsNbError as e:
         raise NotFound(str(e)) from None
-    aliases = {}
-    for a, v in (found.aliases or {}).items():
-        aliases.setdefault(str(v), []).append(a)
+    aliases = aliases_by_version(found)
     versions = [
         {
             "version": str(mv.version),
-            "aliases": sorted(aliases.get(str(mv.version), [])),
+            "aliases": aliases.get(str(mv.version), []),
             "created": mv.creation_timestamp,
             "gate": mv.tags.get(tracking.Tag.gate, ""),
             "metric": mv.tags.get(tracking.Tag.metric, ""),
@@ -393,7 +380,8 @@ class JobHandler(_Handler):
 class RunsHandler(_Handler):
     @tornado.web.authenticated
     async def get(self):
-        limit = min(int(self.get_argument("limit", "20")) if self.get_argument("limit", "20").isdigit() else 20, 200)
+        limit = self.get_argument("limit", "20")
+        limit = min(int(limit), 200) if limit.isdigit() else 20
         await self.answer(recent_runs, self.settings_, limit)
 
 

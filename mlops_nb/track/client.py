@@ -15,8 +15,9 @@ from ..core.errors import ConfigError, MlopsNbError
 # %% auto #0
 __all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect',
            'ensure_experiment', 'refusal', 'check_access', 'user', 'is_measurement', 'start_run', 'log_values',
-           'finish_run', 'get_run', 'pipeline_runs', 'step_runs', 'ui_page', 'version_page', 'relative_path',
-           'recorded_path', 'open_stores', 'git_state', 'environment', 'installed_packages', 'log_dataset']
+           'finish_run', 'get_run', 'pipeline_runs', 'run_summary', 'step_runs', 'ui_page', 'version_page',
+           'relative_path', 'recorded_path', 'open_stores', 'git_state', 'environment', 'installed_packages',
+           'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
@@ -314,6 +315,22 @@ def pipeline_runs(
     "The newest pipeline runs of an experiment."
     flt = f"tags.{TAG}.kind = 'pipeline'" + (f" and tags.{TAG}.pipeline = '{pipeline}'" if pipeline else "")
     return client.search_runs([experiment_id], flt, order_by=["attributes.start_time DESC"], max_results=limit)
+
+# %% ../../notebooks/track/01_client.ipynb #5ca3e3f5
+def run_summary(
+    run,  # a pipeline run (as `pipeline_runs` lists them)
+) -> dict:
+    "A run as lists show it: id, pipeline, status, start (ms), seconds (so far, if going), registered version."
+    info, tags = run.info, run.data.tags
+    end = info.end_time or int(time.time() * 1000)
+    return {
+        "run_id": info.run_id,
+        "pipeline": tags.get(Tag.pipeline, ""),
+        "status": info.status,
+        "started": info.start_time,
+        "seconds": round((end - info.start_time) / 1000, 1),
+        "registered": tags.get(Tag.registered, ""),
+    }
 
 # %% ../../notebooks/track/01_client.ipynb #3b808d87
 def step_runs(

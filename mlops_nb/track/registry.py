@@ -17,7 +17,7 @@ from .client import Tag
 # %% auto #0
 __all__ = ['ALIASES', 'MODEL_REQUIREMENTS', 'pinned_requirements', 'trusted_types', 'model_code', 'check_writable',
            'register_model', 'alias_version', 'make_challenger', 'version_file', 'version_profile', 'version_schema',
-           'model_version', 'registered_model', 'list_versions', 'download_model', 'load_model']
+           'model_version', 'registered_model', 'list_versions', 'download_model', 'load_model', 'aliases_by_version']
 
 # %% ../../notebooks/track/02_registry.ipynb #f83c2d91
 ALIASES = ("champion", "challenger", "previous")
@@ -304,3 +304,13 @@ def load_model(
     if Path(uri).is_dir():  # the MLmodel file itself: get_model_info would ask a tracking server about the logged model
         return mlflow.sklearn.load_model(uri), Model.load(str(Path(uri) / "MLmodel"))
     return mlflow.sklearn.load_model(uri), get_model_info(uri)
+
+# %% ../../notebooks/track/02_registry.ipynb #cae99ad3
+def aliases_by_version(
+    model,  # a registered model (`registered_model`)
+) -> dict[str, list[str]]:
+    "Each version's aliases, sorted: MLflow keeps them the other way round (alias -> version)."
+    out = {}
+    for alias, version in (model.aliases or {}).items():
+        out.setdefault(str(version), []).append(alias)
+    return {v: sorted(names) for v, names in out.items()}

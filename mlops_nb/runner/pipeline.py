@@ -520,7 +520,7 @@ def run_pipeline(
     with ExitStack() as stack:
         notebooks = [s.notebook for s in spec.steps]
         execute = execute or executor_for(options, settings, stack, notebooks)  # first: the zygote preloads meanwhile
-        client = tracking.connect(settings)
+        client = direct.connect(settings)  # a store MLflow verified: written as SQL; else MLflow's client
         exp_id = tracking.ensure_experiment(client, settings)
         direct.note_schema(settings.tracking)  # MLflow verified the store: an all-cached run may write to it directly
         getattr(execute, "store_ready", lambda: None)()  # the store exists now: the zygote may open it too

@@ -255,6 +255,8 @@ def log_values(
     tags: dict | None = None,  # tags to set, by name
 ) -> None:
     "Log params, metrics and tags in one batch; non-finite metrics are skipped."
+    if getattr(client, "writes_sql", False):  # a `track.direct.DirectClient`: one transaction, no MLflow import
+        return client.log_values(run_id, params, metrics, tags)
     from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
@@ -298,12 +300,14 @@ def get_run(
     run_id: str,  # the run asked for
 ):
     "The run `run_id`, or `MlopsNbError` saying there is none and how to list them."
-    from mlflow.exceptions import MlflowException
-
     try:
         return client.get_run(run_id)
-    except MlflowException:
-        raise MlopsNbError(f"no run {run_id} in {client.tracking_uri}. List runs with `mlops-nb runs`.") from None
+    except Exception as e:
+        from mlflow.exceptions import MlflowException  # only now: a `track.direct.DirectClient` imports no MLflow
+
+        if isinstance(e, MlflowException):
+            raise MlopsNbError(f"no run {run_id} in {client.tracking_uri}. List runs with `mlops-nb runs`.") from None
+        raise
 
 
 def pipeline_runs(

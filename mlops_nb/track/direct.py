@@ -6,14 +6,17 @@ Docs: https://mlops-nb.github.io/mlops-nb/track/direct.html.md"""
 
 # %% ../../notebooks/track/06_direct.ipynb #1d0d9e5a
 from __future__ import annotations
-import json, os, sqlite3, time, uuid
+import json, os, shutil, sqlite3, threading, time, uuid
 from contextlib import closing
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import unquote, urlparse
+from fastcore.basics import patch
 from .client import _finite, _text, sqlite_file
 
 # %% auto #0
-__all__ = ['note_schema', 'verified', 'record_runs']
+__all__ = ['note_schema', 'verified', 'record_runs', 'DirectClient', 'connect']
 
 # %% ../../notebooks/track/06_direct.ipynb #63e8db95
 def _note_path(db: Path) -> Path:
@@ -73,11 +76,14 @@ def record_runs(
         return None
 
 
+def _experiments(con, name: str) -> list[tuple]:
+    "(id, artifact location) of each active experiment named `name` (one per workspace)."
+    sql = "SELECT experiment_id, artifact_location FROM experiments WHERE name = ? AND lifecycle_stage = 'active'"
+    return con.execute(sql, (name,)).fetchall()
+
+
 def _insert_runs(con, experiment: str, runs: list[dict], placeholder: str) -> tuple[str, list[str]] | None:
-    found = con.execute(
-        "SELECT experiment_id, artifact_location FROM experiments WHERE name = ? AND lifecycle_stage = 'active'",
-        (experiment,),
-    ).fetchall()
+    found = _experiments(con, experiment)
     if len(found) != 1:
         return None
     exp_id, location = found[0]
@@ -95,7 +101,7 @@ def _insert_runs(con, experiment: str, runs: list[dict], placeholder: str) -> tu
 def _insert_run(con, exp_id, location: str, r: dict, tags: dict, now: int) -> str:
     "The rows of one finished run, as MLflow's create_run, log_batch and set_terminated write them."
     run_id = uuid.uuid4().hex
-    tags.setdefault("mlflow.runName", r["name"])
+    tags.setdefault("mlflow.runName", r["name"])  # as MLflow's create_run: the name is a tag too
     con.execute(
         "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, start_time, "
         "end_time, deleted_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
@@ -125,3 +131,187 @@ def _insert_run(con, exp_id, location: str, r: dict, tags: dict, now: int) -> st
     latest = 'INSERT INTO latest_metrics ("key", value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, 0, 0, ?)'
     con.executemany(latest, metrics)
     return run_id
+
+# %% ../../notebooks/track/06_direct.ipynb #8b59b579
+class DirectClient:
+    "MLflow's client for a `verified` embedded store: a run's own calls as SQL; any other call through MLflow's."
+
+    writes_sql = True  # `track.client.log_values` hands its batch to `log_values`
+
+    def __init__(self, settings, db: Path):
+        self.settings, self.tracking_uri, self.db = settings, settings.tracking, db
+        self._mlflow, self._lock = None, threading.Lock()
+
+    def __getattr__(self, name):  # what is not written here: MLflow's own client
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.mlflow_client(), name)
+
+    def mlflow_client(self):
+        "MLflow's own client for the same store (importing MLflow, the first time)."
+        from mlops_nb.track.client import connect
+
+        with self._lock:
+            self._mlflow = self._mlflow or connect(self.settings)
+            return self._mlflow
+
+    def _sql(self):
+        return closing(sqlite3.connect(self.db, timeout=60))
+
+    def get_experiment_by_name(self, name: str):
+        "The active experiment `name` (its experiment_id, name, artifact_location), or None."
+        with self._sql() as con:
+            found = _experiments(con, name)
+        if len(found) > 1:  # one per workspace: MLflow knows which is meant
+            return self.mlflow_client().get_experiment_by_name(name)
+        return (
+            SimpleNamespace(experiment_id=str(found[0][0]), name=name, artifact_location=found[0][1]) if found else None
+        )
+
+# %% ../../notebooks/track/06_direct.ipynb #62bef44d
+@patch
+def create_run(
+    self: DirectClient, experiment_id: str, start_time: int | None = None, tags: dict | None = None, run_name=None
+):
+    "A new RUNNING run, as MLflow's `create_run` makes it."
+    exp = self._experiment(experiment_id)
+    tags = {k: str(v) for k, v in (tags or {}).items()}
+    now = int(time.time() * 1000)
+    r = {"name": run_name or tags.get("mlflow.runName", ""), "status": "RUNNING", "params": {}, "metrics": {}}
+    with self._sql() as con, con:
+        run_id = _insert_run(con, experiment_id, exp, {**r, "start_ms": start_time or now, "end_ms": None}, tags, now)
+    return self.get_run(run_id)
+
+
+@patch
+def _experiment(self: DirectClient, experiment_id: str) -> str:
+    "The artifact location of experiment `experiment_id`."
+    with self._sql() as con:
+        row = con.execute(
+            "SELECT artifact_location FROM experiments WHERE experiment_id = ?", (experiment_id,)
+        ).fetchone()
+    if row is None:
+        raise ValueError(f"no experiment {experiment_id} in {self.db}")
+    return row[0]
+
+# %% ../../notebooks/track/06_direct.ipynb #ade0a66f
+@patch
+def log_values(self: DirectClient, run_id: str, params=None, metrics=None, tags=None) -> None:
+    "`track.client.log_values`: params, metrics (non-finite ones skipped) and tags in one transaction."
+    now = int(time.time() * 1000)
+    metrics = [(k, float(v), now, run_id) for k, v in (metrics or {}).items() if _finite(v)]
+    with self._sql() as con, con:
+        con.executemany(
+            'INSERT INTO params ("key", value, run_uuid) VALUES (?, ?, ?)',
+            [(k, _text(v), run_id) for k, v in (params or {}).items()],
+        )
+        _upsert_tags(con, run_id, tags or {})
+        con.executemany(
+            'INSERT OR IGNORE INTO metrics ("key", value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, 0, 0)',
+            metrics,
+        )
+        con.executemany(  # the latest value: the newer (step, timestamp, value) wins, as in MLflow
+            'INSERT INTO latest_metrics ("key", value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, 0, 0, ?) '
+            'ON CONFLICT ("key", run_uuid) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, '
+            "step = 0, is_nan = 0 WHERE (0, excluded.timestamp, excluded.value) > (step, timestamp, value)",
+            metrics,
+        )
+
+
+def _upsert_tags(con, run_id: str, tags: dict) -> None:
+    con.executemany(
+        'INSERT INTO tags ("key", value, run_uuid) VALUES (?, ?, ?) ON CONFLICT ("key", run_uuid) DO UPDATE SET '
+        "value = excluded.value",
+        [(k, _text(v), run_id) for k, v in tags.items()],
+    )
+
+# %% ../../notebooks/track/06_direct.ipynb #9150ddfe
+@patch
+def set_tag(self: DirectClient, run_id: str, key: str, value) -> None:
+    "Set (or replace) one tag."
+    with self._sql() as con, con:
+        _upsert_tags(con, run_id, {key: value})
+
+
+@patch
+def set_terminated(self: DirectClient, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
+    "End a run: FINISHED, FAILED or KILLED."
+    with self._sql() as con, con:
+        con.execute(
+            "UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?",
+            (status, end_time or int(time.time() * 1000), run_id),
+        )
+
+
+@patch
+def get_run(self: DirectClient, run_id: str):
+    "The run (info, and data: params, latest metrics, tags); MLflow's own error for an unknown one."
+    fields = "run_id run_name experiment_id status start_time end_time artifact_uri lifecycle_stage user_id".split()
+    with self._sql() as con:
+        row = con.execute(
+            "SELECT run_uuid, name, experiment_id, status, start_time, end_time, artifact_uri, lifecycle_stage, "
+            "user_id FROM runs WHERE run_uuid = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            return self.mlflow_client().get_run(run_id)
+        of = lambda table, value="value": dict(
+            con.execute(f'SELECT "key", {value} FROM {table} WHERE run_uuid = ?', (run_id,))
+        )
+        data = SimpleNamespace(
+            params=of("params"),
+            tags=of("tags"),
+            metrics=of("latest_metrics", "CASE is_nan WHEN 1 THEN 'NaN' ELSE value END"),
+        )
+    info = SimpleNamespace(**dict(zip(fields, row)))
+    info.experiment_id = str(info.experiment_id)
+    data.metrics = {k: float(v) for k, v in data.metrics.items()}
+    return SimpleNamespace(info=info, data=data)
+
+# %% ../../notebooks/track/06_direct.ipynb #d713f15b
+def _local_folder(uri: str) -> Path | None:
+    "The folder of a `file:` artifact URI (or a plain path), else None."
+    parts = urlparse(uri)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    return Path(uri) if not parts.scheme else None
+
+
+@patch
+def log_artifact(self: DirectClient, run_id: str, local_path, artifact_path: str | None = None) -> None:
+    "Copy a file into the run's artifacts (a local folder; elsewhere through MLflow)."
+    folder = _local_folder(self.get_run(run_id).info.artifact_uri)
+    if folder is None:
+        return self.mlflow_client().log_artifact(run_id, str(local_path), artifact_path)
+    dest = folder / (artifact_path or "") / Path(local_path).name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.copyfile(local_path, tmp)
+    shutil.copystat(local_path, tmp)
+    os.replace(tmp, dest)  # a reader never sees half a file
+
+
+@patch
+def log_text(self: DirectClient, run_id: str, text: str, artifact_file: str) -> None:
+    "Write `text` as the run's artifact `artifact_file`."
+    folder = _local_folder(self.get_run(run_id).info.artifact_uri)
+    if folder is None:
+        return self.mlflow_client().log_text(run_id, text, artifact_file)
+    dest = folder / artifact_file
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, dest)
+
+# %% ../../notebooks/track/06_direct.ipynb #3cb97b18
+def connect(
+    settings,  # the workbench settings (`core.config.load_settings`)
+):
+    "A `DirectClient` if the store is embedded, `verified` and has the experiment; else `track.client.connect`'s."
+    from mlops_nb.track import client as tracking
+
+    if (db := verified(settings.tracking)) is not None:
+        c = DirectClient(settings, db)
+        if c.get_experiment_by_name(settings.experiment) is not None:
+            return c
+    return tracking.connect(settings)

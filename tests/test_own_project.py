@@ -102,6 +102,9 @@ def test_own_estimator_and_plain_steps_from_anywhere_served_scored_bundled_witho
     runs = c.search_runs([c.get_experiment_by_name("acme").experiment_id], "tags.mlops_nb.kind = 'step'")
     steps = {k.data.tags["mlops_nb.step"]: k for k in runs}
     assert steps["prepare"].data.metrics["rows_prepared"] == 10 and steps["prepare"].info.status == "FINISHED"
+    # each plain step's kernel's peak memory, measured by the runner: in MLflow and in the summary's table
+    assert all(20 < k.data.metrics["peak_memory_mb"] < 4000 for k in steps.values()), [k.data.metrics for k in runs]
+    assert " MB " in r.stdout, r.stdout
     run_dir = project / c.get_run(steps["summarise"].data.tags["mlflow.parentRunId"]).data.tags["mlops_nb.run_dir"]
     assert (run_dir / "summarise" / "n.txt").read_text() == "7"
     assert json.loads((run_dir / "summarise" / "outputs.json").read_text()) == {"files": ["n.txt"]}

@@ -8,11 +8,10 @@ Docs: https://mlops-nb.github.io/mlops-nb/cli/main.html.md"""
 from __future__ import annotations
 import sys
 from ..core.errors import MlopsNbError
-from .base import app, make_console
-from . import new, runs, data, team, registry, serving, monitor, deploy  # noqa: F401 (each registers its commands, in this order)
+from ..runner import early
 
 # %% auto #0
-__all__ = ['main']
+__all__ = ['main', 'commands']
 
 # %% ../../notebooks/cli/07_main.ipynb #33503f08
 def _bare_force(argv: list[str]) -> list[str]:
@@ -32,11 +31,15 @@ def main(
     "Entry point of the `mlops-nb` command."
     import atexit
 
+    argv = sys.argv[1:] if argv is None else argv
+    early.start(argv)  # `run`: the kernels' zygote imports the kernel meanwhile (`runner.early`)
     outcome = [0]
     atexit.register(_skip_teardown, outcome)  # registered first, so it runs after every other exit handler
-    code = 0
+    app, code = commands(), 0
+    from mlops_nb.cli.base import make_console
+
     try:
-        app(args=_bare_force(sys.argv[1:] if argv is None else argv), prog_name="mlops-nb", standalone_mode=True)
+        app(args=_bare_force(argv), prog_name="mlops-nb", standalone_mode=True)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except MlopsNbError as e:
@@ -56,8 +59,18 @@ def main(
             raise
         make_console(stderr=True).print(f"error: {why}", markup=False, highlight=False)
         code = why.exit_code
+    finally:
+        early.discard()  # a run that forked no kernel (bad input, --help): its zygote stops
     outcome[0] = code
     sys.exit(code)
+
+# %% ../../notebooks/cli/07_main.ipynb #518c1faf
+def commands():
+    "The `mlops-nb` app with every command on it."
+    from mlops_nb.cli.base import app
+    from mlops_nb.cli import new, runs, data, team, registry, serving, monitor, deploy  # noqa: F401 (each registers its commands, in this order)
+
+    return app
 
 # %% ../../notebooks/cli/07_main.ipynb #7871f989
 def _skip_teardown(outcome: list) -> None:

@@ -17,21 +17,38 @@ from .results import RunOptions, StepError
 __all__ = ['execute_notebook', 'failing_line', 'Shipping', 'executor_for']
 
 # %% ../../notebooks/runner/08_execute.ipynb #03b08a73
-def _no_slow_optional_imports() -> None:
-    "papermill pulls in jsonschema's IRI format check, whose grammar takes ~2 s to compile; we never validate IRIs."
+_STORAGE = ("pyarrow.fs", "gcsfs", "github", "boto3", "azure.datalake.store", "azure.storage.blob")
+_IMPORTING = threading.Lock()
+
+
+def _papermill_module():
+    "papermill, imported without its remote storage back-ends: a step reads and writes local files only."
     import sys
 
-    sys.modules.setdefault("rfc3987_syntax", None)
+    sys.modules.setdefault("rfc3987_syntax", None)  # jsonschema's IRI grammar takes ~2 s to compile; never used
+    with _IMPORTING:  # step threads: one imports, the others wait for the whole module
+        if "papermill" in sys.modules:
+            return sys.modules["papermill"]
+        # papermill imports every storage library it finds (HDFS: pyarrow, ~0.15 s); left out, and only while
+        # papermill itself is imported: the step's code, or a notebook's user, imports them as usual
+        absent = [m for m in _STORAGE if m not in sys.modules]
+        sys.modules.update(dict.fromkeys(absent))
+        try:
+            import papermill
+        finally:
+            for m in absent:
+                sys.modules.pop(m, None)
+        return papermill
 
 # %% ../../notebooks/runner/08_execute.ipynb #e49964f5
 def _papermill(notebook, output, parameters: dict, manager, step_env: dict | None) -> None:
-    import papermill as pm
-
-    pm.execute_notebook(
+    _papermill_module().execute_notebook(
         str(notebook),
         str(output),
         parameters=parameters,
-        cwd=str(Path(notebook).parent),
+        # the kernel starts in the notebook's folder; not papermill's `cwd`, which changes the whole process's
+        # working folder while the notebook runs, under the feet of the steps running beside it in other threads
+        resources={"metadata": {"path": str(Path(notebook).parent)}},
         kernel_name="python3",
         language="python",  # a notebook written by a tool may name no language; its parameters are Python
         progress_bar=False,
@@ -62,14 +79,14 @@ def execute_notebook(
     step_env: dict | None = None,  # variables for this step's kernel only (a plain notebook's MLFLOW_RUN_ID)
 ) -> StepError | None:
     "Run `notebook` headless with `parameters` into `output`; the error if a cell failed or the kernel died."
-    _no_slow_optional_imports()
     with environment(env or {}):  # on a Dask worker: the settings of the pipeline that sent the task, for this task
         return _execute(notebook, output, parameters, warm, step_env)
 
 
 def _execute(notebook, output, parameters: dict, warm: bool, step_env: dict | None) -> StepError | None:
-    import papermill as pm
     from mlops_nb.runner.kernels import STOPPING
+
+    pm = _papermill_module()
 
     for attempt in (1, 2):
         manager = "ForkedKernelManager" if warm and attempt == 1 else "TrackedKernelManager"
@@ -161,10 +178,11 @@ class Shipping:
 # %% ../../notebooks/runner/08_execute.ipynb #6a97f477
 def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list):
     "Fork each notebook's kernel from a zygote that preloads what the notebooks import."
+    from mlops_nb.runner import early
     from mlops_nb.runner.kernels import PRELOAD, PRELOAD_LATER, Zygote, preload_plan
 
     first, later = preload_plan(notebooks) if notebooks else (PRELOAD, PRELOAD_LATER)
-    zygote = stack.enter_context(Zygote(first, later))
+    zygote = stack.enter_context(Zygote(first, later, started=early.take()))  # `mlops-nb run` started one already
     os.environ["MLOPS_NB_ZYGOTE"] = zygote.path
     stack.callback(os.environ.pop, "MLOPS_NB_ZYGOTE", None)
     ready = threading.Event()

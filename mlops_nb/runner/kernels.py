@@ -6,14 +6,17 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/kernels.html.md"""
 
 # %% ../../notebooks/runner/05_kernels.ipynb #7a70119a
 from __future__ import annotations
-import json, os, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import json, os, shutil, signal, socket, subprocess, sys, threading, time
+from contextvars import ContextVar
 from fastcore.basics import patch
 from pathlib import Path
+from .early import ALWAYS, spawn
 
 # %% auto #0
-__all__ = ['PRELOAD', 'PRELOAD_LATER', 'HOLD', 'ALWAYS', 'FORK_TIMEOUT', 'PRESTARTED', 'LIVE', 'STOPPING', 'preload_plan',
+__all__ = ['PRELOAD', 'PRELOAD_LATER', 'HOLD', 'FORK_TIMEOUT', 'PRESTARTED', 'LIVE', 'MEASURED', 'STOPPING', 'preload_plan',
            'watch_owner', 'serve', 'request', 'Zygote', 'ForkedProcess', 'Prestarted', 'ForkedProvisioner',
-           'QuickKernelClient', 'TrackedKernelManager', 'ForkedKernelManager', 'KernelStopped', 'kill_live_kernels']
+           'QuickKernelClient', 'TrackedKernelManager', 'ForkedKernelManager', 'peak_memory_mb', 'KernelStopped',
+           'kill_live_kernels']
 
 # %% ../../notebooks/runner/05_kernels.ipynb #c11831de
 PRELOAD = (
@@ -80,13 +83,10 @@ def _preload(modules) -> None:
             pass  # a missing optional module costs the kernel its import, nothing more
 
 # %% ../../notebooks/runner/05_kernels.ipynb #06e493b6
-ALWAYS = ("ipykernel.kernelapp", "IPython.display")  # what every kernel needs, whatever its notebook imports
-
-
 def preload_plan(
-    notebooks: list,  # the pipeline's step notebooks, in step order
+    notebooks: list,  # the step notebooks that will run, in step order
 ) -> tuple[tuple, tuple]:
-    "Modules for the zygote: before the first fork (the first step's imports), and after it (the others', in order)."
+    "Modules for the zygote: before the first fork (the first step's imports, and `early.ALWAYS`), and after it."
     from mlops_nb.core.code import imported_modules, notebook_source
 
     per = [imported_modules(notebook_source(p)) for p in notebooks if Path(p).is_file()]
@@ -182,6 +182,16 @@ def _open_stores(uris) -> None:
     except ConfigError:  # a store that cannot be used: the runner says so itself, in one line
         pass
 
+
+def _read_request(conn) -> dict:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return json.loads(data or b"{}")
+
 # %% ../../notebooks/runner/05_kernels.ipynb #aa5b082c
 def serve(
     path: str,  # the unix socket to listen on
@@ -208,14 +218,12 @@ def serve(
                 continue
         conn, _ = srv.accept()
         with conn:
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            req = json.loads(data or b"{}")
-            if req.get("ping"):
+            req = _read_request(conn)
+            if "preload" in req:  # a zygote started early (`runner.early`) learns what the steps import
+                _preload(req["preload"])
+                later, ready_at = [m for m in req["later"] if m not in sys.modules], time.monotonic()
+                conn.sendall(b"ok\n")
+            elif req.get("ping"):
                 conn.sendall(b"ready\n")
             elif "stores" in req:
                 _open_stores(req["stores"])
@@ -244,21 +252,28 @@ def request(
 class Zygote:
     "A running zygote process and its socket."
 
-    def __init__(self, modules=PRELOAD, later=PRELOAD_LATER):
-        self.dir = tempfile.mkdtemp(prefix="mlops-nb-zygote-")
-        self.path = os.path.join(self.dir, "zygote.sock")
-        args = f"{self.path!r}, {tuple(modules)!r}, owner={os.getpid()}, later={tuple(later)!r}"
-        code = f"from mlops_nb.runner.kernels import serve; serve({args})"
-        # Started from inside a Jupyter kernel (`mlops_nb.run` in a notebook), the environment names that kernel's
-        # parent in JPY_PARENT_PID; ipykernel reads it when imported, and a kernel forked later would watch a parent it
-        # does not have, and quit at once.
-        env = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.DEVNULL, start_new_session=True, env=env
-        )
+    def __init__(
+        self,
+        modules=PRELOAD,  # modules to import before the first fork
+        later=PRELOAD_LATER,  # modules to import between requests
+        started=None,  # a zygote `runner.early` started (told `modules` and `later` now), or None for a new one
+    ):
+        self.planned = threading.Event()
+        if started is None:
+            self.process, self.dir, self.path = spawn(modules, later)
+            self.planned.set()
+        else:
+            self.process, self.dir, self.path = started
+            plan = {"preload": list(modules), "later": list(later)}
+            threading.Thread(target=self._plan, args=(plan,), daemon=True).start()
 
     def wait_ready(self, timeout: float = 120) -> "Zygote":
         "Block until the zygote has preloaded and answers (it fails loudly if it died)."
+        self._ping(timeout)
+        self.planned.wait(timeout)
+        return self._ping(timeout)
+
+    def _ping(self, timeout: float) -> "Zygote":
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -275,6 +290,17 @@ class Zygote:
         return int(request(self.path, {"argv": argv, "cwd": cwd, "env": env}, FORK_TIMEOUT))
 
 # %% ../../notebooks/runner/05_kernels.ipynb #6ffd0ba2
+@patch
+def _plan(self: Zygote, plan: dict) -> None:
+    try:
+        self._ping(120)
+        request(self.path, plan, timeout=600)  # imports take what they take on a busy machine
+    except (OSError, RuntimeError, TimeoutError):
+        pass  # a zygote that died: `wait_ready` says so
+    finally:
+        self.planned.set()
+
+
 @patch
 def open_stores(self: Zygote, uris) -> None:
     "Have the zygote build MLflow's stores for `uris` (in the background): call it only once they exist."
@@ -486,6 +512,11 @@ class TrackedKernelManager(AsyncKernelManager):
             kill_live_kernels()
             raise KernelStopped("the run was interrupted while a step's kernel was starting")
 
+    async def _async_interrupt_kernel(self):  # the first thing a shutdown does, while the kernel still lives
+        if (measured := MEASURED.get()) is not None and (peak := peak_memory_mb(getattr(self, "_pid", 0))):
+            measured["peak_memory_mb"] = peak
+        return await super()._async_interrupt_kernel()
+
     async def _async_cleanup_resources(self, restart: bool = False):
         LIVE.discard(getattr(self, "_pid", None))
         await super()._async_cleanup_resources(restart)
@@ -503,6 +534,20 @@ class ForkedKernelManager(TrackedKernelManager):
         return await super()._async_pre_start_kernel(**kw)
 
 # %% ../../notebooks/runner/05_kernels.ipynb #f821b607
+MEASURED = ContextVar("measured", default=None)  # a dict the step's kernel manager puts the kernel's peak memory in
+
+
+def peak_memory_mb(
+    pid: int,  # a live process
+) -> float | None:
+    "The process's peak resident memory in MB (Linux's VmHWM), or None if it cannot be read."
+    try:
+        line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
+        return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
 class KernelStopped(RuntimeError):
     "A kernel was killed as it started, because the run it was for had been interrupted."
 

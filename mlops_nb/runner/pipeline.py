@@ -28,14 +28,14 @@ from .spec import PipelineSpec, Step
 from .step import OUTPUTS, hand_on, runner_env
 from .results import PipelineResult, RunOptions, StepError, StepResult, check_options, run_note
 from .execute import executor_for
-from . import journal, remote, shared
+from . import early, journal, remote, shared
 from .snapshots import snapshot
 from ..track import client as tracking, direct
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['StepKeys', 'PipelineRun', 'mark_stale_runs', 'primary', 'pipeline_tags', 'result_tags', 'all_cached', 'run_pipeline',
-           'raise_if_failed']
+__all__ = ['StepKeys', 'PipelineRun', 'mark_stale_runs', 'primary', 'pipeline_tags', 'result_tags', 'cache_hits', 'all_cached',
+           'run_pipeline', 'raise_if_failed']
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #1c0dad6e
 class StepKeys:
@@ -183,18 +183,20 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
     injected = {**{k: self.params[k] for k in step.params}, **{k: runner[k] for k in step.runner}}
     r.notebook, r.status = r.out_dir / step.notebook.name, "running"
     self.report(r)
-    started = time.perf_counter()
+    started, measured = time.perf_counter(), {}
+    from mlops_nb.runner.kernels import MEASURED, STOPPING
+
+    token = MEASURED.set(measured)  # the kernel's peak memory, read by its manager as it shuts it down
     try:
         if getattr(self.execute, "ships", False):  # to a Dask worker that shares no folder with us
             r.error = self._on_worker(step, r)
         else:
             r.error = self.execute(step.notebook, r.notebook, injected, step_env=runner_env(step, runner))
     finally:
-        r.seconds = time.perf_counter() - started
+        r.seconds, r.peak_memory_mb = time.perf_counter() - started, measured.get("peak_memory_mb")
+        MEASURED.reset(token)
     if r.error is None and not (r.out_dir / OUTPUTS).is_file():
         r.error = hand_on(step, r.out_dir)
-    from mlops_nb.runner.kernels import STOPPING
-
     r.status = (
         ("killed" if STOPPING.is_set() else "failed") if r.error else "done"
     )  # interrupted: its kernel was stopped
@@ -227,8 +229,10 @@ def _record(self: PipelineRun, r: StepResult) -> None:
     if r.status == "done" and self.options.cache and step.cache and shared.sharing(self.settings):
         uploaded = bool(r.worker)  # a Dask worker put the outputs up already (`runner.remote`)
         self.mlflow(shared.publish, self.client, r.run_id, r.out_dir, uploaded)  # for colleagues (`runner.shared`)
-    self.mlflow(tracking.log_values, self.client, r.run_id, metrics={"step_seconds": r.seconds})
-    r.peak_memory_mb = self.mlflow(tracking.get_run, self.client, r.run_id).data.metrics.get("peak_memory_mb")
+    logged = self.mlflow(tracking.get_run, self.client, r.run_id).data.metrics.get("peak_memory_mb")  # a StepContext's
+    memory = {} if logged or not r.peak_memory_mb else {"peak_memory_mb": r.peak_memory_mb}  # else the runner's
+    self.mlflow(tracking.log_values, self.client, r.run_id, metrics={"step_seconds": r.seconds, **memory})
+    r.peak_memory_mb = logged or r.peak_memory_mb
     status = {"done": "FINISHED", "killed": "KILLED"}.get(r.status, "FAILED")
     self.mlflow(tracking.finish_run, self.client, r.run_id, status)
 
@@ -376,6 +380,17 @@ def _start_parent(client, exp_id, spec, params, settings, parent_of=None, tags=N
     client.set_tag(run_id, tracking.Tag.run_dir, tracking.relative_path(settings.runs / run_id, settings.root))
     return run_id
 
+
+def _keep_data(client, exp_id, spec, params, settings, run_id) -> None:
+    "With keep_data = yes: each data file the run reads, kept once per version (`runner.snapshots`)."
+    if settings.keep_data == "yes":
+        kept = {
+            f"{tracking.TAG}.data.{k}": snapshot(client, exp_id, v)
+            for k, v in params.items()
+            if spec.params[k].file and v
+        }
+        tracking.log_values(client, run_id, tags=kept)
+
 # %% ../../notebooks/runner/09_pipeline.ipynb #1926a394
 def result_tags(
     result: PipelineResult,  # a pipeline run's `PipelineResult`
@@ -408,39 +423,44 @@ def _declared_metric(client, result: PipelineResult) -> dict:
                 return {result.metric: logged[result.metric]}
     return {}
 
-# %% ../../notebooks/runner/09_pipeline.ipynb #37f228b1
+# %% ../../notebooks/runner/09_pipeline.ipynb #7bc42607
+def cache_hits(
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    params: dict,  # parameter values by name
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+    options: RunOptions,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+    keys: StepKeys | None = None,  # the run's `StepKeys` (their digests are kept for the run), or new ones
+) -> list[StepResult]:
+    "The steps a run under `options` takes from the cache, in order: those whose key is a hit, given their needs' hits."
+    if not options.cache:
+        return []
+    cache, keys, dirs, out = StepCache(settings.runs / ".cache"), keys or StepKeys(spec, params, settings), {}, []
+    for step in spec.steps:
+        if not step.cache or options.forced(step.name) or any(n not in dirs for n in step.needs):
+            continue  # it runs; and so does every step that needs it
+        key = keys.key(step, dirs)
+        if (hit := cache.get(key)) is None:
+            continue
+        dirs[step.name] = Path(hit.out_dir)
+        outputs = json.loads((dirs[step.name] / OUTPUTS).read_text())
+        out.append(
+            StepResult(step.name, "cached", outputs=outputs, key=key, out_dir=dirs[step.name], cached_from=hit.run_id)
+        )
+    return out
+
+
 def all_cached(
     spec: PipelineSpec,  # the pipeline spec (`load_spec`)
     params: dict,  # parameter values by name
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
     options: RunOptions,  # how to run (`RunOptions`): cache, workers, warm kernels, executor
+    hits: list[StepResult] | None = None,  # `cache_hits`, if known
 ) -> list[StepResult] | None:
-    "The steps' results if every step is a cache hit under `options`, else None."
-    if (
-        not options.cache
-        or options.force
-        or not all(s.cache for s in spec.steps)
-        or (_active(settings).is_dir() and any(_active(settings).glob("*.json")))
-    ):
+    "The steps' results if every step is a cache hit under `options` (and no other run is going on here), else None."
+    if _active(settings).is_dir() and any(_active(settings).glob("*.json")):
         return None
-    cache, keys, dirs, out = StepCache(settings.runs / ".cache"), StepKeys(spec, params, settings), {}, []
-    for step in spec.steps:
-        key = keys.key(step, dirs)
-        hit = cache.get(key)
-        if hit is None:
-            return None
-        dirs[step.name] = Path(hit.out_dir)
-        out.append(
-            StepResult(
-                step.name,
-                "cached",
-                outputs=json.loads((dirs[step.name] / OUTPUTS).read_text()),
-                key=key,
-                out_dir=dirs[step.name],
-                cached_from=hit.run_id,
-            )
-        )
-    return out
+    hits = cache_hits(spec, params, settings, options) if hits is None else hits
+    return hits if len(hits) == len(spec.steps) else None
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #14cf2e10
 def _cached_kid(s: StepResult, spec: PipelineSpec, params: dict, start: int, end: int) -> journal.RunRecord:
@@ -513,13 +533,19 @@ def run_pipeline(
     report, options, started = report or (lambda r: None), check_options(spec, options or RunOptions()), time.time()
     if spec.metric:  # every step (the evaluate step, the gate) judges by the spec's metric
         settings = replace(settings, primary_metric=spec.metric)
-    if parent_of is None and (steps := all_cached(spec, params, settings, options)) is not None:
+    keys = StepKeys(spec, params, settings)
+    hits = cache_hits(spec, params, settings, options, keys) if parent_of is None or execute is None else []
+    if parent_of is None and (steps := all_cached(spec, params, settings, options, hits)) is not None:
+        early.discard()  # no kernel to fork: the zygote `mlops-nb run` started stops now
         for s in steps:
             report(s)
         return _record_cached(spec, params, settings, steps, started, tags)
     with ExitStack() as stack:
-        notebooks = [s.notebook for s in spec.steps]
-        execute = execute or executor_for(options, settings, stack, notebooks)  # first: the zygote preloads meanwhile
+        cached = {h.name for h in hits}
+        to_run = [s.notebook for s in spec.steps if s.name not in cached]  # what they import, the zygote preloads
+        execute = execute or executor_for(
+            options, settings, stack, to_run or [s.notebook for s in spec.steps]
+        )  # first: the zygote preloads meanwhile
         client = direct.connect(settings)  # a store MLflow verified: written as SQL; else MLflow's client
         exp_id = tracking.ensure_experiment(client, settings)
         direct.note_schema(settings.tracking)  # MLflow verified the store: an all-cached run may write to it directly
@@ -527,19 +553,13 @@ def run_pipeline(
         journal.flush_journals(settings, client)
         mark_stale_runs(client, settings)
         parent = _start_parent(client, exp_id, spec, params, settings, parent_of, tags)
-        if settings.keep_data == "yes":  # each data file, once per version (`runner.snapshots`)
-            kept = {
-                f"{tracking.TAG}.data.{k}": snapshot(client, exp_id, v)
-                for k, v in params.items()
-                if spec.params[k].file and v
-            }
-            tracking.log_values(client, parent, tags=kept)
+        _keep_data(client, exp_id, spec, params, settings, parent)
         marker = _marker(settings, [parent] + ([parent_of] if parent_of else []))
         if parent_of is None:  # a sweep's member leaves the marker to the sweep
             stack.callback(marker.unlink, missing_ok=True)
-        return _run_to_end(
-            PipelineRun(spec, params, settings, options, client, exp_id, parent, execute, report), started
-        )
+        run = PipelineRun(spec, params, settings, options, client, exp_id, parent, execute, report)
+        run.keys = keys  # the digests of the inputs, computed once
+        return _run_to_end(run, started)
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #3f318af5
 def raise_if_failed(

@@ -13,6 +13,9 @@ LABLINK := $(VENV)/share/jupyter/labextensions/mlops-nb-lab/package.json
 .PHONY: setup panel run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench-peers bench distclean team team-down
 
 setup: $(STAMP)
+	@# bytecode for the editable package, as pip writes it when it installs a wheel (Python writes none itself
+	@# where PYTHONDONTWRITEBYTECODE is set, and each command would compile the package again: ~0.1 s)
+	@$(BIN)/python -m compileall -q mlops_nb
 
 ## the JupyterLab panel, built and linked into .venv (make lab and make test need it; make run does not, nor Node)
 panel: $(LABEXT) $(LABLINK)

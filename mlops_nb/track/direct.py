@@ -117,20 +117,36 @@ def _insert_run(con, exp_id, location: str, r: dict, tags: dict, now: int) -> st
             exp_id,
         ),
     )
-    con.executemany(
-        'INSERT INTO tags ("key", value, run_uuid) VALUES (?, ?, ?)', [(k, _text(v), run_id) for k, v in tags.items()]
-    )
+    _write_values(con, run_id, r["params"], r["metrics"], tags, now)
+    return run_id
+
+# %% ../../notebooks/track/06_direct.ipynb #89725b51
+def _write_values(con, run_id: str, params: dict, metrics: dict, tags: dict, now: int) -> None:
+    "The rows MLflow's log_batch writes: params, tags (replaced), metrics and each metric's latest value."
+    metrics = [(k, float(v), now, run_id) for k, v in metrics.items() if _finite(v)]
     con.executemany(
         'INSERT INTO params ("key", value, run_uuid) VALUES (?, ?, ?)',
-        [(k, _text(v), run_id) for k, v in r["params"].items()],
+        [(k, _text(v), run_id) for k, v in params.items()],
     )
-    metrics = [(k, float(v), now, run_id) for k, v in r["metrics"].items() if _finite(v)]
+    _upsert_tags(con, run_id, tags)
     con.executemany(
-        'INSERT INTO metrics ("key", value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, 0, 0)', metrics
+        'INSERT OR IGNORE INTO metrics ("key", value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, 0, 0)',
+        metrics,
     )
-    latest = 'INSERT INTO latest_metrics ("key", value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, 0, 0, ?)'
-    con.executemany(latest, metrics)
-    return run_id
+    con.executemany(  # the latest value: the newer (step, timestamp, value) wins, as in MLflow
+        'INSERT INTO latest_metrics ("key", value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, 0, 0, ?) '
+        'ON CONFLICT ("key", run_uuid) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, '
+        "step = 0, is_nan = 0 WHERE (0, excluded.timestamp, excluded.value) > (step, timestamp, value)",
+        metrics,
+    )
+
+
+def _upsert_tags(con, run_id: str, tags: dict) -> None:
+    con.executemany(
+        'INSERT INTO tags ("key", value, run_uuid) VALUES (?, ?, ?) ON CONFLICT ("key", run_uuid) DO UPDATE SET '
+        "value = excluded.value",
+        [(k, _text(v), run_id) for k, v in tags.items()],
+    )
 
 # %% ../../notebooks/track/06_direct.ipynb #8b59b579
 class DirectClient:
@@ -198,32 +214,8 @@ def _experiment(self: DirectClient, experiment_id: str) -> str:
 @patch
 def log_values(self: DirectClient, run_id: str, params=None, metrics=None, tags=None) -> None:
     "`track.client.log_values`: params, metrics (non-finite ones skipped) and tags in one transaction."
-    now = int(time.time() * 1000)
-    metrics = [(k, float(v), now, run_id) for k, v in (metrics or {}).items() if _finite(v)]
     with self._sql() as con, con:
-        con.executemany(
-            'INSERT INTO params ("key", value, run_uuid) VALUES (?, ?, ?)',
-            [(k, _text(v), run_id) for k, v in (params or {}).items()],
-        )
-        _upsert_tags(con, run_id, tags or {})
-        con.executemany(
-            'INSERT OR IGNORE INTO metrics ("key", value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, 0, 0)',
-            metrics,
-        )
-        con.executemany(  # the latest value: the newer (step, timestamp, value) wins, as in MLflow
-            'INSERT INTO latest_metrics ("key", value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, 0, 0, ?) '
-            'ON CONFLICT ("key", run_uuid) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, '
-            "step = 0, is_nan = 0 WHERE (0, excluded.timestamp, excluded.value) > (step, timestamp, value)",
-            metrics,
-        )
-
-
-def _upsert_tags(con, run_id: str, tags: dict) -> None:
-    con.executemany(
-        'INSERT INTO tags ("key", value, run_uuid) VALUES (?, ?, ?) ON CONFLICT ("key", run_uuid) DO UPDATE SET '
-        "value = excluded.value",
-        [(k, _text(v), run_id) for k, v in tags.items()],
-    )
+        _write_values(con, run_id, params or {}, metrics or {}, tags or {}, int(time.time() * 1000))
 
 # %% ../../notebooks/track/06_direct.ipynb #9150ddfe
 @patch
@@ -277,31 +269,37 @@ def _local_folder(uri: str) -> Path | None:
     return Path(uri) if not parts.scheme else None
 
 
+def _place(dest: Path, write) -> None:
+    "Make `dest` with `write(path)` beside it, then move it into place: a reader never sees half a file."
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, dest)
+
+
+@patch
+def _artifacts(self: DirectClient, run_id: str) -> Path | None:
+    "The run's artifact folder, if its artifacts are local files."
+    with self._sql() as con:
+        row = con.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+    return _local_folder(row[0]) if row else None
+
+
 @patch
 def log_artifact(self: DirectClient, run_id: str, local_path, artifact_path: str | None = None) -> None:
     "Copy a file into the run's artifacts (a local folder; elsewhere through MLflow)."
-    folder = _local_folder(self.get_run(run_id).info.artifact_uri)
-    if folder is None:
+    if (folder := self._artifacts(run_id)) is None:
         return self.mlflow_client().log_artifact(run_id, str(local_path), artifact_path)
-    dest = folder / (artifact_path or "") / Path(local_path).name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.copyfile(local_path, tmp)
-    shutil.copystat(local_path, tmp)
-    os.replace(tmp, dest)  # a reader never sees half a file
+    copy = lambda tmp: (shutil.copyfile(local_path, tmp), shutil.copystat(local_path, tmp))
+    _place(folder / (artifact_path or "") / Path(local_path).name, copy)
 
 
 @patch
 def log_text(self: DirectClient, run_id: str, text: str, artifact_file: str) -> None:
     "Write `text` as the run's artifact `artifact_file`."
-    folder = _local_folder(self.get_run(run_id).info.artifact_uri)
-    if folder is None:
+    if (folder := self._artifacts(run_id)) is None:
         return self.mlflow_client().log_text(run_id, text, artifact_file)
-    dest = folder / artifact_file
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, dest)
+    _place(folder / artifact_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 # %% ../../notebooks/track/06_direct.ipynb #3cb97b18
 def connect(

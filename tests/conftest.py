@@ -55,6 +55,36 @@ def make_project(folder: Path) -> Project:
     return Project(folder)
 
 
+def interruptible() -> None:
+    """Popen's preexec_fn: Ctrl-C (SIGINT) reaches the command as at a terminal. A shell starts its background jobs, and
+    all they start, with SIGINT ignored (a CI job run with `&` would), and Python then never raises KeyboardInterrupt."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def started_by(runner: int) -> list[str]:
+    """The processes runner `runner` started that outlive it by design: its zygote and the kernels forked from it (their
+    command line names the runner: `serve(..., owner=PID, ...)`)."""
+    return subprocess.run(["pgrep", "-f", f"owner={runner}[,)]"], capture_output=True, text=True).stdout.split()
+
+
+def kill_left_behind(runner: int) -> None:
+    """Kill what runner process `runner` started and left (its zygote, the kernels forked from it): a failing test must
+    not leave a kernel training on one of the two cores for the rest of the suite."""
+    import signal
+    for pid in map(int, started_by(runner)):
+        try: os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError: pass
+
+
+@pytest.fixture
+def reaper() -> list[int]:
+    "Runner pids a test started: at teardown whatever they left behind is killed, whether the test passed or not."
+    runners: list[int] = []
+    yield runners
+    for pid in runners: kill_left_behind(pid)
+
+
 def free_port() -> int:
     "A TCP port free on 127.0.0.1 now."
     import socket

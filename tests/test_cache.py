@@ -3,7 +3,7 @@ and an interrupted run (Ctrl-C or kill -9) leaves no cache entry and no run stuc
 import json, os, signal, subprocess, time
 from pathlib import Path
 import pytest
-from conftest import MLOPS_NB, clean_env
+from conftest import MLOPS_NB, clean_env, interruptible, started_by
 
 pytestmark = pytest.mark.slow
 STEPS = ["ingest", "validate", "train", "evaluate", "register", "gate"]
@@ -110,7 +110,8 @@ def test_cached_run_imports_no_heavy_library(cached):
 def start(project, *args):
     env = clean_env()
     return subprocess.Popen([MLOPS_NB, "run", "pipelines/train.yaml", *args], cwd=project.root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=interruptible)
 
 
 def wait_for_step(project, step, timeout=300):
@@ -123,12 +124,11 @@ def wait_for_step(project, step, timeout=300):
     raise AssertionError(f"step {step} did not start within {timeout} s")
 
 
-def wait_gone(pattern: str, owner: int, timeout=60) -> list[str]:
-    "Wait until no process started for runner `owner` matches `pattern`; return those still there at the timeout."
+def wait_gone(owner: int, timeout=60) -> list[str]:
+    "Wait until runner `owner`'s zygote and kernels are gone; return those still there at the timeout."
     deadline = time.monotonic() + timeout
     while True:
-        pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
-        left = [pid for pid in pids if f"owner={owner})" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")]
+        left = started_by(owner)
         if not left or time.monotonic() > deadline: return left
         time.sleep(0.1)
 
@@ -138,8 +138,9 @@ def cache_entries(project):
 
 
 @pytest.mark.parametrize("how", ["sigint", "sigkill"])
-def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how):
+def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how, reaper):
     p = start(project, "-p", "n_rows=1500", "-p", "n_estimators=100000", "-p", "learning_rate=0.001")  # a train step that only the interrupt ends (minutes on an idle machine)
+    reaper.append(p.pid)
     run_id = wait_for_step(project, "train")
     os.kill(p.pid, signal.SIGINT if how == "sigint" else signal.SIGKILL)
     code = p.wait(60)
@@ -149,6 +150,6 @@ def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how
     run = project.client().get_run(run_id)
     assert run.info.status == "KILLED"
     assert steps_of(project, run)["train"].info.status == "KILLED"
-    assert not wait_gone("mlops_nb.runner.kernels import serve", p.pid)  # the zygote watches the runner and goes with it
+    assert not wait_gone(p.pid)  # the zygote watches the runner and goes with it, and its kernels with it
     project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "-p", "n_estimators=20", check=True)
     assert executed(project, project.pipeline_runs()[-1]) == ["evaluate", "gate", "register", "train"]  # resumed after validate

@@ -2,7 +2,7 @@
 import json, os, re, subprocess, sys, time
 from pathlib import Path
 import pytest
-from conftest import free_port, make_project, wait_until_up, clean_env
+from conftest import free_port, make_project, wait_until_up, clean_env, interruptible, started_by
 
 pytestmark = pytest.mark.slow
 
@@ -113,13 +113,15 @@ def test_pipeline_against_a_real_tracking_server(project, tmp_path):
         os.killpg(server.pid, 15); server.wait(30)
 
 
-def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project):
+def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project, reaper):
     import glob, signal
     env = clean_env()
     # a train step that only the interrupt ends: 100000 rounds take minutes even on an idle machine
     p = subprocess.Popen([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/train.yaml", "--sweep", "model=hgb,rf",
                           "-p", "n_rows=1500", "-p", "n_estimators=100000", "-p", "learning_rate=0.001"],
-                         cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=interruptible)
+    reaper.append(p.pid)
     deadline = time.monotonic() + 300  # until a member's train step is executing (its kernel writes the notebook)
     while not glob.glob(str(project.root / "runs" / "*" / "train" / "train.ipynb")) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -140,10 +142,10 @@ def test_a_lost_zygote_falls_back_to_cold_kernels(project):
                          cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while not glob.glob(str(project.root / "runs" / "*" / "validate")) and time.time() < deadline: time.sleep(0.05)
-    for pid in subprocess.run(["pgrep", "-f", f"owner={p.pid}"], capture_output=True, text=True).stdout.split():
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if "serve(" in Path(f"/proc/{pid}/cmdline").read_text() and int(stat.rsplit(")", 1)[1].split()[1]) == p.pid:
-            os.kill(int(pid), signal.SIGKILL)  # the zygote (a child of the runner; its kernels are children of init)
+    zygote = [pid for pid in started_by(p.pid)  # a child of the runner; its kernels are children of init
+              if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == p.pid]
+    assert len(zygote) == 1, zygote
+    os.kill(int(zygote[0]), signal.SIGKILL)
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out[-3000:]
     assert project.pipeline_runs()[-1].info.status == "FINISHED"

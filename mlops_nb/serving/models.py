@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from ..core.errors import RegistryError
 from .payload import InputColumn, signature_columns
+from ..track.client import mlflow_globals
 from ..track.registry import alias_version, load_model
 
 # %% auto #0
@@ -117,7 +118,8 @@ def load_served(
     name, version, alias = resolve(client, uri)
     target = f"models:/{name}/{version}" if name else uri
     try:
-        model, info = load_model(target)
+        with mlflow_globals(client):  # models:/ URIs resolve through MLflow's global store
+            model, info = load_model(target)
     except Exception as e:
         raise RegistryError(f"cannot load model {uri}: {type(e).__name__}: {str(e)[:300]}") from None
     tags = client.get_model_version(name, version).tags if name else {}

@@ -12,7 +12,7 @@ from ..core.errors import RegistryError
 from ..core.values import JsonValue
 from ..ml.metrics import higher_is_better, primary_metric
 from .registry import alias_version, check_writable
-from .client import Tag
+from .client import Tag, mlflow_globals
 
 # %% auto #0
 __all__ = ['HISTORY_TAG', 'GateRules', 'GateDecision', 'decide', 'gate_scores', 'load_version', 'who', 'record_event', 'history',
@@ -139,7 +139,8 @@ def load_version(
     "The scikit-learn model of version `version` of `name`, as registered."
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    with mlflow_globals(client):  # models:/ URIs resolve through MLflow's global registry
+        return mlflow.sklearn.load_model(f"models:/{name}/{version}")
 
 # %% ../../notebooks/track/03_gate.ipynb #494005fe
 HISTORY_TAG = Tag.history
@@ -315,28 +316,26 @@ def run_gate(
 ) -> tuple[GateDecision, dict]:
     """Score the challenger and the champion on `X`, `y`, decide, apply; return the decision and the scores.
     If the champion moves meanwhile (a colleague's gate), the challenger is judged again against the new one."""
-    import mlflow
-
     challenger, notes = str(challenger), []
-    mlflow.set_tracking_uri(client.tracking_uri)  # models:/ URIs resolve through the global store
-    mine = gate_scores(load_version(client, name, challenger), X, y, task, slice_column, rules.metric)
-    for _ in range(3):
-        champ = _champion(client, name)
-        scores = {
-            "challenger": mine,
-            **_champion_scores(client, name, champ, challenger, X, y, task, slice_column, rules.metric),
-        }
-        decision = decide(rules, challenger, mine, champ, scores.get("champion"))
-        if "champion_error" in scores:
-            decision.reasons.append(
-                f"note: champion {champ} could not be scored on this data ({scores['champion_error']})"
-            )
-        decision.reasons += notes
-        try:
-            apply_decision(client, name, decision, run_id)
-            return decision, scores
-        except ChampionMoved as e:
-            notes.append(f"note: {e}; judged again against the new champion")
+    with mlflow_globals(client):  # models:/ URIs resolve through MLflow's global store: the client's, in here only
+        mine = gate_scores(load_version(client, name, challenger), X, y, task, slice_column, rules.metric)
+        for _ in range(3):
+            champ = _champion(client, name)
+            scores = {
+                "challenger": mine,
+                **_champion_scores(client, name, champ, challenger, X, y, task, slice_column, rules.metric),
+            }
+            decision = decide(rules, challenger, mine, champ, scores.get("champion"))
+            if "champion_error" in scores:
+                decision.reasons.append(
+                    f"note: champion {champ} could not be scored on this data ({scores['champion_error']})"
+                )
+            decision.reasons += notes
+            try:
+                apply_decision(client, name, decision, run_id)
+                return decision, scores
+            except ChampionMoved as e:
+                notes.append(f"note: {e}; judged again against the new champion")
     raise RegistryError(
         f"the champion of '{name}' kept moving while the gate judged version {challenger}: run it again."
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlops_nb
 from ..core.errors import RegistryError
 from ..ml.validate import Schema
-from .client import Tag
+from .client import Tag, mlflow_globals
 
 # %% auto #0
 __all__ = ['ALIASES', 'MODEL_REQUIREMENTS', 'pinned_requirements', 'trusted_types', 'model_code', 'check_writable',
@@ -83,11 +83,7 @@ def _log_model(client, run_id: str, name: str, model, example, extra: list[str],
     import mlflow, mlflow.sklearn
     from mlflow.models import Model, infer_signature
 
-    mlflow.set_tracking_uri(client.tracking_uri)  # Model.log resolves the stores globally: both must be the client's
-    mlflow.set_registry_uri(client._registry_uri)
-    experiment = client.get_run(run_id).info.experiment_id
-    mlflow.set_experiment(experiment_id=experiment)  # else the model lands in experiment 0, under ./mlruns
-    return Model.log(
+    return Model.log(  # inside `mlflow_globals`: it resolves the stores and the experiment globally
         artifact_path=None,
         name="model",
         flavor=mlflow.sklearn,
@@ -135,13 +131,14 @@ def register_model(
     "Log `model` to run `run_id` (with schema, `profile` and the project code it needs); register a version of `name`."
     check_writable(f"registering a new version of '{name}'")
     code = [str(Path(mlops_nb.__file__).parent), *map(str, model_code(model, root or _project_root()))]
-    with tempfile.TemporaryDirectory() as d:
+    experiment = client.get_run(run_id).info.experiment_id  # else the model lands in experiment 0, under ./mlruns
+    version_run = version_run or client.get_run(run_id).data.tags.get("mlflow.parentRunId") or run_id
+    with tempfile.TemporaryDirectory() as d, mlflow_globals(client, experiment):  # for Model.log and models:/ sources
         extra = [str(schema.write(Path(d) / "schema.json"))]
         if profile is not None:
             extra.append(str(profile.write(Path(d) / "profile.json")))
         info = _log_model(client, run_id, name, model, example, extra, code)
-    version_run = version_run or client.get_run(run_id).data.tags.get("mlflow.parentRunId") or run_id
-    version = str(_new_version(client, name, info, version_run).version)
+        version = str(_new_version(client, name, info, version_run).version)
     tags = {**(tags or {}), Tag.schema: json.dumps({"target": schema.target, "task": schema.task})}
     if metric is not None:
         tags[Tag.metric] = f"{metric[0]}={float(metric[1]):.6g}"
@@ -185,11 +182,8 @@ def version_file(
     import mlflow
 
     try:
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                f"models:/{name}/{version}/{path}", dst_path=folder, tracking_uri=client.tracking_uri
-            )
-        )
+        with mlflow_globals(client):  # MLflow resolves a models:/ URI through its global registry, whatever it is told
+            return Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}/{path}", dst_path=folder))
     except Exception as e:
         raise RegistryError(
             f"{name} version {version} has no readable {path} ({type(e).__name__}). Register it again with `mlops-nb "
@@ -220,9 +214,8 @@ def version_schema(
     import mlflow
 
     try:
-        path = mlflow.artifacts.download_artifacts(
-            f"models:/{name}/{mv.version}/extra_files/schema.json", tracking_uri=client.tracking_uri
-        )
+        with mlflow_globals(client):  # models:/ URIs resolve through MLflow's global registry
+            path = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}/extra_files/schema.json")
     except Exception as e:
         raise RegistryError(
             f"{name} version {mv.version} ({alias}) has no readable schema.json: {e}. Re-register it with `mlops-nb "
@@ -284,14 +277,8 @@ def download_model(
     "Copy the files of a registered version's model into `folder`."
     import mlflow.artifacts
 
-    return Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}",
-            dst_path=str(folder),
-            tracking_uri=client.tracking_uri,
-            registry_uri=client._registry_uri,
-        )
-    )
+    with mlflow_globals(client):  # MLflow resolves a models:/ URI through its global registry, whatever it is told
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(folder)))
 
 
 def load_model(

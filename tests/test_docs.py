@@ -4,9 +4,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit, unquote
 import pytest
-from conftest import MLOPS_NB, REPO, clean_checkout, free_port, wait_for_url
+from conftest import MLOPS_NB, REPO, clean_checkout, clean_env, free_port, wait_for_url
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docs")]  # one site build for the module, on one test worker
 DIRECTIVE = re.compile(r"#\|\s*(default_exp|export|exporti|exports|hide|eval|echo|output|code-fold|include)\b")
 
 
@@ -33,7 +33,7 @@ class Page(HTMLParser):
 def site(tmp_path_factory) -> Path:
     checkout = clean_checkout(tmp_path_factory.mktemp("checkout"))
     out, before = checkout / "_docs", {p.name for p in checkout.iterdir()}
-    r = subprocess.run([MLOPS_NB, "docs"], cwd=checkout, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([MLOPS_NB, "docs"], cwd=checkout, capture_output=True, text=True, timeout=600, env=clean_env())
     assert r.returncode == 0, f"mlops-nb docs failed:\n{r.stdout}\n{r.stderr}"
     assert "docs built" in r.stdout and (out / "index.html").exists()
     assert {p.name for p in checkout.iterdir()} - before == {"_docs", "_proc"}  # the site and nbdev's staging folder, both git-ignored, nothing else

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from conftest import MLOPS_NB, clean_env, free_port, make_project, wait_for_url, wait_until_up
 
+pytestmark = pytest.mark.xdist_group("serving")  # one registry and one server for the module, on one test worker
+
 NAME = "assembly-defect"
 
 
@@ -76,16 +78,23 @@ def records(df: pd.DataFrame) -> list[dict]:
     return json.loads(df.to_json(orient="records", date_format="iso"))
 
 
+def mlflow_model(project, uri: str):
+    """The model at `uri` as MLflow's own loader gives it, from the project's store (set for this call only: MLflow's
+    setter also exports MLFLOW_TRACKING_URI, which every process this test run starts later would inherit)."""
+    import mlflow
+    from mlops_nb.track.client import mlflow_globals
+    with mlflow_globals(project.client()):
+        return mlflow.pyfunc.load_model(uri)
+
+
 def post(url, payload=None, **kw) -> httpx.Response:
     return httpx.post(f"{url}/invocations", json=payload, timeout=30, **kw) if payload is not None else httpx.post(f"{url}/invocations", timeout=30, **kw)
 
 
 def test_every_payload_format_gives_mlflows_predictions(registry, url):
-    import mlflow
     project, X = registry
     rows = X.dropna().head(6)
-    mlflow.set_tracking_uri(project.tracking)
-    expected = mlflow.pyfunc.load_model(f"models:/{NAME}/2").predict(rows).tolist()
+    expected = mlflow_model(project, f"models:/{NAME}/2").predict(rows).tolist()
     split = json.loads(rows.to_json(orient="split", date_format="iso", index=False))
     bodies = [{"dataframe_records": records(rows)}, {"dataframe_split": split}, {"instances": records(rows)}, {"inputs": records(rows)},
               {"inputs": {c: [r[c] for r in records(rows)] for c in rows.columns}}]
@@ -124,13 +133,11 @@ def test_wrong_type_names_the_column_and_row(url, registry):
 
 
 def test_a_failing_champion_is_answered_by_the_previous_version(url, registry):
-    import mlflow
     project, X = registry
     row = X[X.vibration.isna()].head(1)
-    mlflow.set_tracking_uri(project.tracking)
     r = post(url, {"dataframe_records": records(row)})
     assert r.status_code == 200 and r.headers["x-model-version"] == "1" and "previous" in r.headers["x-model-fallback"]
-    assert r.json()["predictions"] == mlflow.pyfunc.load_model(f"models:/{NAME}/1").predict(row).tolist()
+    assert r.json()["predictions"] == mlflow_model(project, f"models:/{NAME}/1").predict(row).tolist()
     assert "mlops_nb_fallbacks_total" in httpx.get(f"{url}/metrics").text
 
 
@@ -213,14 +220,12 @@ def test_champion_that_cannot_load_is_replaced_by_previous(registry):
 
 
 def test_batch_scoring_matches_the_model(registry, tmp_path):
-    import mlflow
     project, X = registry
     X.to_csv(tmp_path / "in.csv", index=False)
     r = project.run("score", "--model", f"models:/{NAME}/1", "--chunk-rows", "100", tmp_path / "in.csv", tmp_path / "out.parquet", check=True)
     assert f"scored {len(X)} rows" in r.stdout
     out = pd.read_parquet(tmp_path / "out.parquet")
-    mlflow.set_tracking_uri(project.tracking)
-    assert out.prediction.tolist() == mlflow.pyfunc.load_model(f"models:/{NAME}/1").predict(X).tolist()
+    assert out.prediction.tolist() == mlflow_model(project, f"models:/{NAME}/1").predict(X).tolist()
     assert {"proba_0", "proba_1"} <= set(out.columns)
     bad = project.run("score", tmp_path / "missing.csv", tmp_path / "o.csv")
     assert bad.returncode == 2 and "not found" in bad.stderr

@@ -186,6 +186,8 @@ def process_notebook(
 ) -> Path:
     "nbdev's processing of `src` (run afresh when `execute`), written to `dst` for myst-nb."
     src, dst = Path(src).resolve(), Path(dst)
+    for k in [k for k in os.environ if k.startswith(("MLFLOW_", "MLOPS_NB_"))]:
+        del os.environ[k]  # examples make throw-away stores: none may record where the shell (or a notebook) points
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no progress bars in the pages
     cwd = os.getcwd()
     os.chdir(src.parent)

@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 # named by pyproject.toml's content, not its time: nbdev-export rewrites the file unchanged, which must not reinstall
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 ARGS   ?=
+# pytest-xdist workers for `make test` (one per core here; `make pytest TEST_WORKERS=0` runs the suite in one process)
+TEST_WORKERS ?= 2
 # the JupyterLab panel: lab/ built into lab/labextension (the wheel ships it), and linked into .venv's JupyterLab
 LABEXT  := lab/labextension/package.json
 LABLINK := $(VENV)/share/jupyter/labextensions/mlops-nb-lab/package.json
@@ -63,7 +65,7 @@ nbdev-test: setup
 	$(BIN)/nbdev-test --n-workers 2
 
 pytest: setup panel
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## regenerate mlops_nb/ and README.md from notebooks/ and clean notebooks (run before committing)
 export: setup

@@ -1,7 +1,6 @@
 """The step cache: hits are visible, one parameter re-runs exactly its dependents, re-saved notebooks still hit,
 and an interrupted run (Ctrl-C or kill -9) leaves no cache entry and no run stuck RUNNING."""
 import json, os, signal, subprocess, time
-from pathlib import Path
 import pytest
 from conftest import MLOPS_NB, clean_env, interruptible, started_by
 

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit, unquote
 import pytest
 from conftest import MLOPS_NB, REPO, clean_checkout, clean_env, free_port, wait_for_url
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docs")]  # one site build for the module, on one test worker
+pytestmark = pytest.mark.slow
 DIRECTIVE = re.compile(r"#\|\s*(default_exp|export|exporti|exports|hide|eval|echo|output|code-fold|include)\b")
 
 

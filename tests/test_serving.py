@@ -12,8 +12,6 @@ import pandas as pd
 import pytest
 from conftest import MLOPS_NB, clean_env, free_port, make_project, wait_for_url, wait_until_up
 
-pytestmark = pytest.mark.xdist_group("serving")  # one registry and one server for the module, on one test worker
-
 NAME = "assembly-defect"
 
 

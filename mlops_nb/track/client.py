@@ -10,11 +10,11 @@ import json, math, os, platform, subprocess, time, uuid
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from ..core.config import Settings
+from ..core.config import Settings, environment as variables
 from ..core.errors import ConfigError, MlopsNbError
 
 # %% auto #0
-__all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'GLOBALS', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect',
+__all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect',
            'ensure_experiment', 'refusal', 'check_access', 'user', 'is_measurement', 'start_run', 'log_values',
            'finish_run', 'get_run', 'pipeline_runs', 'run_summary', 'step_runs', 'ui_page', 'version_page',
            'relative_path', 'recorded_path', 'open_stores', 'mlflow_globals', 'git_state', 'environment',
@@ -404,9 +404,6 @@ def open_stores(
         _build(uri)
 
 # %% ../../notebooks/track/01_client.ipynb #9a32f749
-GLOBALS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")  # what MLflow's setters export
-
-
 @contextmanager
 def mlflow_globals(
     client,  # an MlflowClient (`track.client.connect`)
@@ -418,23 +415,21 @@ def mlflow_globals(
     from mlflow.tracking._model_registry import utils as registry
     from mlflow.tracking._tracking_service import utils as tracking
 
-    env = {k: os.environ.get(k) for k in GLOBALS}
+    exported = {"MLFLOW_TRACKING_URI": client.tracking_uri, "MLFLOW_REGISTRY_URI": client._registry_uri}
+    if experiment_id is not None:
+        exported["MLFLOW_EXPERIMENT_ID"] = str(experiment_id)
     saved = tracking._tracking_uri, registry._registry_uri, fluent._active_experiment_id
-    try:
-        mlflow.set_tracking_uri(client.tracking_uri)
-        mlflow.set_registry_uri(client._registry_uri)
-        if experiment_id is not None:
-            mlflow.set_experiment(experiment_id=experiment_id)
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved[0])
-        mlflow.set_registry_uri(saved[1])
-        fluent._active_experiment_id = saved[2]  # MLflow has no setter that clears it
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with variables(exported):  # what MLflow's setters export, for child processes: as it was afterwards
+        try:
+            mlflow.set_tracking_uri(client.tracking_uri)
+            mlflow.set_registry_uri(client._registry_uri)
+            if experiment_id is not None:
+                mlflow.set_experiment(experiment_id=experiment_id)
+            yield
+        finally:
+            mlflow.set_tracking_uri(saved[0])
+            mlflow.set_registry_uri(saved[1])
+            fluent._active_experiment_id = saved[2]  # MLflow has no setter that clears it
 
 # %% ../../notebooks/track/01_client.ipynb #55761db1
 def git_state(

@@ -131,8 +131,9 @@ def register_model(
     "Log `model` to run `run_id` (with schema, `profile` and the project code it needs); register a version of `name`."
     check_writable(f"registering a new version of '{name}'")
     code = [str(Path(mlops_nb.__file__).parent), *map(str, model_code(model, root or _project_root()))]
-    experiment = client.get_run(run_id).info.experiment_id  # else the model lands in experiment 0, under ./mlruns
-    version_run = version_run or client.get_run(run_id).data.tags.get("mlflow.parentRunId") or run_id
+    run = client.get_run(run_id)
+    version_run = version_run or run.data.tags.get("mlflow.parentRunId") or run_id
+    experiment = run.info.experiment_id  # active for Model.log, else the model lands in experiment 0, under ./mlruns
     with tempfile.TemporaryDirectory() as d, mlflow_globals(client, experiment):  # for Model.log and models:/ sources
         extra = [str(schema.write(Path(d) / "schema.json"))]
         if profile is not None:

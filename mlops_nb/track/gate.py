@@ -16,7 +16,7 @@ from .client import Tag, mlflow_globals
 
 # %% auto #0
 __all__ = ['HISTORY_TAG', 'GateRules', 'GateDecision', 'decide', 'gate_scores', 'load_version', 'who', 'record_event', 'history',
-           'promote', 'rollback', 'ChampionMoved', 'apply_decision', 'run_gate']
+           'ChampionMoved', 'promote', 'rollback', 'apply_decision', 'run_gate']
 
 # %% ../../notebooks/track/03_gate.ipynb #2c0d29b1
 @dataclass(frozen=True)
@@ -204,6 +204,25 @@ def _version(client, name: str, version) -> str:
         ) from None
 
 
+class ChampionMoved(RegistryError):
+    "The champion changed while a gate judged a challenger against the one before."
+
+
+def _champion(client, name: str) -> str | None:
+    v = alias_version(client, name, "champion")
+    return None if v is None else str(v.version)
+
+
+def _check_champion(client, name: str, judged_against: str | None, version: str) -> str | None:
+    "The champion now; `ChampionMoved` if it is no longer the one `version` was judged against."
+    if (now := _champion(client, name)) != judged_against:
+        raise ChampionMoved(
+            f"the champion of '{name}' moved from {judged_against or '(none)'} to {now} while the gate judged "
+            f"version {version} (another gate or a person moved it)"
+        )
+    return now
+
+# %% ../../notebooks/track/03_gate.ipynb #ac21e3de
 def promote(
     client,  # an MlflowClient (`track.client.connect`)
     name: str,  # registered model name
@@ -211,12 +230,15 @@ def promote(
     reason: str,  # why, in a person's words: recorded in the history
     run_id: str | None = None,  # an MLflow run id
     by: str | None = None,  # who acts; default: $MLOPS_NB_USER or the login name
+    judged_against=...,  # the champion (or None) the version was judged against; another one now: `ChampionMoved`
 ) -> dict:
-    "Make `version` the champion of `name` (the old champion becomes `previous`); record why."
+    """Make `version` the champion of `name` (the old champion becomes `previous`); record why. With
+    `judged_against`, the champion is read again just before it moves, so that two gates at once cannot promote
+    past a champion they did not judge against (MLflow's aliases have no compare-and-set: the window left is
+    one request)."""
     check_writable(f"promoting a version of '{name}'")
     version = _version(client, name, version)
-    old = alias_version(client, name, "champion")
-    old = None if old is None else str(old.version)
+    old = _champion(client, name) if judged_against is ... else _check_champion(client, name, judged_against, version)
     if old == version:
         raise RegistryError(f"version {version} of '{name}' is already the champion; nothing to promote.")
     if old is not None:
@@ -256,15 +278,6 @@ def rollback(
         client, name, "rollback", prev, reason, previous=None if cur is None else str(cur.version), by=by
     )
 
-# %% ../../notebooks/track/03_gate.ipynb #b3c1c5ad
-class ChampionMoved(RegistryError):
-    "The champion changed while a gate judged a challenger against the one before."
-
-
-def _champion(client, name: str) -> str | None:
-    v = alias_version(client, name, "champion")
-    return None if v is None else str(v.version)
-
 # %% ../../notebooks/track/03_gate.ipynb #62e2769c
 def apply_decision(
     client,  # an MlflowClient (`track.client.connect`)
@@ -275,11 +288,8 @@ def apply_decision(
     "Promote the challenger if `decision` passed; tag the version and record the event either way."
     check_writable(f"recording the gate's decision on '{name}'")
     v = decision.challenger
-    if decision.passed and decision.champion != v and (now := _champion(client, name)) != decision.champion:
-        raise ChampionMoved(
-            f"the champion of '{name}' moved from {decision.champion or '(none)'} to {now} while the gate judged "
-            f"version {v} (another gate or a person moved it)"
-        )
+    if decision.passed and decision.champion != v:  # checked before the tags are written, and again as it promotes
+        _check_champion(client, name, decision.champion, v)
     client.set_model_version_tag(name, v, Tag.gate, "passed" if decision.passed else "refused")
     client.set_model_version_tag(name, v, Tag.gate_reasons, "\n".join(decision.reasons)[:4000])
     client.set_model_version_tag(name, v, f"mlops_nb.gate.{decision.metric}", str(decision.challenger_value))
@@ -290,7 +300,7 @@ def apply_decision(
         return record_event(client, name, "refuse", v, reason, previous=decision.champion, run_id=run_id, by="gate")
     if decision.champion == v:
         return record_event(client, name, "keep", v, reason, previous=v, run_id=run_id, by="gate")
-    return promote(client, name, v, reason, run_id=run_id, by="gate")
+    return promote(client, name, v, reason, run_id=run_id, by="gate", judged_against=decision.champion)
 
 # %% ../../notebooks/track/03_gate.ipynb #82c3ddde
 def _champion_scores(client, name: str, champ: str | None, challenger: str, X, y, task, slice_column, metric) -> dict:

@@ -47,8 +47,10 @@ $(LABLINK): $(LABEXT)
 run: setup
 	$(BIN)/mlops-nb run pipelines/train.yaml $(ARGS)
 
-## everything CI checks: export in sync, notebooks clean, notebook tests, pytest
-test: check lint nbdev-test browser promtool pytest
+## everything CI checks: export in sync, notebooks clean, lint, pytest. Every notebook's examples run in pytest's docs
+## test, which builds the site as `make docs` does: each notebook in nbdev's shell, skipping the same flagged cells as
+## nbdev-test and failing on the first error, naming the cell (`make nbdev-test` runs them alone, reporting every one)
+test: check lint browser promtool pytest
 
 check: setup
 	@$(BIN)/python .ci/check_sync.py

@@ -176,15 +176,17 @@ class Shipping:
         return self.client.submit(fn, *args, pure=False).result()
 
 # %% ../../notebooks/runner/08_execute.ipynb #6a97f477
-def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list):
+def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list, kernels: int | None):
     "Fork each notebook's kernel from a zygote that preloads what the notebooks import."
     from mlops_nb.runner import early
-    from mlops_nb.runner.kernels import PRELOAD, PRELOAD_LATER, Zygote, preload_plan
+    from mlops_nb.runner.kernels import PRELOAD, PRELOAD_LATER, PRESTARTED, Zygote, preload_plan
 
     first, later = preload_plan(notebooks) if notebooks else (PRELOAD, PRELOAD_LATER)
     zygote = stack.enter_context(Zygote(first, later, started=early.take()))  # `mlops-nb run` started one already
     os.environ["MLOPS_NB_ZYGOTE"] = zygote.path
     stack.callback(os.environ.pop, "MLOPS_NB_ZYGOTE", None)
+    if kernels is not None:  # no kernel forked ahead that no step will take
+        PRESTARTED.expect(zygote.path, kernels)
     ready = threading.Event()
 
     def execute(nb, out, params, step_env=None):
@@ -203,6 +205,7 @@ def executor_for(
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
     stack: ExitStack,  # an ExitStack that closes the executor with the run
     notebooks: list = (),  # the step notebooks: warm kernels preload what they import (all the workbench's if none)
+    kernels: int | None = None,  # how many notebooks will run (warm kernels: as many are forked); None: not known
 ):
     "The function that executes a step notebook under `options`; resources go on `stack`."
     from mlops_nb.runner.kernels import STOPPING
@@ -211,5 +214,5 @@ def executor_for(
     if options.executor == "dask":
         return _dask_executor(options, settings, stack)
     if options.warm:
-        return _warm_executor(settings, stack, notebooks)
+        return _warm_executor(settings, stack, notebooks, kernels)
     return lambda nb, out, params, step_env=None: execute_notebook(nb, out, params, step_env=step_env)

@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/kernels.html.md"""
 
 # %% ../../notebooks/runner/05_kernels.ipynb #7a70119a
 from __future__ import annotations
-import json, os, shutil, signal, socket, subprocess, sys, threading, time
+import json, os, shutil, signal, socket, subprocess, sys, threading, time, uuid
 from contextvars import ContextVar
 from fastcore.basics import patch
 from pathlib import Path
@@ -379,10 +379,16 @@ class ForkedProcess:
 
 # %% ../../notebooks/runner/05_kernels.ipynb #b3e5ee3d
 class Prestarted:
-    "Kernels forked ahead of need, by what they were started for."
+    "Kernels forked ahead of need, by what they were started for; no more than the run will still launch."
 
     def __init__(self):
         self.ready, self.lock = {}, threading.Lock()
+        self.left, self.pending = {}, {}  # by zygote: launches still to come (if told), kernels forked ahead unused
+
+    def expect(self, zygote, n: int) -> None:
+        "`n` kernels will be launched from `zygote` (one per step to run): fork no more than that ahead."
+        with self.lock:
+            self.left[zygote] = n
 
     @staticmethod
     def _key(zygote, cwd, extra, env):
@@ -392,40 +398,56 @@ class Prestarted:
         "A booted kernel started for exactly this, or None."
         with self.lock:
             waiting = self.ready.get(self._key(zygote, cwd, extra, env))
-            return waiting.pop(0) if waiting else None
+            if not waiting:
+                return None
+            self.pending[zygote] -= 1
+            return waiting.pop(0)
 
-    def fork_ahead(self, zygote, cwd, extra, env) -> None:
-        "Fork a kernel for this in the background."
+# %% ../../notebooks/runner/05_kernels.ipynb #ca3b980b
+@patch
+def fork_ahead(self: Prestarted, zygote, cwd, extra, env) -> None:
+    "After a launch: fork the next kernel in the background, unless no launch is left to use it."
+    with self.lock:
+        if zygote in self.left:
+            self.left[zygote] -= 1
+            if self.left[zygote] <= self.pending.get(zygote, 0):
+                return
+        self.pending[zygote] = self.pending.get(zygote, 0) + 1
 
-        def fork():
-            import jupyter_client
+    def fork():
+        import jupyter_client
 
-            name = os.path.join(os.path.dirname(zygote), f"ahead-{uuid.uuid4().hex[:12]}")
-            conn = (
-                name + ".json"
-            )  # unix sockets in the zygote's private folder: no TCP port to lose to another process meanwhile
-            jupyter_client.write_connection_file(conn, ip=name, transport="ipc")
-            try:
-                pid = int(request(zygote, {"argv": ["-f", conn, *extra], "cwd": cwd, "env": env}, FORK_TIMEOUT))
-            except (OSError, ValueError):
-                return  # the zygote is gone: nobody will ask
+        name = os.path.join(os.path.dirname(zygote), f"ahead-{uuid.uuid4().hex[:12]}")
+        conn = (
+            name + ".json"
+        )  # unix sockets in the zygote's private folder: no TCP port to lose to another process meanwhile
+        jupyter_client.write_connection_file(conn, ip=name, transport="ipc")
+        try:
+            pid = int(request(zygote, {"argv": ["-f", conn, *extra], "cwd": cwd, "env": env}, FORK_TIMEOUT))
+        except (OSError, ValueError):
             with self.lock:
-                self.ready.setdefault(self._key(zygote, cwd, extra, env), []).append((pid, conn))
-
-        threading.Thread(target=fork, daemon=True).start()
-
-    def kill(self, zygote: str) -> None:
-        "Kill the kernels forked ahead by `zygote` that nobody adopted."
+                self.pending[zygote] -= 1
+            return  # the zygote is gone: nobody will ask
         with self.lock:
-            for key in [k for k in self.ready if k[0] == zygote]:
-                for pid, _ in self.ready.pop(key):
-                    ForkedProcess(pid).kill()
+            self.ready.setdefault(self._key(zygote, cwd, extra, env), []).append((pid, conn))
+
+    threading.Thread(target=fork, daemon=True).start()
+
+
+@patch
+def kill(self: Prestarted, zygote: str) -> None:
+    "Kill the kernels forked ahead by `zygote` that nobody adopted."
+    with self.lock:
+        for key in [k for k in self.ready if k[0] == zygote]:
+            for pid, _ in self.ready.pop(key):
+                ForkedProcess(pid).kill()
+        self.left.pop(zygote, None)
+        self.pending.pop(zygote, None)
 
 # %% ../../notebooks/runner/05_kernels.ipynb #0b46db41
 PRESTARTED = Prestarted()
 
 # %% ../../notebooks/runner/05_kernels.ipynb #f906fe4f
-import uuid
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 

@@ -544,7 +544,7 @@ def run_pipeline(
         cached = {h.name for h in hits}
         to_run = [s.notebook for s in spec.steps if s.name not in cached]  # what they import, the zygote preloads
         execute = execute or executor_for(
-            options, settings, stack, to_run or [s.notebook for s in spec.steps]
+            options, settings, stack, to_run or [s.notebook for s in spec.steps], kernels=len(to_run)
         )  # first: the zygote preloads meanwhile
         client = direct.connect(settings)  # a store MLflow verified: written as SQL; else MLflow's client
         exp_id = tracking.ensure_experiment(client, settings)

@@ -1,7 +1,8 @@
 """Independent steps run at the same time, up to --workers; a step waits for all it needs."""
-import json
+import json, os, subprocess
 import nbformat
 import pytest
+from conftest import MLOPS_NB, clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,10 @@ deadline = time.monotonic() + seconds
 while peer and not (meeting / peer).exists() and time.monotonic() < deadline:
     time.sleep(0.05)
 end = time.time()
-ctx.finish(start=start, end=end, met=bool(peer and (meeting / peer).exists()))'''
+import sklearn.ensemble  # its OpenMP runtime, as a step that trains a boosted model loads it
+from threadpoolctl import threadpool_info
+omp = sorted({{i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"}})
+ctx.finish(start=start, end=end, met=bool(peer and (meeting / peer).exists()), omp=omp)'''
 
 
 def diamond(project):
@@ -34,20 +38,22 @@ def diamond(project):
         "name: diamond\nsteps:\n  - {name: a, notebook: a.ipynb}\n  - {name: b, notebook: b.ipynb}\n  - {name: c, notebook: c.ipynb, needs: [a, b]}\n")
 
 
-def intervals(project):
+def outputs(project) -> dict:
     run = project.pipeline_runs()[-1]
-    out = {}
-    for step in "abc":
-        o = json.loads((project.root / "runs" / run.info.run_id / step / "outputs.json").read_text())
-        out[step] = (o["start"], o["end"])
-    return out
+    return {step: json.loads((project.root / "runs" / run.info.run_id / step / "outputs.json").read_text()) for step in "abc"}
 
 
 @pytest.mark.parametrize("workers, overlap, wait", [(2, True, 300), (1, False, 2)])
-def test_independent_steps_overlap_only_with_enough_workers(project, workers, overlap, wait):
+def test_independent_steps_overlap_only_with_enough_workers_and_share_the_cores(project, workers, overlap, wait):
     diamond(project)  # with two workers a and b meet however busy the machine; with one, a waits in vain and ends
-    project.run("run", "pipelines/diamond.yaml", "--workers", str(workers), "--no-cache", "-p", f"seconds={wait}", check=True)
-    t = intervals(project)
-    a, b, c = t["a"], t["b"], t["c"]
+    env = {k: v for k, v in clean_env(COLUMNS="160").items() if not k.endswith("_NUM_THREADS")}  # as a user's shell
+    r = subprocess.run([MLOPS_NB, "run", "pipelines/diamond.yaml", "--workers", str(workers), "--no-cache", "-p",
+                        f"seconds={wait}"], cwd=project.root, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    o = outputs(project)
+    (a, b, c) = ((o[s]["start"], o[s]["end"]) for s in "abc")
     assert (a[0] < b[1] and b[0] < a[1]) == overlap  # a and b ran at the same time iff two workers
     assert c[0] >= max(a[1], b[1])  # c started only after both it needs had finished
+    # the kernels that may run together share the cores out (each its OpenMP threads); one at a time, OpenMP's own
+    cores = os.cpu_count()
+    assert o["a"]["omp"] == o["b"]["omp"] == [max(1, cores // 2) if workers == 2 else cores]

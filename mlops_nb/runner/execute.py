@@ -14,7 +14,7 @@ from ..core.errors import ConfigError
 from .results import RunOptions, StepError
 
 # %% auto #0
-__all__ = ['execute_notebook', 'failing_line', 'Shipping', 'executor_for']
+__all__ = ['THREAD_VARIABLES', 'execute_notebook', 'failing_line', 'kernel_threads', 'Shipping', 'executor_for']
 
 # %% ../../notebooks/runner/08_execute.ipynb #03b08a73
 _STORAGE = ("pyarrow.fs", "gcsfs", "github", "boto3", "azure.datalake.store", "azure.storage.blob")
@@ -129,6 +129,18 @@ def failing_line(
     hits = [re.search(r"Cell In\[\d+\], line (\d+)", re.sub(r"\x1b\[[0-9;]*m", "", t)) for t in traceback]
     return int(next(h for h in hits if h).group(1)) if any(hits) else None
 
+# %% ../../notebooks/runner/08_execute.ipynb #eb3c877c
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def kernel_threads(
+    at_once: int,  # kernels running at the same time
+) -> dict:
+    "Environment variables giving each of `at_once` kernels its share of the cores (none if the user set any)."
+    if at_once <= 1 or any(v in os.environ for v in THREAD_VARIABLES):
+        return {}
+    return dict.fromkeys(THREAD_VARIABLES, str(max(1, (os.cpu_count() or 1) // at_once)))
+
 # %% ../../notebooks/runner/08_execute.ipynb #d8d0a664
 def _dask_executor(options: RunOptions, settings: Settings, stack: ExitStack):
     "Run each notebook on a worker of `options.scheduler` (shipped whole, given a tracking server), or a LocalCluster."
@@ -176,7 +188,7 @@ class Shipping:
         return self.client.submit(fn, *args, pure=False).result()
 
 # %% ../../notebooks/runner/08_execute.ipynb #6a97f477
-def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list, kernels: int | None):
+def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list, kernels: int | None, threads: dict):
     "Fork each notebook's kernel from a zygote that preloads what the notebooks import."
     from mlops_nb.runner import early
     from mlops_nb.runner.kernels import PRELOAD, PRELOAD_LATER, PRESTARTED, Zygote, preload_plan
@@ -193,7 +205,7 @@ def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list, kernel
         if not ready.is_set():
             zygote.wait_ready()
             ready.set()
-        return execute_notebook(nb, out, params, warm=True, step_env=step_env)
+        return execute_notebook(nb, out, params, warm=True, step_env={**threads, **(step_env or {})} or None)
 
     if settings.is_local_store and "mlflow" in first:  # kernels that record: MLflow's store, built once
         execute.store_ready = lambda: zygote.open_stores([settings.tracking])
@@ -206,6 +218,7 @@ def executor_for(
     stack: ExitStack,  # an ExitStack that closes the executor with the run
     notebooks: list = (),  # the step notebooks: warm kernels preload what they import (all the workbench's if none)
     kernels: int | None = None,  # how many notebooks will run (warm kernels: as many are forked); None: not known
+    at_once: int = 1,  # how many may run at the same time: each kernel gets its share of the cores (`kernel_threads`)
 ):
     "The function that executes a step notebook under `options`; resources go on `stack`."
     from mlops_nb.runner.kernels import STOPPING
@@ -213,6 +226,9 @@ def executor_for(
     STOPPING.clear()  # a new run: kernels may start again (an interrupt of an earlier run in this process set it)
     if options.executor == "dask":
         return _dask_executor(options, settings, stack)
+    threads = kernel_threads(at_once)  # Dask's workers run one thread each already
     if options.warm:
-        return _warm_executor(settings, stack, notebooks, kernels)
-    return lambda nb, out, params, step_env=None: execute_notebook(nb, out, params, step_env=step_env)
+        return _warm_executor(settings, stack, notebooks, kernels, threads)
+    return lambda nb, out, params, step_env=None: execute_notebook(
+        nb, out, params, step_env={**threads, **(step_env or {})} or None
+    )

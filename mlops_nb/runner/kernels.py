@@ -123,6 +123,11 @@ def _become_kernel(request: dict) -> None:
         os.chdir(request["cwd"])
         env = dict(request["env"])
         owner = int(env.pop("JPY_PARENT_PID", 0) or 0)  # ipykernel's own poller would see init as parent and quit
+        threads = env.get("OMP_NUM_THREADS")
+        if threads and threads != os.environ.get("OMP_NUM_THREADS"):  # the zygote's OpenMP and BLAS read theirs
+            from threadpoolctl import threadpool_limits  # at import: a fresh process would have read the kernel's
+
+            threadpool_limits(int(threads))
         os.environ.clear()
         os.environ.update(env)
         watch_owner(owner)  # ... so watch the runner ourselves: no orphaned kernels if it is killed
@@ -421,14 +426,19 @@ def fork_ahead(self: Prestarted, zygote, cwd, extra, env) -> None:
         conn = (
             name + ".json"
         )  # unix sockets in the zygote's private folder: no TCP port to lose to another process meanwhile
-        jupyter_client.write_connection_file(conn, ip=name, transport="ipc")
         try:
+            jupyter_client.write_connection_file(conn, ip=name, transport="ipc")
             pid = int(request(zygote, {"argv": ["-f", conn, *extra], "cwd": cwd, "env": env}, FORK_TIMEOUT))
         except (OSError, ValueError):
-            with self.lock:
-                self.pending[zygote] -= 1
-            return  # the zygote is gone: nobody will ask
+            pid = None  # the zygote is gone (and its folder): nobody will ask
         with self.lock:
+            if zygote not in self.pending:  # the zygote was closed meanwhile (`kill`): nobody will adopt it
+                if pid:
+                    ForkedProcess(pid).kill()
+                return
+            if pid is None:
+                self.pending[zygote] -= 1
+                return
             self.ready.setdefault(self._key(zygote, cwd, extra, env), []).append((pid, conn))
 
     threading.Thread(target=fork, daemon=True).start()

@@ -7,6 +7,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/pipeline.html.md"""
 # %% ../../notebooks/runner/09_pipeline.ipynb #7fc12763
 from __future__ import annotations
 import json, os, shutil, socket, threading, time
+from collections import Counter
 from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor, FIRST_COMPLETED, wait
 from contextlib import ExitStack
@@ -34,8 +35,8 @@ from ..track import client as tracking, direct
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['StepKeys', 'PipelineRun', 'mark_stale_runs', 'primary', 'pipeline_tags', 'result_tags', 'cache_hits', 'all_cached',
-           'run_pipeline', 'raise_if_failed']
+__all__ = ['StepKeys', 'PipelineRun', 'steps_at_once', 'mark_stale_runs', 'primary', 'pipeline_tags', 'result_tags', 'cache_hits',
+           'all_cached', 'run_pipeline', 'raise_if_failed']
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #1c0dad6e
 class StepKeys:
@@ -246,6 +247,20 @@ def _log_notebook(self: PipelineRun, r: StepResult) -> None:
         self.mlflow(self.client.log_artifact, r.run_id, str(render_html(r.notebook)), "notebook")
     except Exception as e:  # a page that cannot be made must not fail the run
         self.mlflow(tracking.log_values, self.client, r.run_id, tags={tracking.Tag.html_error: str(e)[:500]})
+
+# %% ../../notebooks/runner/09_pipeline.ipynb #59c4c2cf
+def steps_at_once(
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    names: set,  # the steps that will run (the others are cached)
+    workers: int,  # at most this many at once (`RunOptions.n_workers`)
+) -> int:
+    "How many of the steps `names` may run at the same time: the most that share a depth in their needs."
+    depth: dict[str, int] = {}
+    for s in spec.steps:  # in run order: a step's needs come before it
+        if s.name in names:
+            depth[s.name] = 1 + max((depth[n] for n in s.needs if n in depth), default=0)
+    widest = max(Counter(depth.values()).values(), default=1)
+    return max(1, min(workers, widest))
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #80f98462
 @patch
@@ -543,8 +558,9 @@ def run_pipeline(
     with ExitStack() as stack:
         cached = {h.name for h in hits}
         to_run = [s.notebook for s in spec.steps if s.name not in cached]  # what they import, the zygote preloads
+        at_once = steps_at_once(spec, {s.name for s in spec.steps if s.name not in cached}, options.n_workers)
         execute = execute or executor_for(
-            options, settings, stack, to_run or [s.notebook for s in spec.steps], kernels=len(to_run)
+            options, settings, stack, to_run or [s.notebook for s in spec.steps], kernels=len(to_run), at_once=at_once
         )  # first: the zygote preloads meanwhile
         client = direct.connect(settings)  # a store MLflow verified: written as SQL; else MLflow's client
         exp_id = tracking.ensure_experiment(client, settings)

@@ -73,7 +73,8 @@ def rank(
 def _members(spec: PipelineSpec, params: dict, grid: list[dict], settings: Settings, report, options, sweep: str):
     "Run every member of `grid` under the sweep run `sweep`, `options.n_workers` at a time, on one executor."
     with ExitStack() as stack:
-        execute = executor_for(options, settings, stack, [s.notebook for s in spec.steps])  # one zygote or cluster
+        at_once = min(options.n_workers, len(grid))  # members at once, each one step at a time
+        execute = executor_for(options, settings, stack, [s.notebook for s in spec.steps], at_once=at_once)
 
         def member(values):
             tags = {tracking.Tag.sweep: sweep, tracking.Tag.member: json.dumps(values)}
@@ -83,7 +84,7 @@ def _members(spec: PipelineSpec, params: dict, grid: list[dict], settings: Setti
             )
             return values, run
 
-        pool = ThreadPoolExecutor(max_workers=min(options.n_workers, len(grid)), thread_name_prefix="member")
+        pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="member")
         try:
             members = list(pool.map(member, grid))
         except BaseException:  # an interrupt reaches this thread only: stop the members' kernels so their threads end

@@ -7,6 +7,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"  # screenshots and other files a reader of a test run looks at; kept by CI
 MLOPS_NB = str(Path(sys.executable).parent / "mlops-nb")
+# One OpenMP thread per process (scikit-learn's gradient boosting, its predictions, BLAS), as Dask's nanny gives each of
+# its workers: the suite runs two workers on two cores, and a process's second OpenMP thread finds no core free. Its
+# threads then spin at every barrier until the scheduler moves them: a 2,000-row boosted fit took ~12 s instead of
+# ~0.15 s while the suite ran. Every process the tests start inherits it (clean_env and user_env copy os.environ).
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 
 
 @dataclass

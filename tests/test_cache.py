@@ -132,6 +132,21 @@ def wait_gone(owner: int, timeout=60) -> list[str]:
         time.sleep(0.1)
 
 
+def wait_or_dump(p: subprocess.Popen, timeout: float) -> int:
+    "The runner's exit code; if it has not ended in `timeout` s, fail with what each of its threads is waiting for."
+    try:
+        return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGUSR1)  # every thread's stack, to stderr (cli.main)
+        try:
+            p.communicate(timeout=10)  # it is stuck: this times out, with the stacks written meanwhile
+        except subprocess.TimeoutExpired:
+            pass
+        p.kill()
+        _, err = p.communicate()
+        raise AssertionError(f"the runner did not end within {timeout} s:\n{err[-6000:]}") from None
+
+
 def cache_entries(project):
     return {json.loads(p.read_text())["step"] for p in (project.root / "runs" / ".cache").rglob("*.json")}
 
@@ -142,7 +157,7 @@ def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how
     reaper.append(p.pid)
     run_id = wait_for_step(project, "train")
     os.kill(p.pid, signal.SIGINT if how == "sigint" else signal.SIGKILL)
-    code = p.wait(60)
+    code = wait_or_dump(p, 180)  # the runner's own bounds: 60 s for its step threads, then 30 s to end (cli.main)
     assert code == (130 if how == "sigint" else -signal.SIGKILL)
     assert cache_entries(project) == {"ingest", "validate"}  # train never finished: no entry for it
     project.run("runs", check=True)  # a later invocation closes what a killed runner left RUNNING

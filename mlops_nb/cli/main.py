@@ -11,7 +11,7 @@ from ..core.errors import MlopsNbError
 from ..runner import early
 
 # %% auto #0
-__all__ = ['main', 'commands']
+__all__ = ['EXIT_AFTER_INTERRUPT', 'main', 'commands']
 
 # %% ../../notebooks/cli/07_main.ipynb #33503f08
 def _bare_force(argv: list[str]) -> list[str]:
@@ -24,6 +24,32 @@ def _bare_force(argv: list[str]) -> list[str]:
             out.append("all")
     return out
 
+# %% ../../notebooks/cli/07_main.ipynb #44dae08f
+EXIT_AFTER_INTERRUPT = 30  # seconds an interrupted command may take to end once its runs are closed
+
+
+def _stacks_on_sigusr1() -> None:
+    "`kill -USR1 PID` prints every thread's stack to stderr: what a command that seems stuck is waiting for."
+    import faulthandler, signal
+
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def _exit_within(seconds: float, code: int) -> None:
+    """End the process with `code` after `seconds` if it has not ended by then: Python joins every thread before it
+    exits, and an interrupted command's runs are closed already, whatever a thread still waits for."""
+    import os, threading
+
+    def end():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()
+
 # %% ../../notebooks/cli/07_main.ipynb #4777686f
 def main(
     argv: list[str] | None = None,  # the arguments; default sys.argv[1:]
@@ -33,6 +59,7 @@ def main(
 
     argv = sys.argv[1:] if argv is None else argv
     early.start(argv)  # `run`: the kernels' zygote imports the kernel meanwhile (`runner.early`)
+    _stacks_on_sigusr1()
     outcome = [0]
     atexit.register(_skip_teardown, outcome)  # registered first, so it runs after every other exit handler
     app, code = commands(), 0
@@ -52,6 +79,7 @@ def main(
     except KeyboardInterrupt:
         make_console(stderr=True).print("interrupted: open runs were marked KILLED.")
         code = 130
+        _exit_within(EXIT_AFTER_INTERRUPT, code)
     except Exception as e:  # a tracking server that refused this caller: one message, not a traceback
         from mlops_nb.track.client import refusal
 

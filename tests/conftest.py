@@ -11,7 +11,8 @@ MLOPS_NB = str(Path(sys.executable).parent / "mlops-nb")
 # its workers: the suite runs two workers on two cores, and a process's second OpenMP thread finds no core free. Its
 # threads then spin at every barrier until the scheduler moves them: a 2,000-row boosted fit took ~12 s instead of
 # ~0.15 s while the suite ran. Every process the tests start inherits it (clean_env and user_env copy os.environ).
-for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+from mlops_nb.runner.execute import THREAD_VARIABLES
+for _threads in THREAD_VARIABLES:
     os.environ.setdefault(_threads, "1")
 
 

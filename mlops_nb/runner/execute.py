@@ -141,6 +141,11 @@ def kernel_threads(
         return {}
     return dict.fromkeys(THREAD_VARIABLES, str(max(1, (os.cpu_count() or 1) // at_once)))
 
+
+def _step_env(threads: dict, step_env: dict | None) -> dict | None:
+    "A kernel's added variables: its share of the cores, under the step's own (None: nothing to add)."
+    return {**threads, **(step_env or {})} or None
+
 # %% ../../notebooks/runner/08_execute.ipynb #d8d0a664
 def _dask_executor(options: RunOptions, settings: Settings, stack: ExitStack):
     "Run each notebook on a worker of `options.scheduler` (shipped whole, given a tracking server), or a LocalCluster."
@@ -205,7 +210,7 @@ def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list, kernel
         if not ready.is_set():
             zygote.wait_ready()
             ready.set()
-        return execute_notebook(nb, out, params, warm=True, step_env={**threads, **(step_env or {})} or None)
+        return execute_notebook(nb, out, params, warm=True, step_env=_step_env(threads, step_env))
 
     if settings.is_local_store and "mlflow" in first:  # kernels that record: MLflow's store, built once
         execute.store_ready = lambda: zygote.open_stores([settings.tracking])
@@ -230,5 +235,5 @@ def executor_for(
     if options.warm:
         return _warm_executor(settings, stack, notebooks, kernels, threads)
     return lambda nb, out, params, step_env=None: execute_notebook(
-        nb, out, params, step_env={**threads, **(step_env or {})} or None
+        nb, out, params, step_env=_step_env(threads, step_env)
     )

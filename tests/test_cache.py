@@ -107,7 +107,7 @@ def test_cached_run_imports_no_heavy_library(cached):
 
 
 def start(project, *args):
-    env = clean_env()
+    env = clean_env(MLOPS_NB_KEEP_WARM="0")  # a zygote of its own, which must go with the runner (`wait_gone`)
     return subprocess.Popen([MLOPS_NB, "run", "pipelines/train.yaml", *args], cwd=project.root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=interruptible)

@@ -115,7 +115,7 @@ def test_pipeline_against_a_real_tracking_server(project, tmp_path):
 
 def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project, reaper):
     import glob, signal
-    env = clean_env()
+    env = clean_env(MLOPS_NB_KEEP_WARM="0")  # a zygote of its own: the reaper finds what the runner left by its pid
     # a train step that only the interrupt ends: 100000 rounds take minutes even on an idle machine
     p = subprocess.Popen([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/train.yaml", "--sweep", "model=hgb,rf",
                           "-p", "n_rows=1500", "-p", "n_estimators=100000", "-p", "learning_rate=0.001"],
@@ -137,7 +137,7 @@ def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project, re
 
 def test_a_lost_zygote_falls_back_to_cold_kernels(project):
     import glob, signal
-    env = clean_env()
+    env = clean_env(MLOPS_NB_KEEP_WARM="0")  # the runner's own zygote (one kept warm: the test below)
     p = subprocess.Popen([str(Path(sys.executable).parent / "mlops-nb"), "run", first_steps(project, 3), "-p", "n_rows=1000"],
                          cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
@@ -149,3 +149,84 @@ def test_a_lost_zygote_falls_back_to_cold_kernels(project):
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out[-3000:]
     assert project.pipeline_runs()[-1].info.status == "FINISHED"
+
+
+LOOK = """name: look
+steps:
+  - {name: look, notebook: look.ipynb}
+"""
+
+
+def look_project(root: Path, value: str):
+    "A project whose one step imports pandas and the project's own `helper`, and writes what its kernel saw to `out`."
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    project = make_project(root)
+    params = new_code_cell("out: str = 'seen.json'\nhold: int = 0")
+    params.metadata["tags"] = ["parameters"]
+    look = new_code_cell("import json, os, sys, time\n"
+                         "warm = 'pandas' in sys.modules  # imported before this line: by the zygote it was forked from\n"
+                         "import pandas, helper\n"
+                         "open(out, 'w').write(json.dumps({'warm': warm, 'helper': helper.VALUE, 'pid': os.getpid()}))\n"
+                         "while hold: time.sleep(0.1)")
+    nbformat.write(new_notebook(cells=[params, look]), project.root / "pipelines" / "look.ipynb")
+    (project.root / "pipelines" / "helper.py").write_text(f"VALUE = {value!r}\n")
+    (project.root / "pipelines" / "look.yaml").write_text(LOOK)
+    return project
+
+
+def zygotes_with(marker: str) -> list[int]:
+    "The kept zygote whose environment holds `marker`, and the kernels forked from it that still run."
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if (b"kernels import serve" in (d / "cmdline").read_bytes()
+                    and marker.encode() in (d / "environ").read_bytes().split(b"\0")):
+                found.append(int(d.name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def test_the_zygote_stays_warm_for_any_project_s_next_run_and_a_killed_run_loses_only_its_kernels(tmp_path):
+    import signal
+    (tmp_path / "key").mkdir()
+    marker = f"PYTHONPATH={tmp_path / 'key'}"  # part of a kept zygote's key: this test's runs get one of their own
+    env = clean_env(MLOPS_NB_KEEP_WARM="600", PYTHONPATH=str(tmp_path / "key"))
+    a, b = look_project(tmp_path / "a", "a"), look_project(tmp_path / "b", "b")
+
+    def run(project, out, *more):
+        return subprocess.Popen([str(Path(sys.executable).parent / "mlops-nb"), "run", "pipelines/look.yaml", "-p",
+                                 f"out={out}", *more], cwd=project.root, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def alone(timeout=60) -> list[int]:  # once the run's kernels have ended: the zygote alone
+        deadline = time.monotonic() + timeout
+        while len(found := zygotes_with(marker)) > 1 and time.monotonic() < deadline: time.sleep(0.05)
+        return found
+
+    zygote = []
+    try:
+        first = run(a, tmp_path / "a.json")
+        assert first.wait(300) == 0, first.stdout.read()[-3000:]
+        zygote = alone()
+        assert len(zygote) == 1, zygote  # still there after the run
+        second = run(b, tmp_path / "b.json")  # another project's run: the same zygote, and its own code
+        assert second.wait(300) == 0, second.stdout.read()[-3000:]
+        seen = {p: json.loads((tmp_path / f"{p}.json").read_text()) for p in ("a", "b")}
+        assert (seen["a"]["helper"], seen["b"]["helper"]) == ("a", "b") and seen["b"]["warm"]
+        assert alone() == zygote
+        held = run(b, tmp_path / "held.json", "-p", "hold=1", "--force")  # killed while its step runs
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "held.json").exists() and held.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kernel = json.loads((tmp_path / "held.json").read_text())["pid"]
+        assert kernel in zygotes_with(marker)
+        os.killpg(held.pid, signal.SIGKILL)
+        held.wait()
+        assert alone() == zygote  # its kernel went with it (it watches its runner); the zygote stays for the next
+        third = run(a, tmp_path / "third.json", "--force")
+        assert third.wait(300) == 0, third.stdout.read()[-3000:]
+        assert alone() == zygote
+    finally:
+        for pid in zygote: os.kill(pid, signal.SIGKILL)

@@ -189,6 +189,7 @@ def process_notebook(
     for k in [k for k in os.environ if k.startswith(("MLFLOW_", "MLOPS_NB_"))]:
         del os.environ[k]  # examples make throw-away stores: none may record where the shell (or a notebook) points
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no progress bars in the pages
+    os.environ["MLOPS_NB_KEEP_WARM"] = "0"  # the examples' runs leave no kernels' zygote behind the build
     cwd = os.getcwd()
     os.chdir(src.parent)
     try:

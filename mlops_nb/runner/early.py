@@ -1,4 +1,4 @@
-"""The kernels' zygote, started first thing by `mlops-nb run` so that it imports the kernel while the command line is read
+"""The kernels' zygote, started first thing by `mlops-nb run` so that it imports the kernel while the command line is read, and kept warm for the next run
 
 Docs: https://mlops-nb.github.io/mlops-nb/runner/early.html.md"""
 
@@ -6,30 +6,176 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/early.html.md"""
 
 # %% ../../notebooks/runner/15_early.ipynb #90c7f6e9
 from __future__ import annotations
-import os, shutil, subprocess, sys, tempfile
+import os, shutil, socket, stat, subprocess, sys, tempfile
+from ..core.errors import ConfigError
 
 # %% auto #0
-__all__ = ['ALWAYS', 'spawn', 'wants_kernels', 'start', 'take', 'discard']
+__all__ = ['ALWAYS', 'KEEP_WARM', 'IMPORT_VARIABLES', 'Started', 'spawn', 'keep_warm', 'shared_socket', 'lease', 'summon',
+           'release', 'wants_kernels', 'start', 'take', 'discard']
 
 # %% ../../notebooks/runner/15_early.ipynb #2ce89cdc
 ALWAYS = ("ipykernel.kernelapp", "IPython.display")  # what every kernel needs, whatever its notebook imports
 
 
+class Started:
+    "A zygote a run uses: its process if the run started it, its socket, and the run's own folder (gone with the run)."
+
+    def __init__(
+        self,
+        process: subprocess.Popen | None,  # the zygote, if this run started it (None: one an earlier run keeps warm)
+        folder: str,  # this run's files (kernels forked ahead): removed when the run ends
+        path: str,  # the zygote's unix socket
+        shared: bool = False,  # kept warm for later runs (`summon`), instead of ending with this one
+        lease: socket.socket
+        | None = None,  # open while this run uses a shared zygote: it waits only once all are closed
+    ):
+        self.process, self.folder, self.path, self.shared, self.lease = process, folder, path, shared, lease
+
+# %% ../../notebooks/runner/15_early.ipynb #1ce0cb05
 def spawn(
     modules,  # modules to import before answering
     later=(),  # modules to import between requests
-) -> tuple[subprocess.Popen, str, str]:
-    "Start a zygote process (`runner.kernels.serve`) owned by this one: (process, its folder, its socket)."
-    folder = tempfile.mkdtemp(prefix="mlops-nb-zygote-")
-    path = os.path.join(folder, "zygote.sock")
-    args = f"{path!r}, {tuple(modules)!r}, owner={os.getpid()}, later={tuple(later)!r}"
+    shared: str | None = None,  # the socket of a zygote kept warm (`shared_socket`); None: one owned by this process
+    idle: float = 0,  # a kept zygote: seconds it waits for the next run once no run uses it
+) -> Started:
+    "Start a zygote process (`runner.kernels.serve`): owned by this one, or kept warm on socket `shared`."
+    folder = tempfile.mkdtemp(prefix="mlops-nb-zygote-" if shared is None else "mlops-nb-kernels-")
+    path = shared or os.path.join(folder, "zygote.sock")
+    owner = 0 if shared else os.getpid()
+    args = f"{path!r}, {tuple(modules)!r}, owner={owner}, later={tuple(later)!r}, idle={float(idle)!r}"
     code = f"from mlops_nb.runner.kernels import serve; serve({args})"
     # Started from inside a Jupyter kernel (`mlops_nb.run` in a notebook), the environment names that kernel's
     # parent in JPY_PARENT_PID; ipykernel reads it when imported, and a kernel forked later would watch a parent it
     # does not have, and quit at once.
     env = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}
-    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-    return process, folder, path
+    # A kept zygote outlives this command: it holds none of its pipes (whoever reads this command's output would wait
+    # for it), writes to a log beside its socket, and runs in its own folder, not in this project's.
+    log = open(path[: -len(".sock")] + ".log", "wb") if shared else None
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=os.path.dirname(path) if shared else None,
+            start_new_session=True,
+            env=env,
+        )
+    finally:
+        if log:
+            log.close()
+    return Started(process, folder, path, shared is not None)
+
+# %% ../../notebooks/runner/15_early.ipynb #fcb27b9a
+KEEP_WARM = 600.0  # seconds a zygote waits for the next run once no run uses it ($MLOPS_NB_KEEP_WARM; 0: none)
+
+
+def keep_warm() -> float:
+    "Seconds the zygote waits for the next run after the last one: $MLOPS_NB_KEEP_WARM, else `KEEP_WARM`."
+    raw = os.environ.get("MLOPS_NB_KEEP_WARM", "").strip()
+    try:
+        seconds = float(raw) if raw else KEEP_WARM
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(
+            f"MLOPS_NB_KEEP_WARM={raw!r} is not a number of seconds: set how long the kernels' zygote waits for the "
+            "next run (e.g. 600), or 0 to start one per run."
+        )
+    return seconds
+
+# %% ../../notebooks/runner/15_early.ipynb #f9b25a34
+IMPORT_VARIABLES = (
+    "PYTHON",
+    "MPL",
+    "OMP_",
+    "OPENBLAS_",
+    "MKL_",
+    "NUMEXPR_",
+    "JOBLIB_",
+    "SKLEARN_",
+    "LANG",
+    "LC_",
+    "TZ",
+)
+
+
+def _key() -> str:
+    """A short hash of what a zygote is made from: the interpreter, the installed packages' folders (an install changes
+    them), this package's code (an editable install changes alone) and the variables read at start-up or import."""
+    import hashlib, site
+    import mlops_nb
+
+    parts = [sys.executable, sys.prefix, sys.version, str(os.getuid())]
+    parts += sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(IMPORT_VARIABLES))
+    for folder in [*site.getsitepackages(), site.getusersitepackages()]:
+        parts.append(f"{folder} {os.stat(folder).st_mtime_ns if os.path.isdir(folder) else 0}")
+    for root, dirs, files in os.walk(os.path.dirname(mlops_nb.__file__)):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        parts += [
+            f"{root}/{f} {os.stat(os.path.join(root, f)).st_mtime_ns}" for f in sorted(files) if f.endswith(".py")
+        ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+# %% ../../notebooks/runner/15_early.ipynb #e562e37c
+def shared_socket() -> str | None:
+    "The socket of the zygote kept warm for this interpreter, packages and environment; None if it has no safe place."
+    home = os.path.join(tempfile.gettempdir(), f"mlops-nb-{os.getuid()}")
+    try:
+        os.mkdir(home, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    st = os.lstat(home)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None  # not this user's alone: someone else could ask the zygote to run code
+    path = os.path.join(home, f"zygote-{_key()}.sock")
+    return path if len(path) < 100 else None  # a unix socket's path has at most 107 bytes
+
+# %% ../../notebooks/runner/15_early.ipynb #8dd4101a
+def lease(
+    path: str,  # a zygote's socket
+) -> socket.socket | None:
+    "Tell the zygote on `path` that a run uses it, until the socket returned is closed; None if none listens there."
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        s.sendall(b'{"lease": true}\n')
+        return s
+    except OSError:
+        s.close()
+        return None
+
+
+def summon(
+    modules,  # modules a new zygote imports before answering
+    later=(),  # and between requests
+) -> Started:
+    "A zygote for a run: the one kept warm if it answers, else a new one (kept warm after the run, unless told 0)."
+    try:
+        idle = keep_warm()
+    except ConfigError:  # the runner says so (`runner.execute`); meanwhile, a zygote of its own
+        idle = 0.0
+    path = shared_socket() if idle else None
+    if path is None:
+        return spawn(modules, later)
+    if held := lease(path):
+        return Started(None, tempfile.mkdtemp(prefix="mlops-nb-kernels-"), path, True, held)
+    return spawn(modules, later, path, idle)
+
+# %% ../../notebooks/runner/15_early.ipynb #662736d3
+def release(
+    started: Started,  # the zygote a run used
+    stop: bool = False,  # also stop a kept zygote this run started (it forked nothing)
+) -> None:
+    "A run is done with its zygote: one of its own stops, one kept warm stays for the next run; the run's folder goes."
+    if started.lease is not None:
+        started.lease.close()
+    if started.process is not None and (stop or not started.shared) and started.process.poll() is None:
+        started.process.kill()
+        started.process.wait()
+    shutil.rmtree(started.folder, ignore_errors=True)
 
 # %% ../../notebooks/runner/15_early.ipynb #7cf42178
 _STARTED: list = []  # the zygote `start` made, until taken or discarded
@@ -46,20 +192,17 @@ def wants_kernels(
 def start(
     argv: list[str],  # the command's arguments
 ) -> None:
-    "For a `mlops-nb run` that will fork warm kernels: start the zygote now, importing the kernel."
+    "For a `mlops-nb run` that will fork warm kernels: find the warm zygote, or start one now, importing the kernel."
     if wants_kernels(argv) and not _STARTED:
-        _STARTED.append(spawn(ALWAYS))
+        _STARTED.append(summon(ALWAYS))
 
 
-def take() -> tuple[subprocess.Popen, str, str] | None:
+def take() -> Started | None:
     "The zygote `start` made, for the runner to use (once); None if there is none."
     return _STARTED.pop() if _STARTED else None
 
 
 def discard() -> None:
-    "Stop the zygote `start` made, if nobody took it: it forked nothing, and is only importing."
+    "Let go of the zygote `start` found or made, if nobody took it: one it started forked nothing, and stops."
     if started := take():
-        process, folder, _ = started
-        process.kill()
-        process.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+        release(started, stop=True)

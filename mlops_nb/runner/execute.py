@@ -198,6 +198,7 @@ def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list, kernel
     from mlops_nb.runner import early
     from mlops_nb.runner.kernels import PRELOAD, PRELOAD_LATER, PRESTARTED, Zygote, preload_plan
 
+    early.keep_warm()  # a bad MLOPS_NB_KEEP_WARM: one clear message, before any step
     first, later = preload_plan(notebooks) if notebooks else (PRELOAD, PRELOAD_LATER)
     zygote = stack.enter_context(Zygote(first, later, started=early.take()))  # `mlops-nb run` started one already
     os.environ["MLOPS_NB_ZYGOTE"] = zygote.path

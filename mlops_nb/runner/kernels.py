@@ -10,13 +10,13 @@ import json, os, shutil, signal, socket, subprocess, sys, threading, time, uuid
 from contextvars import ContextVar
 from fastcore.basics import patch
 from pathlib import Path
-from .early import ALWAYS, spawn
+from .early import ALWAYS, keep_warm, lease, release, spawn, summon
 
 # %% auto #0
-__all__ = ['PRELOAD', 'PRELOAD_LATER', 'HOLD', 'FORK_TIMEOUT', 'PRESTARTED', 'LIVE', 'MEASURED', 'STOPPING', 'preload_plan',
-           'watch_owner', 'serve', 'request', 'Zygote', 'ForkedProcess', 'Prestarted', 'ForkedProvisioner',
-           'QuickKernelClient', 'TrackedKernelManager', 'ForkedKernelManager', 'peak_memory_mb', 'KernelStopped',
-           'kill_live_kernels']
+__all__ = ['PRELOAD', 'PRELOAD_LATER', 'HOLD', 'ANOTHER', 'FORK_TIMEOUT', 'PRESTARTED', 'LIVE', 'MEASURED', 'STOPPING',
+           'preload_plan', 'watch_owner', 'serve', 'request', 'Zygote', 'ForkedProcess', 'Prestarted',
+           'ForkedProvisioner', 'QuickKernelClient', 'TrackedKernelManager', 'ForkedKernelManager', 'peak_memory_mb',
+           'KernelStopped', 'kill_live_kernels']
 
 # %% ../../notebooks/runner/05_kernels.ipynb #c11831de
 PRELOAD = (
@@ -70,17 +70,50 @@ HOLD = 1.0  # seconds the zygote keeps still after its first batch, so that the 
 #: opens its own connection, as SQLAlchemy asks of forked processes.)
 
 
-def _preload(modules) -> None:
+def _preload(
+    modules,  # module names
+    installed_only: bool = False,  # skip a project's own modules (a zygote kept warm serves every project)
+) -> None:
     import importlib
 
     os.environ.setdefault(
         "MPLBACKEND", "module://matplotlib_inline.backend_inline"
     )  # what ipykernel sets before user code
     for m in modules:
+        if installed_only and not _installed(m):
+            continue
         try:
             importlib.import_module(m)
         except ImportError:
             pass  # a missing optional module costs the kernel its import, nothing more
+
+# %% ../../notebooks/runner/05_kernels.ipynb #59cab4e5
+def _roots() -> list[str]:
+    "Where the interpreter's and the installed packages' modules are, and this package (its code is in the warm key)."
+    import site, sysconfig
+    import mlops_nb
+
+    found = [sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    found += [*site.getsitepackages(), site.getusersitepackages(), os.path.dirname(mlops_nb.__file__)]
+    return sorted({os.path.realpath(p) for p in found if p})
+
+
+def _installed(
+    module: str,  # a module name, dotted or not
+) -> bool:
+    "Whether `module` comes with the interpreter or an installed package: not a project's own code, which can change."
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module.split(".")[0])
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    if spec.origin in ("built-in", "frozen"):
+        return True
+    where = spec.origin or next(iter(spec.submodule_search_locations or ()), None)
+    return where is not None and any(os.path.realpath(where).startswith(r + os.sep) for r in _roots())
 
 # %% ../../notebooks/runner/05_kernels.ipynb #06e493b6
 def preload_plan(
@@ -134,6 +167,7 @@ def _become_kernel(request: dict) -> None:
         fd = os.open(os.devnull, os.O_RDWR)
         for std in (0, 1, 2):
             os.dup2(fd, std)
+        _drop_shadowed(request["cwd"])
         _as_fresh_kernel()
         sys.argv = ["ipykernel_launcher", *request["argv"]]
         sys.path.insert(0, request["cwd"])
@@ -142,6 +176,20 @@ def _become_kernel(request: dict) -> None:
         kernelapp.launch_new_instance()
     finally:
         os._exit(0)
+
+# %% ../../notebooks/runner/05_kernels.ipynb #bfcf535e
+def _drop_shadowed(
+    cwd: str,  # the kernel's folder, first on its path
+) -> None:
+    "Forget preloaded modules the kernel's folder has its own of: a fresh kernel there would import the folder's."
+    names = [m for m in sys.modules if "." not in m and m not in sys.stdlib_module_names]
+    for name in [
+        n
+        for n in names
+        if os.path.isfile(os.path.join(cwd, f"{n}.py")) or os.path.isfile(os.path.join(cwd, n, "__init__.py"))
+    ]:
+        for m in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+            del sys.modules[m]
 
 
 def _as_fresh_kernel() -> None:
@@ -189,13 +237,93 @@ def _open_stores(uris) -> None:
 
 
 def _read_request(conn) -> dict:
+    "One request: a line of JSON; {} from a caller that sent nothing whole within 10 s, or something else."
     data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(65536)
-        if not chunk:
+    conn.settimeout(10)  # a zygote kept warm serves every run: none may hold it up
+    try:
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        req = json.loads(data or b"{}")
+    except (OSError, ValueError):
+        return {}
+    conn.settimeout(None)
+    return req if isinstance(req, dict) else {}
+
+# %% ../../notebooks/runner/05_kernels.ipynb #22655202
+def _recv(conn) -> bytes:
+    try:
+        return conn.recv(4096)
+    except OSError:
+        return b""
+
+
+def _answer(
+    req: dict,  # the request
+    conn,  # where to answer
+    sockets,  # what a forked kernel must not keep open
+    installed_only: bool,  # a zygote kept warm: preload no project's own module
+) -> list | None:
+    "Answer a request; for a plan, the modules it still has to import (else None)."
+    try:
+        if "preload" in req:  # a zygote started early (`runner.early`), or kept warm, learns what the steps import
+            _preload(req["preload"], installed_only)
+            conn.sendall(b"ok\n")
+            return [m for m in req.get("later", ()) if m not in sys.modules]
+        if req.get("ping"):
+            conn.sendall(b"ready\n")
+        elif "stores" in req:
+            _open_stores(req["stores"])
+            conn.sendall(b"ok\n")
+        elif "argv" in req:
+            conn.sendall(f"{_fork_kernel(req, sockets)}\n".encode())
+    except OSError:
+        pass  # the caller is gone (a kernel forked for it watches its runner, and goes too)
+    return None
+
+# %% ../../notebooks/runner/05_kernels.ipynb #05bfe7ba
+def _listen(path: str) -> socket.socket:
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(16)
+    return srv
+
+
+def _listening(path: str) -> bool:
+    "Whether a zygote listens on socket `path`."
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+ANOTHER = 3  # a kept zygote's exit code when another one serves its socket already (two runs started one at once)
+
+
+def _claim(
+    path: str,  # the socket of a zygote kept warm
+    timeout: float = 60,  # seconds to wait for one that is starting or stopping there
+):
+    "The lock of socket `path` (an open file: held while this process lives), or None if another zygote serves it."
+    import fcntl
+
+    lock, deadline = open(f"{path}.lock", "a"), time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
-        data += chunk
-    return json.loads(data or b"{}")
+        except BlockingIOError:
+            if _listening(path) or time.monotonic() > deadline:
+                lock.close()
+                return None
+            time.sleep(0.05)
+    if os.path.exists(path):
+        os.unlink(path)  # left by a zygote that was killed
+    return lock
 
 # %% ../../notebooks/runner/05_kernels.ipynb #aa5b082c
 def serve(
@@ -203,39 +331,45 @@ def serve(
     modules=PRELOAD,  # modules to import before the first fork
     owner: int = 0,  # the process whose end ends the zygote
     later=PRELOAD_LATER,  # modules to import between requests
+    idle: float = 0,  # kept warm: seconds to wait for a run once no run holds a lease (0: live as long as `owner`)
 ) -> None:
     "The zygote: preload `modules`, then fork a kernel per request on socket `path` (importing `later` meanwhile)."
     import select
 
     watch_owner(owner)
-    _preload(modules)
+    held = ()
+    if idle:  # one zygote per socket, listening at once: a run that comes meanwhile waits for it, not for another
+        if (lock := _claim(path)) is None:
+            sys.exit(ANOTHER)
+        held = (lock, _listen(path))
+    _preload(modules, installed_only=bool(idle))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(16)
-    later, ready_at, forked = list(later), time.monotonic(), False
+    srv = held[1] if held else _listen(path)
+    later, ready_at, forked, leases, last = list(later), time.monotonic(), False, [], time.monotonic()
     while True:
         if later:  # nobody waiting (and the first fork served, or HOLD passed): import one more module
             wait = 0.0 if forked else max(0.0, ready_at + HOLD - time.monotonic())
             if not select.select([srv], [], [], wait)[0]:
-                _preload(later[:1])
+                _preload(later[:1], installed_only=bool(idle))
                 del later[:1]
                 continue
-        conn, _ = srv.accept()
-        with conn:
-            req = _read_request(conn)
-            if "preload" in req:  # a zygote started early (`runner.early`) learns what the steps import
-                _preload(req["preload"])
-                later, ready_at = [m for m in req["later"] if m not in sys.modules], time.monotonic()
-                conn.sendall(b"ok\n")
-            elif req.get("ping"):
-                conn.sendall(b"ready\n")
-            elif "stores" in req:
-                _open_stores(req["stores"])
-                conn.sendall(b"ok\n")
-            else:
-                conn.sendall(f"{_fork_kernel(req, (srv, conn))}\n".encode())
-                forked = True
+        wait = max(0.0, last + idle - time.monotonic()) if idle and not leases else None
+        if not (ready := select.select([srv, *leases], [], [], wait)[0]):  # no run for `idle` s: the next starts one
+            os.unlink(path)
+            return
+        last = time.monotonic()
+        for ended in [s for s in ready if s is not srv and not _recv(s)]:  # a run is over (or was killed)
+            leases.remove(ended)
+            ended.close()
+        if srv in ready:
+            conn, _ = srv.accept()
+            if (req := _read_request(conn)).get("lease"):
+                leases.append(conn)
+                continue
+            with conn:
+                plan = _answer(req, conn, (srv, conn, *leases, *held), bool(idle))
+            later, ready_at = (later, ready_at) if plan is None else (plan, time.monotonic())
+            forked = forked or "argv" in req
 
 # %% ../../notebooks/runner/05_kernels.ipynb #239c78f0
 FORK_TIMEOUT = 15  # a fork takes milliseconds; the zygote may be finishing one import first
@@ -255,46 +389,79 @@ def request(
 
 # %% ../../notebooks/runner/05_kernels.ipynb #64a792d5
 class Zygote:
-    "A running zygote process and its socket."
+    "The zygote a run forks its kernels from, and its socket: one of its own, or one kept warm (`runner.early`)."
 
     def __init__(
         self,
         modules=PRELOAD,  # modules to import before the first fork
         later=PRELOAD_LATER,  # modules to import between requests
-        started=None,  # a zygote `runner.early` started (told `modules` and `later` now), or None for a new one
+        started=None,  # a zygote `runner.early` started or found (told `modules` and `later` now); None: `summon` one
     ):
-        self.planned = threading.Event()
-        if started is None:
-            self.process, self.dir, self.path = spawn(modules, later)
+        self.planned, self.lock, self.plan = threading.Event(), threading.Lock(), (tuple(modules), tuple(later))
+        self.started = summon(modules, later) if started is None else started
+        PRESTARTED.place(self.path, self.dir)
+        if started is None and self.process is not None:  # started for this plan
             self.planned.set()
         else:
-            self.process, self.dir, self.path = started
             plan = {"preload": list(modules), "later": list(later)}
             threading.Thread(target=self._plan, args=(plan,), daemon=True).start()
 
-    def wait_ready(self, timeout: float = 120) -> "Zygote":
-        "Block until the zygote has preloaded and answers (it fails loudly if it died)."
-        self._ping(timeout)
-        self.planned.wait(timeout)
-        return self._ping(timeout)
+    process = property(lambda self: self.started.process)  # the zygote, if this run started it
+    dir = property(lambda self: self.started.folder)  # this run's folder
+    path = property(lambda self: self.started.path)  # the zygote's socket
 
-    def _ping(self, timeout: float) -> "Zygote":
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                request(self.path, {"ping": True})
-                return self
-            except (FileNotFoundError, ConnectionRefusedError):
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the kernel zygote exited with code {self.process.returncode}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the kernel zygote did not start within {timeout} s")
-                time.sleep(0.05)
+# %% ../../notebooks/runner/05_kernels.ipynb #bf02e65f
+@patch
+def wait_ready(self: Zygote, timeout: float = 120) -> Zygote:
+    "Block until the zygote has preloaded and answers (it fails loudly if it died)."
+    self._ping(timeout)
+    self.planned.wait(timeout)
+    return self._ping(timeout)
 
-    def fork(self, argv: list[str], cwd: str, env: dict) -> int:
-        return int(request(self.path, {"argv": argv, "cwd": cwd, "env": env}, FORK_TIMEOUT))
+
+@patch
+def _ping(self: Zygote, timeout: float) -> Zygote:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if request(self.path, {"ping": True}, max(1.0, deadline - time.monotonic())) == "ready":
+                return self._hold()
+        except OSError:
+            pass  # not listening yet (or no more)
+        self._coming(timeout, deadline)
+        time.sleep(0.05)
+
+
+@patch
+def fork(self: Zygote, argv: list[str], cwd: str, env: dict) -> int:
+    return int(request(self.path, {"argv": argv, "cwd": cwd, "env": env}, FORK_TIMEOUT))
 
 # %% ../../notebooks/runner/05_kernels.ipynb #6ffd0ba2
+@patch
+def _coming(self: Zygote, timeout: float, deadline: float) -> None:
+    "Between pings: raise if the zygote will not answer; start one if the warm one this run found has stopped."
+    with self.lock:
+        if self.process is None:  # it had waited long enough for a run (and this one came just then)
+            new = spawn(*self.plan, self.path, keep_warm())
+            shutil.rmtree(new.folder, ignore_errors=True)  # the run has its folder
+            self.started.process = new.process
+            return
+        if (code := self.process.poll()) not in (None, ANOTHER):  # ANOTHER: the zygote another run started answers
+            where = f"; see {self.path[: -len('.sock')]}.log" if self.started.shared else ""
+            raise RuntimeError(f"the kernel zygote exited with code {code}{where}")
+    if time.monotonic() > deadline:
+        raise TimeoutError(f"the kernel zygote did not start within {timeout} s")
+
+
+@patch
+def _hold(self: Zygote) -> Zygote:
+    "A zygote kept warm: lease it for this run (it waits for later runs only once no run holds a lease)."
+    with self.lock:
+        if self.started.shared and self.started.lease is None:
+            self.started.lease = lease(self.path)
+    return self
+
+# %% ../../notebooks/runner/05_kernels.ipynb #7c36e6b7
 @patch
 def _plan(self: Zygote, plan: dict) -> None:
     try:
@@ -322,12 +489,9 @@ def open_stores(self: Zygote, uris) -> None:
 
 @patch
 def close(self: Zygote) -> None:
-    "Stop the zygote and the kernel it forked ahead, and remove its socket's folder."
+    "Kill the kernels forked ahead that no step took, stop the zygote unless it is kept warm, remove the run's folder."
     PRESTARTED.kill(self.path)
-    if self.process.poll() is None:
-        self.process.terminate()
-        self.process.wait(10)
-    shutil.rmtree(self.dir, ignore_errors=True)
+    release(self.started)
 
 
 @patch
@@ -389,6 +553,12 @@ class Prestarted:
     def __init__(self):
         self.ready, self.lock = {}, threading.Lock()
         self.left, self.pending = {}, {}  # by zygote: launches still to come (if told), kernels forked ahead unused
+        self.folders = {}  # by zygote: where the run keeps its kernels' files (default: beside the socket)
+
+    def place(self, zygote, folder: str) -> None:
+        "Kernels forked ahead from `zygote` keep their connection files and sockets in `folder`."
+        with self.lock:
+            self.folders[zygote] = folder
 
     def expect(self, zygote, n: int) -> None:
         "`n` kernels will be launched from `zygote` (one per step to run): fork no more than that ahead."
@@ -422,10 +592,10 @@ def fork_ahead(self: Prestarted, zygote, cwd, extra, env) -> None:
     def fork():
         import jupyter_client
 
-        name = os.path.join(os.path.dirname(zygote), f"ahead-{uuid.uuid4().hex[:12]}")
+        name = os.path.join(self.folders.get(zygote, os.path.dirname(zygote)), f"ahead-{uuid.uuid4().hex[:12]}")
         conn = (
             name + ".json"
-        )  # unix sockets in the zygote's private folder: no TCP port to lose to another process meanwhile
+        )  # unix sockets in the run's private folder: no TCP port to lose to another process meanwhile
         try:
             jupyter_client.write_connection_file(conn, ip=name, transport="ipc")
             pid = int(request(zygote, {"argv": ["-f", conn, *extra], "cwd": cwd, "env": env}, FORK_TIMEOUT))
@@ -443,7 +613,7 @@ def fork_ahead(self: Prestarted, zygote, cwd, extra, env) -> None:
 
     threading.Thread(target=fork, daemon=True).start()
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #99ae6940
 @patch
 def kill(self: Prestarted, zygote: str) -> None:
     "Kill the kernels forked ahead by `zygote` that nobody adopted."
@@ -453,6 +623,7 @@ def kill(self: Prestarted, zygote: str) -> None:
                 ForkedProcess(pid).kill()
         self.left.pop(zygote, None)
         self.pending.pop(zygote, None)
+        self.folders.pop(zygote, None)
 
 # %% ../../notebooks/runner/05_kernels.ipynb #0b46db41
 PRESTARTED = Prestarted()

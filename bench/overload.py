@@ -26,12 +26,13 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 from conftest import free_port  # noqa: E402
 from serving import wait_ready  # noqa: E402
+from alltime import children  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
     "Resident memory of process `pid` and its children (a server may fork workers), in MB."
     total = 0
-    for p in [pid, *children(pid)]:
+    for p in [pid, *descendants(pid)]:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -41,12 +42,9 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def children(pid: int) -> list[int]:
-    try:
-        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-    return kids + [g for k in kids for g in children(k)]
+def descendants(pid: int) -> list[int]:
+    kids = children(pid)
+    return kids + [g for k in kids for g in descendants(k)]
 
 
 class Sampler(threading.Thread):

@@ -8,7 +8,9 @@ bench/requirements-peers.txt); plain Python and mlops-nb from the project's.
 
 Three situations, each tool in turn, repeated and rotated: **cold** (everything re-runs: `--force`), **no-op**
 (nothing changed) and **late change** (one parameter of the last step changed: only it should re-run; plain
-Python's figure is that step alone in a fresh process).
+Python's figure is that step alone in a fresh process). Those run mlops-nb as on a fresh machine, each command
+with a zygote of its own (`MLOPS_NB_KEEP_WARM=0`); the **kept** rows run the same three with the kernels' zygote
+kept warm from the command before, as a second run on a workstation does (mlops-nb's default), its CPU counted.
 
 Every timing counts all the work the command started. This process makes itself the subreaper of everything it
 starts (Linux `PR_SET_CHILD_SUBREAPER`), so a detached process (rendering, a journal flush, a daemon) is reparented
@@ -20,7 +22,7 @@ Nothing is asserted.
 """
 import argparse, itertools, json, os, shutil, statistics, subprocess, sys, tempfile, textwrap
 from pathlib import Path
-from alltime import become_subreaper, timed
+from alltime import become_subreaper, children, resident, timed
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -177,6 +179,11 @@ def main():
     root = Path(tempfile.mkdtemp(prefix="mlops-nb-peers-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_NB_"))}
     env |= {"DVC_NO_ANALYTICS": "1", "PLOOMBER_STATS_ENABLED": "false", "PYTHONWARNINGS": "ignore"}
+    # cold means cold: each mlops-nb command starts its own zygote (and stops it); the "kept" rows let the zygote stay
+    # warm between commands, one of this benchmark's own (PYTHONPATH, an empty folder, is part of its key)
+    (root / "kept-key").mkdir()
+    warm = {**env, "MLOPS_NB_KEEP_WARM": "600", "PYTHONPATH": str(root / "kept-key")}
+    env |= {"MLOPS_NB_KEEP_WARM": "0"}
     penv = {**env, "PATH": f"{peers}:{env['PATH']}", "VIRTUAL_ENV": str(peers.parent)}
     mlops = make_mlops_nb(root / "mlops-nb", 0.5)
     make_ploomber(root / "ploomber", 0.5)
@@ -199,7 +206,10 @@ def main():
         set_threshold(t, root / t, value)
         return noop[t]()
 
-    situations = {"cold": cold, "no-op": noop, "late change": {t: (lambda t=t: late(t)) for t in cold}}
+    situations = {"cold": cold, "no-op": noop, "late change": {t: (lambda t=t: late(t)) for t in cold},
+                  "cold, kept": {"mlops-nb": lambda: (mlops + ["--force"], warm)},  # the zygote of the run before
+                  "no-op, kept": {"mlops-nb": lambda: (mlops, warm)},
+                  "late, kept": {"mlops-nb": lambda: (late("mlops-nb")[0], warm)}}
     results = {(t, s): [] for t in cold for s in situations}
     tools = list(cold)
     for rep in range(a.repeat + 1):  # the first round warms caches and is not counted
@@ -212,12 +222,13 @@ def main():
                     results[(t, situation)].append(r)
         print(f"round {rep} done{' (warm-up)' if not rep else ''}", file=sys.stderr, flush=True)
     base = {s: statistics.median(x["done"] for x in results[("plain", s)]) for s in ("cold", "late change")}
+    base |= {"cold, kept": base["cold"], "late, kept": base["late change"]}
     print(f"\nThe same 5-step notebook pipeline, median of {a.repeat} interleaved rounds, on {os.cpu_count()} cores")
     print("back: the command returned; all work: its last descendant exited; cpu: user+system of all of them;")
     print("peak: the command process's own peak resident memory; ratio: all work against plain Python's\n")
     print(f"{'situation':<12} {'tool':<10} {'back s':>7} {'all work s':>11} {'cpu s':>7} {'peak MB':>8} "
           f"{'detached':>8} {'ratio':>7}")
-    for s in ("cold", "no-op", "late change"):
+    for s in situations:
         for t in tools:
             xs = results[(t, s)]
             if not xs:
@@ -226,6 +237,8 @@ def main():
             ratio = f"{med('done') / base[s]:6.2f}x" if s in base else ""
             print(f"{s:<12} {t:<10} {med('back'):7.2f} {med('done'):11.2f} {med('cpu'):7.2f} {med('peak_mb'):8.0f} "
                   f"{max(x['detached'] for x in xs):8d} {ratio:>7}")
+    for pid in (x for x in children() if resident(x)):  # the kept zygote: this benchmark's own
+        os.kill(pid, 9)
     shutil.rmtree(root, ignore_errors=True)
 
 

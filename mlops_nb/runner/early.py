@@ -50,7 +50,7 @@ def spawn(
     env = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}
     # A kept zygote outlives this command: it holds none of its pipes (whoever reads this command's output would wait
     # for it), writes to a log beside its socket, and runs in its own folder, not in this project's.
-    log = open(path[: -len(".sock")] + ".log", "wb") if shared else None
+    log = open(path[: -len(".sock")] + ".log", "ab") if shared else None
     try:
         process = subprocess.Popen(
             [sys.executable, "-c", code],

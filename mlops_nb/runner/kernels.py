@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/kernels.html.md"""
 
 # %% ../../notebooks/runner/05_kernels.ipynb #7a70119a
 from __future__ import annotations
-import json, os, shutil, signal, socket, subprocess, sys, threading, time, uuid
+import json, os, select, shutil, signal, socket, subprocess, sys, threading, time, uuid
 from contextvars import ContextVar
 from fastcore.basics import patch
 from pathlib import Path
@@ -334,8 +334,6 @@ def serve(
     idle: float = 0,  # kept warm: seconds to wait for a run once no run holds a lease (0: live as long as `owner`)
 ) -> None:
     "The zygote: preload `modules`, then fork a kernel per request on socket `path` (importing `later` meanwhile)."
-    import select
-
     watch_owner(owner)
     held = ()
     if idle:  # one zygote per socket, listening at once: a run that comes meanwhile waits for it, not for another
@@ -368,7 +366,8 @@ def serve(
                 continue
             with conn:
                 plan = _answer(req, conn, (srv, conn, *leases, *held), bool(idle))
-            later, ready_at = (later, ready_at) if plan is None else (plan, time.monotonic())
+            if plan is not None:  # this run's modules first, then what an earlier run (kept zygote) still waits for
+                later, ready_at = list(dict.fromkeys([*plan, *later])), time.monotonic()
             forked = forked or "argv" in req
 
 # %% ../../notebooks/runner/05_kernels.ipynb #239c78f0

@@ -97,7 +97,7 @@ def pytest_sessionfinish(session):
     nothing the suite started runs on after it. The controller does it once all workers are done."""
     import signal
     if hasattr(session.config, "workerinput"): return
-    ours = (str(REPO), str(session.config._tmp_path_factory.getbasetemp()))  # this checkout's venv, the wheel's venv
+    ours = (f"{REPO}/", f"{session.config._tmp_path_factory.getbasetemp()}/")  # this checkout's venv, the wheel's
     for d in Path("/proc").iterdir():
         try:
             cmd = (d / "cmdline").read_bytes().split(b"\0")

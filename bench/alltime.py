@@ -47,7 +47,7 @@ def resident(pid: int) -> bool:
         cmd = (Path("/proc") / str(pid) / "cmdline").read_bytes()
     except OSError:
         return False
-    return b"runner.kernels import serve" in cmd and b"idle=0.0)" not in cmd
+    return b"runner.zygote import serve" in cmd and b"idle=0.0)" not in cmd
 
 
 def _settle(pids: list[int], timeout: float) -> None:

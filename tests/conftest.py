@@ -101,7 +101,7 @@ def pytest_sessionfinish(session):
     for d in Path("/proc").iterdir():
         try:
             cmd = (d / "cmdline").read_bytes().split(b"\0")
-            if b"mlops_nb.runner.kernels import serve" in b" ".join(cmd) and cmd[0].decode().startswith(ours):
+            if b"mlops_nb.runner.zygote import serve" in b" ".join(cmd) and cmd[0].decode().startswith(ours):
                 os.kill(int(d.name), signal.SIGKILL)
         except (OSError, ValueError):
             pass

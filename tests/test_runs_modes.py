@@ -180,7 +180,7 @@ def zygotes_with(marker: str) -> list[int]:
     found = []
     for d in Path("/proc").iterdir():
         try:
-            if (b"kernels import serve" in (d / "cmdline").read_bytes()
+            if (b"zygote import serve" in (d / "cmdline").read_bytes()
                     and marker.encode() in (d / "environ").read_bytes().split(b"\0")):
                 found.append(int(d.name))
         except (OSError, ValueError):

@@ -38,12 +38,12 @@ def spawn(
     shared: str | None = None,  # the socket of a zygote kept warm (`shared_socket`); None: one owned by this process
     idle: float = 0,  # a kept zygote: seconds it waits for the next run once no run uses it
 ) -> Started:
-    "Start a zygote process (`runner.kernels.serve`): owned by this one, or kept warm on socket `shared`."
+    "Start a zygote process (`runner.zygote.serve`): owned by this one, or kept warm on socket `shared`."
     folder = tempfile.mkdtemp(prefix="mlops-nb-zygote-" if shared is None else "mlops-nb-kernels-")
     path = shared or os.path.join(folder, "zygote.sock")
     owner = 0 if shared else os.getpid()
     args = f"{path!r}, {tuple(modules)!r}, owner={owner}, later={tuple(later)!r}, idle={float(idle)!r}"
-    code = f"from mlops_nb.runner.kernels import serve; serve({args})"
+    code = f"from mlops_nb.runner.zygote import serve; serve({args})"
     # Started from inside a Jupyter kernel (`mlops_nb.run` in a notebook), the environment names that kernel's
     # parent in JPY_PARENT_PID; ipykernel reads it when imported, and a kernel forked later would watch a parent it
     # does not have, and quit at once.

@@ -196,7 +196,8 @@ class Shipping:
 def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list, kernels: int | None, threads: dict):
     "Fork each notebook's kernel from a zygote that preloads what the notebooks import."
     from mlops_nb.runner import early
-    from mlops_nb.runner.kernels import PRELOAD, PRELOAD_LATER, PRESTARTED, Zygote, preload_plan
+    from mlops_nb.runner.kernels import PRESTARTED, Zygote
+    from mlops_nb.runner.zygote import PRELOAD, PRELOAD_LATER, preload_plan
 
     early.keep_warm()  # a bad MLOPS_NB_KEEP_WARM: one clear message, before any step
     first, later = preload_plan(notebooks) if notebooks else (PRELOAD, PRELOAD_LATER)

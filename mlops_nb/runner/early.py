@@ -26,8 +26,7 @@ class Started:
         folder: str,  # this run's files (kernels forked ahead): removed when the run ends
         path: str,  # the zygote's unix socket
         shared: bool = False,  # kept warm for later runs (`summon`), instead of ending with this one
-        lease: socket.socket
-        | None = None,  # open while this run uses a shared zygote: it waits only once all are closed
+        lease: socket.socket | None = None,  # open while the run uses a kept zygote: it waits once all are closed
     ):
         self.process, self.folder, self.path, self.shared, self.lease = process, folder, path, shared, lease
 

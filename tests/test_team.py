@@ -262,7 +262,7 @@ def test_a_worker_killed_mid_step_loses_nothing_and_the_step_runs_again_on_the_o
     nbformat.write(new_notebook(cells=[params, new_code_cell(
         "import json, os, pathlib, time\n"
         "made = json.loads(os.environ['MLOPS_NB_UPSTREAM'])['make']\n"
-        "pathlib.Path(gate, f'started-{os.getpid()}').write_text(str(os.getppid()))\n"
+        "pathlib.Path(gate, f'started-{os.getpid()}').write_text('started')\n"
         "while not pathlib.Path(gate, 'go').exists():\n    time.sleep(0.1)\n"
         "text = open(os.path.join(made, 'made.txt')).read()\n"
         "open(os.path.join(os.environ['MLOPS_NB_OUT_DIR'], 'held.txt'), 'w').write(text + ' and held')")]), pipelines / "hold.ipynb")
@@ -279,21 +279,22 @@ def test_a_worker_killed_mid_step_loses_nothing_and_the_step_runs_again_on_the_o
             time.sleep(0.2)
         return found
 
-    first = started(1)[0]
-    kernel, worker_pid = int(first.name.split("-")[1]), int(first.read_text())
-    doomed = next(n for n, (p, _, _) in workers.items() if p.pid == worker_pid)
-    os.kill(worker_pid, signal.SIGKILL)  # the machine it ran on goes away
+    kernel = int(started(1)[0].name.split("-")[1])
+    c = MlflowClient(stack.url, stack.url)
+    exp = c.get_experiment_by_name("mlops-nb").experiment_id
+    parent = c.search_runs([exp], "tags.mlops_nb.kind = 'pipeline' and tags.`mlflow.user` = 'gil'")[0]
+    step = c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.mlops_nb.step = 'hold'")[0]
+    doomed = next(n for n, (_, a, _) in workers.items() if a == step.data.tags["mlops_nb.worker"])  # it signed the run
+    os.kill(workers[doomed][0].pid, signal.SIGKILL)  # the machine it ran on goes away
     workers[doomed][0].wait(60)
     started(2)  # the scheduler gave the step to the other worker
     while os.path.exists(f"/proc/{kernel}") and open(f"/proc/{kernel}/stat").read().split()[2] != "Z":
-        time.sleep(0.2)  # the lost worker's kernel saw its parent go and stopped: it records nothing more
+        time.sleep(0.2)  # the lost worker's kernel saw its worker go and stopped: it records nothing more
     (gate / "go").touch()
     out = run.communicate(timeout=600)[0]
     assert run.returncode == 0, out
     assert "attempt 2: a worker was lost" in out
-    c = MlflowClient(stack.url, stack.url)
-    exp = c.get_experiment_by_name("mlops-nb").experiment_id
-    parent = c.search_runs([exp], "tags.mlops_nb.kind = 'pipeline' and tags.`mlflow.user` = 'gil'")[0]
+    parent = c.get_run(parent.info.run_id)
     steps = {s.data.tags["mlops_nb.step"]: s for s in c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
     survivor = next(a for n, (_, a, _) in workers.items() if n != doomed)
     assert parent.info.status == "FINISHED" and steps["make"].info.status == "FINISHED"

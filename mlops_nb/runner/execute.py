@@ -14,7 +14,8 @@ from ..core.errors import ConfigError
 from .results import RunOptions, StepError
 
 # %% auto #0
-__all__ = ['THREAD_VARIABLES', 'execute_notebook', 'failing_line', 'kernel_threads', 'Shipping', 'executor_for']
+__all__ = ['THREAD_VARIABLES', 'execute_notebook', 'failing_line', 'kernel_threads', 'execute_on_worker', 'Shipping',
+           'executor_for']
 
 # %% ../../notebooks/runner/08_execute.ipynb #03b08a73
 _STORAGE = ("pyarrow.fs", "gcsfs", "github", "boto3", "azure.datalake.store", "azure.storage.blob")
@@ -146,6 +147,32 @@ def _step_env(threads: dict, step_env: dict | None) -> dict | None:
     "A kernel's added variables: its share of the cores, under the step's own (None: nothing to add)."
     return {**threads, **(step_env or {})} or None
 
+# %% ../../notebooks/runner/08_execute.ipynb #1c82e1cf
+_ON_WORKER: dict = {}  # this process's zygote, when it is a Dask worker that runs steps
+_WORKER_LOCK = threading.Lock()
+
+
+def execute_on_worker(
+    notebook: Path | str,  # the step notebook
+    output: Path | str,  # where the executed notebook goes
+    parameters: dict,  # values injected into the notebook's parameters cell
+    env: dict | None = None,  # the pipeline's settings, as environment variables
+    step_env: dict | None = None,  # variables for this step's kernel only
+) -> StepError | None:
+    """`execute_notebook` on a Dask worker, in a warm kernel: forked from the worker's zygote (the one kept warm on its
+    machine, `runner.early`), which its first step finds or starts and its later steps reuse."""
+    from mlops_nb.runner.kernels import PRESTARTED, Zygote
+    from mlops_nb.runner.zygote import PRELOAD, PRELOAD_LATER
+
+    with _WORKER_LOCK:
+        if "zygote" not in _ON_WORKER:
+            zygote = _ON_WORKER["zygote"] = Zygote(PRELOAD, PRELOAD_LATER)
+            PRESTARTED.expect(zygote.path, 0)  # each step unlike the next (its run, its folder): none forked ahead
+    zygote = _ON_WORKER["zygote"]
+    with environment({"MLOPS_NB_ZYGOTE": zygote.path}):
+        zygote.wait_ready()
+        return execute_notebook(notebook, output, parameters, True, env, step_env)
+
 # %% ../../notebooks/runner/08_execute.ipynb #d8d0a664
 def _dask_executor(options: RunOptions, settings: Settings, stack: ExitStack):
     "Run each notebook on a worker of `options.scheduler` (shipped whole, given a tracking server), or a LocalCluster."
@@ -165,7 +192,7 @@ def _dask_executor(options: RunOptions, settings: Settings, stack: ExitStack):
     env = settings.as_env()
 
     def execute(nb, out, params, step_env=None):
-        return client.submit(execute_notebook, nb, out, params, False, env, step_env, pure=False).result()
+        return client.submit(execute_on_worker, nb, out, params, env, step_env, pure=False).result()
 
     return execute
 

@@ -120,7 +120,7 @@ def run_shipment(
 
 
 def _run_unpacked(s: Shipment, home: Path, project: Path) -> Landed:
-    from mlops_nb.runner.execute import execute_notebook
+    from mlops_nb.runner.execute import execute_on_worker
 
     client = tracking.connect(load_settings(project))
     worker, attempt = _sign_in(client, s.run_id)
@@ -132,7 +132,7 @@ def _run_unpacked(s: Shipment, home: Path, project: Path) -> Landed:
     runner = {"out_dir": str(out_dir), "mlflow_run_id": s.run_id, "upstream": upstream}
     params.update({k: runner[k] for k in s.step.runner})
     executed = out_dir / Path(s.notebook).name
-    error = execute_notebook(project / s.notebook, executed, params, step_env=runner_env(s.step, runner))
+    error = execute_on_worker(project / s.notebook, executed, params, step_env=runner_env(s.step, runner))
     if error is None and not (out_dir / OUTPUTS).is_file():
         error = hand_on(s.step, out_dir)
     if error is None:

@@ -106,7 +106,8 @@ def check_store(
     from mlflow.store.tracking.dbmodels.models import Base
 
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        # read-write, never created: a journal a killed writer left is rolled back first, as any writer would
+        with sqlite3.connect(f"file:{path}?mode=rw", uri=True) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
     except sqlite3.DatabaseError as e:

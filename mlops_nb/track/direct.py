@@ -25,7 +25,7 @@ def _note_path(db: Path) -> Path:
 
 def _revision(db: Path) -> str | None:
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        with sqlite3.connect(f"file:{db}?mode=rw", uri=True) as con:  # rolls back a killed writer's journal first
             return con.execute("SELECT version_num FROM alembic_version").fetchone()[0]
     except (sqlite3.Error, TypeError):
         return None

@@ -60,7 +60,7 @@ def main(
     argv = sys.argv[1:] if argv is None else argv
     early.start(argv)  # `run`: the kernels' zygote imports the kernel meanwhile (`runner.early`)
     _stacks_on_sigusr1()
-    outcome = [0]
+    outcome = [1]  # an exception nothing below catches: its traceback is printed, and the exit code says it failed
     atexit.register(_skip_teardown, outcome)  # registered first, so it runs after every other exit handler
     app, code = commands(), 0
     from mlops_nb.cli.base import make_console

@@ -6,12 +6,25 @@ Docs: https://mlops-nb.github.io/mlops-nb/core/values.html.md"""
 
 # %% ../../notebooks/core/03_values.ipynb #e876d509
 from __future__ import annotations
-import json, os
+import json, os, threading
 from dataclasses import asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['JsonValue']
+__all__ = ['write_atomic', 'JsonValue']
+
+# %% ../../notebooks/core/03_values.ipynb #d3a69fdc
+def write_atomic(
+    path: Path | str,  # the file to write
+    text: str,  # its whole content
+) -> Path:
+    """Write `text` to `path` through a file beside it, then moved into place: a reader never sees half of it, and two
+    writers at once (processes, or threads of one: a sweep's members) each write a file of their own."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 # %% ../../notebooks/core/03_values.ipynb #dd7e176d
 class JsonValue:
@@ -28,11 +41,7 @@ class JsonValue:
 
     def write(self, path: Path | str) -> Path:  # the JSON file to write
         "Write the value to `path` atomically; return the path."
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, default=str), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1, default=str))
 
     @classmethod
     def read(cls, path: Path | str):  # a file `write` wrote

@@ -6,9 +6,10 @@ Docs: https://mlops-nb.github.io/mlops-nb/serving/predlog.html.md"""
 
 # %% ../../notebooks/serving/02_predlog.ipynb #77cbf87f
 from __future__ import annotations
-import json, os, queue, threading, time
+import json, queue, threading, time
 from pathlib import Path
 from fastcore.basics import patch
+from ..core.values import write_atomic
 
 # %% auto #0
 __all__ = ['FEEDBACK', 'MONITOR_STATUS', 'PredictionLog', 'read_log', 'log_frame', 'feedback_folder', 'RecentIds', 'scored_ids',
@@ -231,10 +232,7 @@ def write_monitor_status(
     "Replace the monitor's latest status in the predictions folder (atomically)."
     folder = Path(predictions)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{MONITOR_STATUS}.{os.getpid()}"
-    tmp.write_text(json.dumps(status, default=str))
-    os.replace(tmp, folder / MONITOR_STATUS)
-    return folder / MONITOR_STATUS
+    return write_atomic(folder / MONITOR_STATUS, json.dumps(status, default=str))
 
 
 def read_monitor_status(

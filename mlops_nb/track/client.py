@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from ..core.config import Settings, environment as variables
 from ..core.errors import ConfigError, MlopsNbError
+from ..core.values import write_atomic
 
 # %% auto #0
 __all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect',
@@ -481,9 +482,7 @@ def installed_packages(
     text = "\n".join(sorted(names, key=str.lower)) + "\n"  # reading every METADATA file: ~0.2 s
     if kept is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
-        tmp = kept.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, kept)
+        write_atomic(kept, text)
     return text
 
 # %% ../../notebooks/track/01_client.ipynb #e3d1fa54

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote, urlparse
 from fastcore.basics import patch
+from ..core.values import write_atomic
 from .client import _finite, _text, sqlite_file
 
 # %% auto #0
@@ -42,9 +43,7 @@ def note_schema(
     path = _note_path(db)
     if path.is_file() and path.read_text() == json.dumps(note):
         return
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(note))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(note))  # a sweep's members note it at once
 
 
 def verified(
@@ -272,7 +271,7 @@ def _local_folder(uri: str) -> Path | None:
 def _place(dest: Path, write) -> None:
     "Make `dest` with `write(path)` beside it, then move it into place: a reader never sees half a file."
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     write(tmp)
     os.replace(tmp, dest)
 

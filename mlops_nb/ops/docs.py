@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/ops/docs.html.md"""
 
 # %% ../../notebooks/ops/05_docs.ipynb #c812bff9
 from __future__ import annotations
-import io, os, re, shutil, tempfile
+import io, os, re, shutil
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
 from pathlib import Path
@@ -28,7 +28,6 @@ from nbdev.processors import (
     strip_hidden_metadata,
 )
 from ..core.errors import MlopsNbError
-from ..runner.early import stop_kept
 
 # %% auto #0
 __all__ = ['CSS', 'DocsError', 'exec_cells', 'to_myst', 'ParamTableRenderer', 'process_notebook', 'page_name', 'page_path',
@@ -180,18 +179,6 @@ _BEFORE = [
 _AFTER = [rm_export, clean_magics, hide_, strip_hidden_metadata]
 
 
-_SCRATCH: list = []  # in a docs worker: its temporary folder (the examples' files, their runs' zygote)
-
-
-def _docs_worker(
-    scratch: str,  # a folder of the build's own
-) -> None:
-    "Set up a docs worker process: its temporary files, the zygote its examples' runs share included, in `scratch`."
-    os.environ["TMPDIR"] = scratch
-    tempfile.tempdir = None
-    _SCRATCH.append(scratch)
-
-# %% ../../notebooks/ops/05_docs.ipynb #92ae1bd6
 def process_notebook(
     src: Path | str,  # the notebook to process
     dst: Path | str,  # where the processed notebook goes
@@ -202,9 +189,7 @@ def process_notebook(
     for k in [k for k in os.environ if k.startswith(("MLFLOW_", "MLOPS_NB_"))]:
         del os.environ[k]  # examples make throw-away stores: none may record where the shell (or a notebook) points
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no progress bars in the pages
-    # the examples' runs share a kernels' zygote in a docs worker's own temporary folder, which the build stops at its
-    # end (`build_docs`); elsewhere each run has its own, stopped with it: none is left behind
-    os.environ["MLOPS_NB_KEEP_WARM"] = "600" if _SCRATCH else "0"
+    os.environ["MLOPS_NB_KEEP_WARM"] = "0"  # the examples' runs leave no kernels' zygote behind the build
     cwd = os.getcwd()
     os.chdir(src.parent)
     try:
@@ -419,13 +404,8 @@ def build_docs(
     notebooks = sorted(nb for nb in nbs.rglob("*.ipynb") if ".ipynb_checkpoints" not in nb.parts)
     jobs = [(nb, staging / f"{page_path(nb, nbs)}.ipynb", True) for nb in notebooks]
     jobs += [(nb, staging / "pipelines" / nb.name, False) for nb in sorted((root / "pipelines").glob("*.ipynb"))]
-    scratch = tempfile.mkdtemp(prefix="mlops-nb-docs-")
-    try:
-        with ProcessPoolExecutor(max(1, workers), mp.get_context("spawn"), _docs_worker, (scratch,)) as ex:
-            pages = list(ex.map(process_notebook, *zip(*jobs)))
-    finally:
-        stop_kept(scratch)  # the zygote the examples' runs shared
-        shutil.rmtree(scratch, ignore_errors=True)
+    with ProcessPoolExecutor(max(1, workers), mp_context=mp.get_context("spawn")) as ex:
+        pages = list(ex.map(process_notebook, *zip(*jobs)))
     layers = _layers([page_path(nb, nbs) for nb in notebooks if nb != nbs / "index.ipynb"], layer_order(root))
     (staging / "library.md").write_text(library_page(staging, layers), encoding="utf-8")
     steps, sections = [p.stem for p in pages if p.parent == staging / "pipelines"], ["library"]

@@ -11,7 +11,7 @@ from ..core.errors import ConfigError
 
 # %% auto #0
 __all__ = ['ALWAYS', 'KEEP_WARM', 'IMPORT_VARIABLES', 'Started', 'spawn', 'keep_warm', 'shared_socket', 'lease', 'summon',
-           'release', 'stop_kept', 'wants_kernels', 'start', 'take', 'discard']
+           'release', 'wants_kernels', 'start', 'take', 'discard']
 
 # %% ../../notebooks/runner/15_early.ipynb #2ce89cdc
 ALWAYS = ("ipykernel.kernelapp", "IPython.display")  # what every kernel needs, whatever its notebook imports
@@ -175,26 +175,6 @@ def release(
         started.process.kill()
         started.process.wait()
     shutil.rmtree(started.folder, ignore_errors=True)
-
-# %% ../../notebooks/runner/15_early.ipynb #8ae33979
-def stop_kept(
-    tmp: str | None = None,  # the temporary folder their sockets are in; default this process's
-) -> int:
-    "Stop every zygote kept warm for this user under temporary folder `tmp`; return how many were running."
-    import fcntl, glob, signal
-
-    stopped = 0
-    for name in glob.glob(os.path.join(tmp or tempfile.gettempdir(), f"mlops-nb-{os.getuid()}", "*.sock.lock")):
-        with open(name) as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                continue  # nobody holds it: no zygote serves that socket
-            except BlockingIOError:
-                pid = int(lock.read().strip() or 0)
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-            stopped += 1
-    return stopped
 
 # %% ../../notebooks/runner/15_early.ipynb #7cf42178
 _STARTED: list = []  # the zygote `start` made, until taken or discarded

@@ -318,9 +318,6 @@ def _claim(
             time.sleep(0.05)
     if os.path.exists(path):
         os.unlink(path)  # left by a zygote that was killed
-    lock.truncate(0)
-    lock.write(str(os.getpid()))  # who holds it (`runner.early.stop_kept`)
-    lock.flush()
     return lock
 
 

@@ -50,8 +50,11 @@ def resident(pid: int) -> bool:
     return b"runner.zygote import serve" in cmd and b"idle=0.0)" not in cmd
 
 
-def _settle(pids: list[int], timeout: float) -> None:
-    "Wait until processes `pids` use no more CPU (what the command asked of them is done): 0.1 s without a tick."
+def _settle(pids: list[int], before: dict, timeout: float) -> None:
+    """Wait until processes `pids` use no more CPU (what the command asked of them is done): 0.1 s without a tick; at
+    once if they used none during the command (their CPU then, `before`, is what it is now)."""
+    if all(_cpu(x) == before.get(x) for x in pids):
+        return
     end, last = time.perf_counter() + timeout, None
     while time.perf_counter() < end:
         now = [_cpu(x) for x in pids]
@@ -82,8 +85,8 @@ def timed(cmd: list, cwd: Path, env: dict, deadline: float = 300) -> dict:
         if pid == 0:
             left = children()
             if left and all(resident(x) for x in left):  # only the kept zygote is left: once it is idle, done
+                _settle(left, kept, deadline - (time.perf_counter() - t0))
                 kept |= {x: kept.get(x, 0.0) for x in left}
-                _settle(left, deadline - (time.perf_counter() - t0))
                 break
             time.sleep(0.005)
         else:

@@ -92,16 +92,26 @@ def reaper() -> list[int]:
     for pid in runners: kill_left_behind(pid)
 
 
+def zygote_processes() -> list[Path]:
+    "The /proc folders of the kernels' zygotes running now, and of the kernels forked from them (same command line)."
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if b"mlops_nb.runner.zygote import serve" in (d / "cmdline").read_bytes(): found.append(d)
+        except OSError:
+            pass
+    return found
+
+
 def pytest_sessionfinish(session):
     """Stop the kernels' zygotes the suite's runs kept warm for later runs (`runner.early`; they would wait 10 minutes):
     nothing the suite started runs on after it. The controller does it once all workers are done."""
     import signal
     if hasattr(session.config, "workerinput"): return
     ours = (f"{REPO}/", f"{session.config._tmp_path_factory.getbasetemp()}/")  # this checkout's venv, the wheel's
-    for d in Path("/proc").iterdir():
+    for d in zygote_processes():
         try:
-            cmd = (d / "cmdline").read_bytes().split(b"\0")
-            if b"mlops_nb.runner.zygote import serve" in b" ".join(cmd) and cmd[0].decode().startswith(ours):
+            if (d / "cmdline").read_bytes().split(b"\0")[0].decode().startswith(ours):
                 os.kill(int(d.name), signal.SIGKILL)
         except (OSError, ValueError):
             pass

@@ -2,7 +2,7 @@
 import json, os, re, subprocess, sys, time
 from pathlib import Path
 import pytest
-from conftest import free_port, make_project, wait_until_up, clean_env, interruptible, started_by
+from conftest import free_port, make_project, wait_until_up, clean_env, interruptible, started_by, zygote_processes
 
 pytestmark = pytest.mark.slow
 
@@ -178,12 +178,10 @@ def look_project(root: Path, value: str):
 def zygotes_with(marker: str) -> list[int]:
     "The kept zygote whose environment holds `marker`, and the kernels forked from it that still run."
     found = []
-    for d in Path("/proc").iterdir():
+    for d in zygote_processes():
         try:
-            if (b"zygote import serve" in (d / "cmdline").read_bytes()
-                    and marker.encode() in (d / "environ").read_bytes().split(b"\0")):
-                found.append(int(d.name))
-        except (OSError, ValueError):
+            if marker.encode() in (d / "environ").read_bytes().split(b"\0"): found.append(int(d.name))
+        except OSError:
             pass
     return found
 

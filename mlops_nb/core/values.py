@@ -11,9 +11,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['write_atomic', 'JsonValue']
+__all__ = ['beside', 'write_atomic', 'JsonValue']
 
 # %% ../../notebooks/core/03_values.ipynb #d3a69fdc
+def beside(
+    path: Path,  # a file about to be written
+) -> Path:
+    "A temporary name beside `path` that only this process and thread use: where to write it before moving it in."
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
 def write_atomic(
     path: Path | str,  # the file to write
     text: str,  # its whole content
@@ -21,7 +28,7 @@ def write_atomic(
     """Write `text` to `path` through a file beside it, then moved into place: a reader never sees half of it, and two
     writers at once (processes, or threads of one: a sweep's members) each write a file of their own."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = beside(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path

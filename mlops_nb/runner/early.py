@@ -36,9 +36,10 @@ def spawn(
     later=(),  # modules to import between requests
     shared: str | None = None,  # the socket of a zygote kept warm (`shared_socket`); None: one owned by this process
     idle: float = 0,  # a kept zygote: seconds it waits for the next run once no run uses it
+    folder: str | None = None,  # the run's folder, if it has one already; None: a new one
 ) -> Started:
     "Start a zygote process (`runner.zygote.serve`): owned by this one, or kept warm on socket `shared`."
-    folder = tempfile.mkdtemp(prefix="mlops-nb-zygote-" if shared is None else "mlops-nb-kernels-")
+    folder = folder or tempfile.mkdtemp(prefix="mlops-nb-zygote-" if shared is None else "mlops-nb-kernels-")
     path = shared or os.path.join(folder, "zygote.sock")
     owner = 0 if shared else os.getpid()
     args = f"{path!r}, {tuple(modules)!r}, owner={owner}, later={tuple(later)!r}, idle={float(idle)!r}"

@@ -148,7 +148,7 @@ def _step_env(threads: dict, step_env: dict | None) -> dict | None:
     return {**threads, **(step_env or {})} or None
 
 # %% ../../notebooks/runner/08_execute.ipynb #1c82e1cf
-_ON_WORKER: dict = {}  # this process's zygote, when it is a Dask worker that runs steps
+_ON_WORKER: list = []  # this process's zygote, when it is a Dask worker that runs steps
 _WORKER_LOCK = threading.Lock()
 
 
@@ -164,14 +164,13 @@ def execute_on_worker(
     from mlops_nb.runner.kernels import PRESTARTED, Zygote
     from mlops_nb.runner.zygote import PRELOAD, PRELOAD_LATER
 
-    with _WORKER_LOCK:
-        if "zygote" not in _ON_WORKER:
-            zygote = _ON_WORKER["zygote"] = Zygote(PRELOAD, PRELOAD_LATER)
+    with _WORKER_LOCK:  # the worker's first step; a zygote lost later costs a step a cold kernel, as on this machine
+        if not _ON_WORKER:
+            zygote = Zygote(PRELOAD, PRELOAD_LATER)
             PRESTARTED.expect(zygote.path, 0)  # each step unlike the next (its run, its folder): none forked ahead
-    zygote = _ON_WORKER["zygote"]
-    with environment({"MLOPS_NB_ZYGOTE": zygote.path}):
-        zygote.wait_ready()
-        return execute_notebook(notebook, output, parameters, True, env, step_env)
+            os.environ["MLOPS_NB_ZYGOTE"] = zygote.wait_ready().path  # for the worker's life
+            _ON_WORKER.append(zygote)
+    return execute_notebook(notebook, output, parameters, True, env, step_env)
 
 # %% ../../notebooks/runner/08_execute.ipynb #d8d0a664
 def _dask_executor(options: RunOptions, settings: Settings, stack: ExitStack):

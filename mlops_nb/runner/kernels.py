@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/kernels.html.md"""
 
 # %% ../../notebooks/runner/05_kernels.ipynb #7a70119a
 from __future__ import annotations
-import json, os, shutil, signal, subprocess, threading, time, uuid
+import json, os, signal, subprocess, threading, time, uuid
 from contextvars import ContextVar
 from fastcore.basics import patch
 from pathlib import Path
@@ -73,9 +73,7 @@ def _coming(self: Zygote, timeout: float, deadline: float) -> None:
     "Between pings: raise if the zygote will not answer; start one if the warm one this run found has stopped."
     with self.lock:
         if self.process is None:  # it had waited long enough for a run (and this one came just then)
-            new = spawn(*self.plan, self.path, keep_warm())
-            shutil.rmtree(new.folder, ignore_errors=True)  # the run has its folder
-            self.started.process = new.process
+            self.started.process = spawn(*self.plan, self.path, keep_warm(), self.dir).process
             return
         if (code := self.process.poll()) not in (None, ANOTHER):  # ANOTHER: the zygote another run started answers
             where = f"; see {self.path[: -len('.sock')]}.log" if self.started.shared else ""

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote, urlparse
 from fastcore.basics import patch
-from ..core.values import write_atomic
+from ..core.values import beside, write_atomic
 from .client import _finite, _text, sqlite_file
 
 # %% auto #0
@@ -271,7 +271,7 @@ def _local_folder(uri: str) -> Path | None:
 def _place(dest: Path, write) -> None:
     "Make `dest` with `write(path)` beside it, then move it into place: a reader never sees half a file."
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = beside(dest)
     write(tmp)
     os.replace(tmp, dest)
 

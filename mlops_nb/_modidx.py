@@ -1256,4 +1256,5 @@ d = { 'settings': { 'branch': 'main',
                                    'mlops_nb.track.ui.TrainingView.__init__': ( 'track/ui.html#trainingview.__init__',
                                                                                 'mlops_nb/track/ui.py'),
                                    'mlops_nb.track.ui.create_app': ('track/ui.html#create_app', 'mlops_nb/track/ui.py'),
+                                   'mlops_nb.track.ui.server_environment': ('track/ui.html#server_environment', 'mlops_nb/track/ui.py'),
                                    'mlops_nb.track.ui.with_training_view': ('track/ui.html#with_training_view', 'mlops_nb/track/ui.py')}}}

@@ -14,6 +14,9 @@ MLOPS_NB = str(Path(sys.executable).parent / "mlops-nb")
 from mlops_nb.runner.execute import THREAD_VARIABLES
 for _threads in THREAD_VARIABLES:
     os.environ.setdefault(_threads, "1")
+# for the tracking servers the tests start themselves, as a team that trains models would run theirs: without MLflow's
+# job runner for its GenAI features (seven more processes, each importing MLflow: ~25 s of CPU at every start here)
+NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 @dataclass
@@ -99,6 +102,18 @@ def zygote_processes() -> list[Path]:
         try:
             if b"mlops_nb.runner.zygote import serve" in (d / "cmdline").read_bytes(): found.append(d)
         except OSError:
+            pass
+    return found
+
+
+def in_session(sid: int) -> list[str]:
+    "The command lines of the processes in session `sid`: a server started in a session of its own and all it started."
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                found.append((d / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
             pass
     return found
 

@@ -2,7 +2,7 @@
 import json, os, re, subprocess, sys, time
 from pathlib import Path
 import pytest
-from conftest import free_port, make_project, wait_until_up, clean_env, interruptible, started_by, zygote_processes
+from conftest import NO_JOB_RUNNER, free_port, make_project, wait_until_up, clean_env, interruptible, started_by, zygote_processes
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,8 @@ def test_pipeline_against_a_real_tracking_server(project, tmp_path):
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                                "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts"),
-                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              env=clean_env(**NO_JOB_RUNNER))
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url, 180, server)

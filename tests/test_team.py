@@ -1,7 +1,7 @@
 """A team on real infrastructure: two people's projects recording into one `mlflow server` on PostgreSQL at once."""
 import json, os, subprocess, sys
 import pytest
-from conftest import MLOPS_NB, clean_env, make_project
+from conftest import MLOPS_NB, NO_JOB_RUNNER, clean_env, in_session, make_project
 
 pytestmark = pytest.mark.slow
 NAME = "assembly-defect"
@@ -16,6 +16,7 @@ def stack(tmp_path_factory):
     assert up.returncode == 0, up.stdout + up.stderr
     stack = TeamStack.read(folder / STACK_FILE)
     assert stack.url in up.stdout and (folder / "db-password").read_text() not in up.stdout + up.stderr
+    assert not [c for c in in_session(stack.server_pid) if "mlflow.server.jobs" in c]  # no GenAI job runner
     yield stack
     team_down(folder, forget=True)
 
@@ -76,7 +77,7 @@ def guarded_server(tmp_path_factory):
                                 "admin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     password, port = secrets.token_urlsafe(16), free_port()
     env = clean_env(MLFLOW_AUTH_CONFIG_PATH=str(d / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
-                    MLFLOW_AUTH_ADMIN_PASSWORD=password)
+                    MLFLOW_AUTH_ADMIN_PASSWORD=password, **NO_JOB_RUNNER)
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--backend-store-uri",
                              f"sqlite:///{d}/mlflow.db", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -102,7 +102,7 @@ def test_ui_opens_on_the_training_runs_table_and_the_run_reads_like_the_summary(
     """`mlops-nb ui` on 127.0.0.1 only, its address the model-training runs table; the pipeline run's page has the
     summary as its description and the registered version under registered models. Screenshots: test-artifacts/."""
     import os, re, signal, urllib.request
-    from conftest import ARTIFACTS, MLOPS_NB, free_port, wait_for_url
+    from conftest import ARTIFACTS, MLOPS_NB, free_port, in_session, wait_for_url
     project, run_id = trained
     port, log = free_port(), tmp_path / "ui.log"
     with open(log, "w") as out:
@@ -111,6 +111,8 @@ def test_ui_opens_on_the_training_runs_table_and_the_run_reads_like_the_summary(
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for_url(url, 180, ui)
+        # MLflow's job runner (for its GenAI jobs) is started before the server answers; the workbench's UI has none
+        assert not [c for c in in_session(ui.pid) if "mlflow.server.jobs" in c], in_session(ui.pid)
         req = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/get?run_id={run_id}")
         body = json.loads(urllib.request.urlopen(req, timeout=10).read())
         assert body["run"]["info"]["status"] == "FINISHED"

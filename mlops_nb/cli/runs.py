@@ -398,6 +398,7 @@ def ui(
     if not s.is_local_store:
         raise MlopsNbError(f"the tracking URI is a server ({s.tracking}); open it in a browser instead.")
     from mlops_nb.track.client import connect, ensure_experiment
+    from mlops_nb.track.ui import server_environment
 
     exp = ensure_experiment(connect(s), s)  # the store made whole (or refused) here: the UI would build one in place
     make_console().print(
@@ -405,7 +406,7 @@ def ui(
         f"http://{host}:{port}/{ui_page(exp)} (Ctrl-C stops it)",
         soft_wrap=True,
     )
-    os.execvp(
+    os.execve(  # without MLflow's job runner (`track.ui.server_environment`)
         sys.executable,
         [
             sys.executable,
@@ -423,4 +424,5 @@ def ui(
             "--port",
             str(port),
         ],
+        server_environment(os.environ),
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from ..core.errors import ConfigError, MlopsNbError
 from ..core.values import JsonValue
+from ..track.ui import server_environment
 
 # %% auto #0
 __all__ = ['STACK_FILE', 'postgres_bin', 'free_port', 'TeamStack', 'wait_answering', 'team_up', 'team_down']
@@ -122,7 +123,7 @@ def _start_server(stack: TeamStack, password: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", stack.database]
     args += ["--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts"]
     args += ["--host", "127.0.0.1", "--port", str(stack.port), "--workers", "2"]
-    env = {**os.environ, "PGPASSWORD": password}
+    env = server_environment({**os.environ, "PGPASSWORD": password})  # without MLflow's job runner
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(folder / "server.log", "a") as log:
         return subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True)

@@ -6,9 +6,10 @@ Docs: https://mlops-nb.github.io/mlops-nb/track/ui.html.md"""
 
 # %% ../../notebooks/track/05_ui.ipynb #8f5b17ed
 from __future__ import annotations
+from collections.abc import Mapping
 
 # %% auto #0
-__all__ = ['SWITCH', 'with_training_view', 'TrainingView', 'create_app']
+__all__ = ['SWITCH', 'JOB_RUNNER', 'with_training_view', 'TrainingView', 'create_app', 'server_environment']
 
 # %% ../../notebooks/track/05_ui.ipynb #35e789c4
 SWITCH = "mlflow.workflowType_v1"  # where MLflow's UI keeps the GenAI / Model training switch (local storage)
@@ -60,3 +61,13 @@ def create_app():
     from mlflow.server.fastapi_app import app
 
     return TrainingView(app)
+
+# %% ../../notebooks/track/05_ui.ipynb #a51906b8
+JOB_RUNNER = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"  # MLflow's switch for its job runner (on unless set)
+
+
+def server_environment(
+    env: Mapping[str, str],  # the environment the server would get
+) -> dict[str, str]:
+    "`env` for an MLflow server the workbench starts: MLflow's job runner off, unless `env` turns it on or off itself."
+    return {JOB_RUNNER: "false", **env}

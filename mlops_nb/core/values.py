@@ -6,12 +6,12 @@ Docs: https://mlops-nb.github.io/mlops-nb/core/values.html.md"""
 
 # %% ../../notebooks/core/03_values.ipynb #e876d509
 from __future__ import annotations
-import json, os, threading
+import json, os, stat, threading
 from dataclasses import asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['beside', 'write_atomic', 'JsonValue']
+__all__ = ['beside', 'write_atomic', 'private_folder', 'JsonValue']
 
 # %% ../../notebooks/core/03_values.ipynb #d3a69fdc
 def beside(
@@ -31,6 +31,24 @@ def write_atomic(
     tmp = beside(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+    return path
+
+# %% ../../notebooks/core/03_values.ipynb #3ad4f5fb
+def private_folder(
+    path: Path | str,  # a folder that only this user may enter (its parents are made as usual)
+) -> Path | None:
+    "`path`, made (mode 0700) if missing; None if it cannot be, or is not this user's alone."
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
     return path
 
 # %% ../../notebooks/core/03_values.ipynb #dd7e176d

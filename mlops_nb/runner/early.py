@@ -6,8 +6,9 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/early.html.md"""
 
 # %% ../../notebooks/runner/15_early.ipynb #90c7f6e9
 from __future__ import annotations
-import os, shutil, socket, stat, subprocess, sys, tempfile
+import os, shutil, socket, subprocess, sys, tempfile
 from ..core.errors import ConfigError
+from ..core.values import private_folder
 
 # %% auto #0
 __all__ = ['ALWAYS', 'KEEP_WARM', 'IMPORT_VARIABLES', 'Started', 'spawn', 'keep_warm', 'shared_socket', 'lease', 'summon',
@@ -120,15 +121,8 @@ def _key() -> str:
 # %% ../../notebooks/runner/15_early.ipynb #e562e37c
 def shared_socket() -> str | None:
     "The socket of the zygote kept warm for this interpreter, packages and environment; None if it has no safe place."
-    home = os.path.join(tempfile.gettempdir(), f"mlops-nb-{os.getuid()}")
-    try:
-        os.mkdir(home, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return None
-    st = os.lstat(home)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+    home = private_folder(os.path.join(tempfile.gettempdir(), f"mlops-nb-{os.getuid()}"))
+    if home is None:
         return None  # not this user's alone: someone else could ask the zygote to run code
     path = os.path.join(home, f"zygote-{_key()}.sock")
     return path if len(path) < 100 else None  # a unix socket's path has at most 107 bytes

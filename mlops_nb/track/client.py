@@ -15,11 +15,11 @@ from ..core.errors import ConfigError, MlopsNbError
 from ..core.values import write_atomic
 
 # %% auto #0
-__all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'connect',
-           'ensure_experiment', 'refusal', 'check_access', 'user', 'is_measurement', 'start_run', 'log_values',
-           'finish_run', 'get_run', 'pipeline_runs', 'run_summary', 'step_runs', 'ui_page', 'version_page',
-           'relative_path', 'recorded_path', 'open_stores', 'mlflow_globals', 'git_state', 'environment',
-           'installed_packages', 'log_dataset']
+__all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'creating', 'settle',
+           'connect', 'ensure_experiment', 'refusal', 'check_access', 'user', 'is_measurement', 'start_run',
+           'log_values', 'finish_run', 'get_run', 'pipeline_runs', 'run_summary', 'step_runs', 'ui_page',
+           'version_page', 'relative_path', 'recorded_path', 'open_stores', 'mlflow_globals', 'git_state',
+           'environment', 'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
@@ -136,20 +136,35 @@ def ensure_store(
         return
     if path.exists():
         return check_store(path)
+    tmp = creating(path)
+    try:
+        _build(f"sqlite:///{tmp}")
+        settle(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def creating(
+    path: Path,  # an embedded store about to be created
+) -> Path:
+    "Where to build store `path` before it is linked into place; removes what killed builders left beside it."
     path.parent.mkdir(parents=True, exist_ok=True)
     for old in path.parent.glob(f".{path.name}.creating.*"):  # left by a killed process
         if old.name.split(".")[-2].isdigit() and not _alive(int(old.name.split(".")[-2])):
             old.unlink(missing_ok=True)
     # a name never used before: MLflow keeps one store per URI for the life of the process
-    tmp = path.parent / f".{path.name}.creating.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    return path.parent / f".{path.name}.creating.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+def settle(
+    built: Path,  # a whole store, built aside (`creating`)
+    path: Path,  # where it goes
+) -> None:
+    "Link `built` into place as `path`, unless another process placed one first (its store is as good)."
     try:
-        _build(f"sqlite:///{tmp}")
-        try:
-            os.link(tmp, path)
-        except FileExistsError:  # another process finished first: its store is as good
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
+        os.link(built, path)
+    except FileExistsError:
+        pass
 
 # %% ../../notebooks/track/01_client.ipynb #6067cf3b
 TRAINING = {"mlflow.experimentKind": "custom_model_development"}  # what MLflow's UI reads: a model-training experiment

@@ -13,11 +13,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote, urlparse
 from fastcore.basics import patch
-from ..core.values import beside, write_atomic
+from ..core.values import beside, private_folder, write_atomic
 from .client import _finite, _text, sqlite_file
 
 # %% auto #0
-__all__ = ['note_schema', 'verified', 'record_runs', 'DirectClient', 'connect']
+__all__ = ['note_schema', 'verified', 'record_runs', 'DirectClient', 'template_path', 'keep_template', 'place_store', 'connect']
 
 # %% ../../notebooks/track/06_direct.ipynb #63e8db95
 def _note_path(db: Path) -> Path:
@@ -300,15 +300,105 @@ def log_text(self: DirectClient, run_id: str, text: str, artifact_file: str) -> 
         return self.mlflow_client().log_text(run_id, text, artifact_file)
     _place(folder / artifact_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
+# %% ../../notebooks/track/06_direct.ipynb #c4c61d84
+def _template_key() -> str | None:
+    "The installed MLflow's version and its migrations' folder: what a new store's tables depend on (None: no MLflow)."
+    import hashlib, importlib.util
+
+    spec = importlib.util.find_spec("mlflow")  # found, not imported
+    if spec is None or spec.origin is None:
+        return None
+    versions = Path(spec.origin).parent / "store" / "db_migrations" / "versions"
+    try:
+        stamp = f"{metadata.version('mlflow')}|{versions}|{versions.stat().st_mtime_ns}"
+    except (OSError, metadata.PackageNotFoundError):
+        return None
+    return hashlib.sha256(stamp.encode()).hexdigest()[:16]
+
+
+def template_path() -> Path | None:
+    "Where the empty store the installed MLflow built is kept; None if the cache has no folder of the user's alone."
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder, key = private_folder(cache / "mlops-nb"), _template_key()
+    return folder / f"empty-store-{key}.db" if folder is not None and key is not None else None
+
+
+def keep_template() -> None:
+    "Have MLflow build an empty store, as the template of every later new store, unless one is kept (MLflow imported)."
+    from mlops_nb.track.client import _build
+
+    if (path := template_path()) is None or path.is_file():
+        return
+    tmp = beside(path)
+    try:
+        _build(f"sqlite:///{tmp}")
+        if _revision(tmp) is not None:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+# %% ../../notebooks/track/06_direct.ipynb #77f84c26
+def place_store(
+    db: Path,  # an embedded store's database file, not there yet
+) -> bool:
+    "Make store `db` a copy of the template, as MLflow would build it here, noted verified; False if none is kept."
+    from mlops_nb.track.client import creating, settle
+
+    if (template := template_path()) is None or not template.is_file() or db.exists():
+        return False
+    tmp = creating(db)
+    try:
+        shutil.copyfile(template, tmp)
+        now = int(time.time() * 1000)
+        with closing(sqlite3.connect(tmp)) as con, con:  # MLflow's default root is ./mlruns, from where it runs
+            con.execute(
+                "UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                "WHERE experiment_id = 0",
+                (os.path.join(os.path.abspath("mlruns"), "0"), now, now),
+            )
+        settle(tmp, db)
+    finally:
+        tmp.unlink(missing_ok=True)
+    note_schema(f"sqlite:///{db}")
+    return True
+
+# %% ../../notebooks/track/06_direct.ipynb #5a92f002
+@patch
+def create_experiment(self: DirectClient, name: str, artifact_location: str | None = None, tags: dict | None = None):
+    "A new experiment's id, as MLflow's `create_experiment` writes it (through MLflow without an artifact location)."
+    if not artifact_location:
+        return self.mlflow_client().create_experiment(name, artifact_location=artifact_location, tags=tags)
+    now = int(time.time() * 1000)
+    with self._sql() as con, con:  # MLflow's own error if the name is taken (one experiment per name and workspace)
+        columns = {r[1] for r in con.execute("PRAGMA table_info(experiments)")}
+        row = {"name": name, "artifact_location": artifact_location, "lifecycle_stage": "active"}
+        row |= {"creation_time": now, "last_update_time": now} | (
+            {"workspace": "default"} if "workspace" in columns else {}
+        )
+        try:
+            cur = con.execute(
+                f"INSERT INTO experiments ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+            )
+        except sqlite3.IntegrityError:
+            return self.mlflow_client().create_experiment(name, artifact_location=artifact_location, tags=tags)
+        con.executemany(
+            'INSERT INTO experiment_tags ("key", value, experiment_id) VALUES (?, ?, ?)',
+            [(k, _text(v), cur.lastrowid) for k, v in (tags or {}).items()],
+        )
+    return str(cur.lastrowid)
+
 # %% ../../notebooks/track/06_direct.ipynb #3cb97b18
 def connect(
     settings,  # the workbench settings (`core.config.load_settings`)
 ):
-    "A `DirectClient` if the store is embedded, `verified` and has the experiment; else `track.client.connect`'s."
+    "A `DirectClient` if the store is embedded and `verified` (a new one: `place_store`); else MLflow's client."
     from mlops_nb.track import client as tracking
 
+    if (embedded := sqlite_file(settings.tracking)) is not None and not embedded.exists():
+        place_store(embedded)
     if (db := verified(settings.tracking)) is not None:
-        c = DirectClient(settings, db)
-        if c.get_experiment_by_name(settings.experiment) is not None:
-            return c
-    return tracking.connect(settings)
+        return DirectClient(settings, db)
+    client = tracking.connect(settings)
+    if embedded is not None:
+        keep_template()  # MLflow is imported by now: the next new store is a copy
+    return client

@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/step.html.md"""
 
 # %% ../../notebooks/runner/02_step.ipynb #ba7bde74
 from __future__ import annotations
-import json, os, subprocess, sys
+import json, os
 from dataclasses import dataclass, field
 from pathlib import Path
 from ..core.config import Settings, load_settings
@@ -74,12 +74,9 @@ def open(
 def _interactive(cls: StepContext, step, pipeline, settings, client) -> "StepContext":
     spec = find_spec(step, pipeline, settings)
     home = settings.runs / "interactive"
-    upstream = {}
-    for need in _upstream_closure(spec, step):
-        folder = home / need
-        if not (folder / OUTPUTS).is_file():
-            _run_interactive(spec.step(need).notebook, folder)
-        upstream[need] = folder
+    upstream = {need: home / need for need in _upstream_closure(spec, step)}
+    missing = [(spec.step(n).notebook, folder) for n, folder in upstream.items() if not (folder / OUTPUTS).is_file()]
+    _run_interactive(missing, settings)
     exp = tracking.ensure_experiment(client, settings)
     run_id = tracking.start_run(
         client,
@@ -132,31 +129,27 @@ def _upstream_closure(spec, step: str) -> list[str]:
     return [s.name for s in spec.steps if s.name in needed]
 
 # %% ../../notebooks/runner/02_step.ipynb #373e3952
-def _run_interactive(notebook: Path, folder: Path) -> None:
-    "Run an upstream step notebook with its defaults (it has no output yet)."
-    print(
-        f"{notebook.stem}: no output yet in {folder}; running {notebook.name} with its defaults first ...", flush=True
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "papermill",
-            "--no-progress-bar",
-            "--cwd",
-            str(notebook.parent),
-            str(notebook),
-            str(folder / notebook.name),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        raise MlopsNbError(
-            f"running {notebook.name} (needed upstream) failed; open {folder / notebook.name} to see "
-            f"why.\n{r.stderr.strip()[-800:]}"
-        )
+def _run_interactive(
+    notebooks: list[tuple[Path, Path]],  # upstream step notebooks without output yet, in run order, and their folders
+    settings: Settings,  # the workbench settings (`core.config.load_settings`)
+) -> None:
+    "Run each notebook with its defaults into its folder, in kernels forked from the kept zygote, as a run does."
+    from contextlib import ExitStack
+    from mlops_nb.runner.execute import executor_for
+    from mlops_nb.runner.results import RunOptions
+
+    if not notebooks:
+        return
+    with ExitStack() as stack:
+        execute = executor_for(RunOptions(), settings, stack, [nb for nb, _ in notebooks], kernels=len(notebooks))
+        for notebook, folder in notebooks:
+            print(f"{notebook.stem}: no output yet in {folder}; running {notebook.name} with its defaults first ...")
+            folder.mkdir(parents=True, exist_ok=True)
+            if (error := execute(notebook, folder / notebook.name, {})) is not None:
+                raise MlopsNbError(
+                    f"running {notebook.name} (needed upstream) failed at cell {error.cell} ({error}); open "
+                    f"{folder / notebook.name} to see why."
+                )
 
 # %% ../../notebooks/runner/02_step.ipynb #71a8f411
 @patch

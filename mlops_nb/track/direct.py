@@ -318,7 +318,9 @@ def _template_key() -> str | None:
 
 def template_path() -> Path | None:
     "Where the empty store the installed MLflow built is kept; None if the cache has no folder of the user's alone."
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"))
+    if not cache.is_absolute():  # no home folder (a relative XDG_CACHE_HOME is ignored, as the XDG spec says)
+        return None
     folder, key = private_folder(cache / "mlops-nb"), _template_key()
     return folder / f"empty-store-{key}.db" if folder is not None and key is not None else None
 

@@ -336,6 +336,8 @@ def keep_template() -> None:
         _build(f"sqlite:///{tmp}")
         if _revision(tmp) is not None:
             os.replace(tmp, path)
+    except Exception:  # a full disk, say: the cache only saves time, and the next new store is built by MLflow
+        pass
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -6,13 +6,13 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/early.html.md"""
 
 # %% ../../notebooks/runner/15_early.ipynb #90c7f6e9
 from __future__ import annotations
-import os, shutil, socket, subprocess, sys, tempfile
+import json, os, shutil, socket, subprocess, sys, tempfile
 from ..core.errors import ConfigError
 from ..core.values import private_folder
 
 # %% auto #0
-__all__ = ['ALWAYS', 'KEEP_WARM', 'IMPORT_VARIABLES', 'Started', 'spawn', 'keep_warm', 'shared_socket', 'lease', 'summon',
-           'release', 'wants_kernels', 'start', 'take', 'discard']
+__all__ = ['ALWAYS', 'ZYGOTE_FOLDER', 'RUN_FOLDER', 'KEEP_WARM', 'IMPORT_VARIABLES', 'Started', 'spawn', 'keep_warm',
+           'shared_socket', 'lease', 'summon', 'release', 'wants_kernels', 'start', 'take', 'discard']
 
 # %% ../../notebooks/runner/15_early.ipynb #2ce89cdc
 ALWAYS = ("ipykernel.kernelapp", "IPython.display")  # what every kernel needs, whatever its notebook imports
@@ -32,6 +32,10 @@ class Started:
         self.process, self.folder, self.path, self.shared, self.lease = process, folder, path, shared, lease
 
 # %% ../../notebooks/runner/15_early.ipynb #1ce0cb05
+ZYGOTE_FOLDER = "mlops-nb-zygote-"  # a run's own zygote's folder (its socket, the kernels forked ahead)
+RUN_FOLDER = "mlops-nb-kernels-"  # a run's folder for its kernels' files, beside a zygote kept warm
+
+
 def spawn(
     modules,  # modules to import before answering
     later=(),  # modules to import between requests
@@ -40,7 +44,7 @@ def spawn(
     folder: str | None = None,  # the run's folder, if it has one already; None: a new one
 ) -> Started:
     "Start a zygote process (`runner.zygote.serve`): owned by this one, or kept warm on socket `shared`."
-    folder = folder or tempfile.mkdtemp(prefix="mlops-nb-zygote-" if shared is None else "mlops-nb-kernels-")
+    folder = folder or tempfile.mkdtemp(prefix=ZYGOTE_FOLDER if shared is None else RUN_FOLDER)
     path = shared or os.path.join(folder, "zygote.sock")
     owner = 0 if shared else os.getpid()
     args = f"{path!r}, {tuple(modules)!r}, owner={owner}, later={tuple(later)!r}, idle={float(idle)!r}"
@@ -130,12 +134,13 @@ def shared_socket() -> str | None:
 # %% ../../notebooks/runner/15_early.ipynb #8dd4101a
 def lease(
     path: str,  # a zygote's socket
+    folder: str | None = None,  # the run's folder (`RUN_FOLDER`...): the zygote removes it if the run is killed
 ) -> socket.socket | None:
     "Tell the zygote on `path` that a run uses it, until the socket returned is closed; None if none listens there."
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(path)
-        s.sendall(b'{"lease": true}\n')
+        s.sendall(json.dumps({"lease": True, "folder": folder}).encode() + b"\n")
         return s
     except OSError:
         s.close()
@@ -154,9 +159,10 @@ def summon(
     path = shared_socket() if idle else None
     if path is None:
         return spawn(modules, later)
-    if held := lease(path):
-        return Started(None, tempfile.mkdtemp(prefix="mlops-nb-kernels-"), path, True, held)
-    return spawn(modules, later, path, idle)
+    folder = tempfile.mkdtemp(prefix=RUN_FOLDER)
+    if held := lease(path, folder):
+        return Started(None, folder, path, True, held)
+    return spawn(modules, later, path, idle, folder)
 
 # %% ../../notebooks/runner/15_early.ipynb #662736d3
 def release(

@@ -87,7 +87,7 @@ def _hold(self: Zygote) -> Zygote:
     "A zygote kept warm: lease it for this run (it waits for later runs only once no run holds a lease)."
     with self.lock:
         if self.started.shared and self.started.lease is None:
-            self.started.lease = lease(self.path)
+            self.started.lease = lease(self.path, self.started.folder)
     return self
 
 # %% ../../notebooks/runner/05_kernels.ipynb #7c36e6b7

@@ -8,7 +8,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/zygote.html.md"""
 from __future__ import annotations
 import json, os, select, signal, socket, sys, time
 from pathlib import Path
-from .early import ALWAYS
+from .early import ALWAYS, RUN_FOLDER, ZYGOTE_FOLDER
 
 # %% auto #0
 __all__ = ['PRELOAD', 'PRELOAD_LATER', 'HOLD', 'ANOTHER', 'FORK_TIMEOUT', 'preload_plan', 'watch_owner', 'serve', 'request']
@@ -128,6 +128,7 @@ def preload_plan(
 def watch_owner(
     pid: int,  # the process to watch
     interval: float = 0.5,  # seconds between checks
+    folder: str | None = None,  # a run's own zygote's folder (`early.ZYGOTE_FOLDER`...), removed first
 ) -> None:
     "Exit this process (from a daemon thread) as soon as process `pid` is gone."
     import threading
@@ -137,11 +138,22 @@ def watch_owner(
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
+                _sweep(folder, ZYGOTE_FOLDER)  # a killed runner cleans up nothing
                 os._exit(1)
             time.sleep(interval)
 
     if pid:
         threading.Thread(target=watch, daemon=True).start()
+
+
+def _sweep(
+    folder: str | None,  # a folder a run made
+    prefix: str,  # the name the workbench gives such folders: nothing else is ever removed
+) -> None:
+    if folder and os.path.basename(folder.rstrip("/")).startswith(prefix):
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 # %% ../../notebooks/runner/16_zygote.ipynb #72592136
 def _become_kernel(request: dict) -> None:
@@ -337,7 +349,7 @@ def serve(
     idle: float = 0,  # kept warm: seconds to wait for a run once no run holds a lease (0: live as long as `owner`)
 ) -> None:
     "The zygote: preload `modules`, then fork a kernel per request on socket `path` (importing `later` meanwhile)."
-    watch_owner(owner)
+    watch_owner(owner, folder=os.path.dirname(path))
     held = ()
     if idle:  # one zygote per socket, listening at once: a run that comes meanwhile waits for it, not for another
         if (lock := _claim(path)) is None:
@@ -346,7 +358,7 @@ def serve(
     _preload(modules, installed_only=bool(idle))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     srv = held[1] if held else _listen(path)
-    later, ready_at, forked, leases, last = list(later), time.monotonic(), False, [], time.monotonic()
+    later, ready_at, forked, leases, last = list(later), time.monotonic(), False, {}, time.monotonic()
     while True:
         if later:  # nobody waiting (and the first fork served, or HOLD passed): import one more module
             wait = 0.0 if forked else max(0.0, ready_at + HOLD - time.monotonic())
@@ -359,12 +371,12 @@ def serve(
             return _leave(path)
         last = time.monotonic()
         for ended in [s for s in ready if s is not srv and not _recv(s)]:  # a run is over (or was killed)
-            leases.remove(ended)
+            _sweep(leases.pop(ended), RUN_FOLDER)  # a killed run's folder (a run that ended removed it itself)
             ended.close()
         if srv in ready:
             conn, _ = srv.accept()
             if (req := _read_request(conn)).get("lease"):
-                leases.append(conn)
+                leases[conn] = req.get("folder")
                 continue
             with conn:
                 plan = _answer(req, conn, (srv, conn, *leases, *held), bool(idle))

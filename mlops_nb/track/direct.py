@@ -373,23 +373,22 @@ def create_experiment(self: DirectClient, name: str, artifact_location: str | No
     if not artifact_location:
         return self.mlflow_client().create_experiment(name, artifact_location=artifact_location, tags=tags)
     now = int(time.time() * 1000)
-    with self._sql() as con, con:  # MLflow's own error if the name is taken (one experiment per name and workspace)
-        columns = {r[1] for r in con.execute("PRAGMA table_info(experiments)")}
-        row = {"name": name, "artifact_location": artifact_location, "lifecycle_stage": "active"}
-        row |= {"creation_time": now, "last_update_time": now} | (
-            {"workspace": "default"} if "workspace" in columns else {}
-        )
-        try:
-            cur = con.execute(
-                f"INSERT INTO experiments ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+    try:
+        with self._sql() as con, con:
+            columns = {r[1] for r in con.execute("PRAGMA table_info(experiments)")}
+            row = {"name": name, "artifact_location": artifact_location, "lifecycle_stage": "active"}
+            row |= {"creation_time": now, "last_update_time": now} | (
+                {"workspace": "default"} if "workspace" in columns else {}
             )
-        except sqlite3.IntegrityError:
-            return self.mlflow_client().create_experiment(name, artifact_location=artifact_location, tags=tags)
-        con.executemany(
-            'INSERT INTO experiment_tags ("key", value, experiment_id) VALUES (?, ?, ?)',
-            [(k, _text(v), cur.lastrowid) for k, v in (tags or {}).items()],
-        )
-    return str(cur.lastrowid)
+            sql = f"INSERT INTO experiments ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+            exp_id = con.execute(sql, tuple(row.values())).lastrowid
+            con.executemany(
+                'INSERT INTO experiment_tags ("key", value, experiment_id) VALUES (?, ?, ?)',
+                [(k, _text(v), exp_id) for k, v in (tags or {}).items()],
+            )
+    except sqlite3.IntegrityError:  # the name is taken: MLflow's own error, once this transaction has rolled back
+        return self.mlflow_client().create_experiment(name, artifact_location=artifact_location, tags=tags)
+    return str(exp_id)
 
 # %% ../../notebooks/track/06_direct.ipynb #3cb97b18
 def connect(

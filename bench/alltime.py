@@ -33,12 +33,14 @@ def children(pid: int = 0) -> list[int]:
 
 
 def _cpu(pid: int) -> float:
-    "User+system seconds process `pid` has used so far (0 if it is gone)."
+    """User+system seconds process `pid` has used so far, with its children's, living (the zygote's heir) or reaped
+    (0 if it is gone)."""
     try:
         fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
+    return own + sum(_cpu(c) for c in children(pid))
 
 
 def resident(pid: int) -> bool:

@@ -42,7 +42,7 @@ def _papermill_module():
         return papermill
 
 # %% ../../notebooks/runner/08_execute.ipynb #e49964f5
-def _papermill(notebook, output, parameters: dict, manager, step_env: dict | None) -> None:
+def _papermill(notebook, output, parameters: dict, manager, step_env: dict | None, needs=()) -> None:
     _papermill_module().execute_notebook(
         str(notebook),
         str(output),
@@ -55,7 +55,7 @@ def _papermill(notebook, output, parameters: dict, manager, step_env: dict | Non
         progress_bar=False,
         log_output=False,
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        kernel_manager_class=_manager(manager, step_env),
+        kernel_manager_class=_manager(manager, step_env, needs),
         shutdown_kernel="immediate",
     )
 
@@ -86,13 +86,15 @@ def execute_notebook(
 
 def _execute(notebook, output, parameters: dict, warm: bool, step_env: dict | None) -> StepError | None:
     from mlops_nb.runner.kernels import STOPPING
+    from mlops_nb.runner.zygote import step_imports
 
     pm = _papermill_module()
 
+    needs = step_imports(notebook) if warm else ()  # the zygote forks its kernel from a process that has them
     for attempt in (1, 2):
         manager = "ForkedKernelManager" if warm and attempt == 1 else "TrackedKernelManager"
         try:
-            _papermill(notebook, output, parameters, manager, step_env)
+            _papermill(notebook, output, parameters, manager, step_env, needs)
             return None
         except pm.PapermillExecutionError as e:
             return StepError(e.cell_index, e.source, e.ename, e.evalue, failing_line(e.traceback))
@@ -103,12 +105,12 @@ def _execute(notebook, output, parameters: dict, warm: bool, step_env: dict | No
             return _kernel_died(e, started)
 
 # %% ../../notebooks/runner/08_execute.ipynb #e62755e3
-def _manager(name: str, step_env: dict | None):
-    "The kernel manager class `name`, made to start its kernel with `step_env` added to the environment."
+def _manager(name: str, step_env: dict | None, needs=()):
+    "The kernel manager class `name`, made to start its kernel with `step_env` added, forked from one that has `needs`."
     from mlops_nb.runner import kernels
 
     cls = getattr(kernels, name)
-    return type(name, (cls,), {"step_env": dict(step_env)}) if step_env else cls
+    return type(name, (cls,), {"step_env": dict(step_env or {}), "needs": tuple(needs)}) if step_env or needs else cls
 
 
 def _cells_ran(output) -> bool:
@@ -223,15 +225,17 @@ def _warm_executor(settings: Settings, stack: ExitStack, notebooks: list, kernel
     "Fork each notebook's kernel from a zygote that preloads what the notebooks import."
     from mlops_nb.runner import early
     from mlops_nb.runner.kernels import PRESTARTED, Zygote
-    from mlops_nb.runner.zygote import PRELOAD, PRELOAD_LATER, preload_plan
+    from mlops_nb.runner.zygote import PRELOAD, PRELOAD_LATER, preload_plan, step_imports
 
     early.keep_warm()  # a bad MLOPS_NB_KEEP_WARM: one clear message, before any step
     first, later = preload_plan(notebooks) if notebooks else (PRELOAD, PRELOAD_LATER)
     zygote = stack.enter_context(Zygote(first, later, started=early.take()))  # `mlops-nb run` started one already
     os.environ["MLOPS_NB_ZYGOTE"] = zygote.path
     stack.callback(os.environ.pop, "MLOPS_NB_ZYGOTE", None)
-    if kernels is not None:  # no kernel forked ahead that no step will take
-        PRESTARTED.expect(zygote.path, kernels)
+    if kernels is not None:  # no kernel forked ahead that no step will take; each from a zygote with its imports
+        PRESTARTED.expect(
+            zygote.path, kernels, [step_imports(nb) for nb in notebooks] if kernels == len(notebooks) else ()
+        )
     ready = threading.Event()
 
     def execute(nb, out, params, step_env=None):

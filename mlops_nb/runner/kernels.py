@@ -64,8 +64,9 @@ def _ping(self: Zygote, timeout: float) -> Zygote:
 
 
 @patch
-def fork(self: Zygote, argv: list[str], cwd: str, env: dict) -> int:
-    return int(request(self.path, {"argv": argv, "cwd": cwd, "env": env}, FORK_TIMEOUT))
+def fork(self: Zygote, argv: list[str], cwd: str, env: dict, needs=()) -> int:
+    "Fork a kernel with `argv` in `cwd` with `env`, from a process that has imported `needs`; its pid."
+    return int(request(self.path, {"argv": argv, "cwd": cwd, "env": env, "needs": list(needs)}, FORK_TIMEOUT))
 
 # %% ../../notebooks/runner/05_kernels.ipynb #6ffd0ba2
 @patch
@@ -182,6 +183,7 @@ class Prestarted:
     def __init__(self):
         self.ready, self.lock = {}, threading.Lock()
         self.left, self.pending = {}, {}  # by zygote: launches still to come (if told), kernels forked ahead unused
+        self.needs = {}  # by zygote: what each launch's step imports, in launch order (if told)
         self.folders = {}  # by zygote: where the run keeps its kernels' files (default: beside the socket)
 
     def place(self, zygote, folder: str) -> None:
@@ -189,10 +191,15 @@ class Prestarted:
         with self.lock:
             self.folders[zygote] = folder
 
-    def expect(self, zygote, n: int) -> None:
-        "`n` kernels will be launched from `zygote` (one per step to run): fork no more than that ahead."
+    def expect(
+        self,
+        zygote,  # the zygote's socket
+        n: int,  # kernels the run will launch from it (one per step to run): none is forked ahead beyond that
+        needs=(),  # what each of them imports, in launch order: the zygote forks each from what has those
+    ) -> None:
+        "`n` kernels will be launched from `zygote`: fork no more than that ahead."
         with self.lock:
-            self.left[zygote] = n
+            self.left[zygote], self.needs[zygote] = n, [list(m) for m in needs]
 
     @staticmethod
     def _key(zygote, cwd, extra, env):
@@ -216,6 +223,9 @@ def fork_ahead(self: Prestarted, zygote, cwd, extra, env) -> None:
             self.left[zygote] -= 1
             if self.left[zygote] <= self.pending.get(zygote, 0):
                 return
+        order = self.needs.get(zygote, [])  # the launch this kernel is for comes after those forked ahead already
+        nxt = len(order) - self.left.get(zygote, 0) + self.pending.get(zygote, 0)
+        needs = order[nxt] if 0 <= nxt < len(order) else []
         self.pending[zygote] = self.pending.get(zygote, 0) + 1
 
     def fork():
@@ -227,7 +237,8 @@ def fork_ahead(self: Prestarted, zygote, cwd, extra, env) -> None:
         )  # unix sockets in the run's private folder: no TCP port to lose to another process meanwhile
         try:
             jupyter_client.write_connection_file(conn, ip=name, transport="ipc")
-            pid = int(request(zygote, {"argv": ["-f", conn, *extra], "cwd": cwd, "env": env}, FORK_TIMEOUT))
+            req = {"argv": ["-f", conn, *extra], "cwd": cwd, "env": env, "needs": needs}
+            pid = int(request(zygote, req, FORK_TIMEOUT))
         except (OSError, ValueError):
             pid = None  # the zygote is gone (and its folder): nobody will ask
         with self.lock:
@@ -252,6 +263,7 @@ def kill(self: Prestarted, zygote: str) -> None:
                 ForkedProcess(pid).kill()
         self.left.pop(zygote, None)
         self.pending.pop(zygote, None)
+        self.needs.pop(zygote, None)
         self.folders.pop(zygote, None)
 
 # %% ../../notebooks/runner/05_kernels.ipynb #0b46db41
@@ -277,7 +289,8 @@ class ForkedProvisioner(LocalProvisioner):
             info = json.loads(Path(conn).read_text())
             self.connection_info = {**info, "key": info["key"].encode()}
         else:
-            pid = int(request(zygote, {"argv": cmd[i:], "cwd": cwd, "env": env}, FORK_TIMEOUT))
+            needs = list(getattr(self.parent, "needs", ()))  # what the step imports (`execute_notebook`)
+            pid = int(request(zygote, {"argv": cmd[i:], "cwd": cwd, "env": env, "needs": needs}, FORK_TIMEOUT))
         PRESTARTED.fork_ahead(zygote, cwd, extra, env)  # the next step's kernel boots while this one works
         self.process = ForkedProcess(pid)
         self.pid, self.pgid, self.cwd = pid, pid, cwd
@@ -330,6 +343,7 @@ class TrackedKernelManager(AsyncKernelManager):
     client_class = DottedObjectName("mlops_nb.runner.kernels.QuickKernelClient")
     client_factory = Type(default_value=QuickKernelClient, klass=AsyncKernelClient)
     step_env: dict = {}  # added to the kernel's environment (`execute_notebook` makes a subclass per step)
+    needs: tuple = ()  # the modules the step imports: its kernel is forked from a zygote that has them
 
     async def _async_pre_start_kernel(self, **kw):
         if self.step_env:

@@ -11,7 +11,8 @@ from pathlib import Path
 from .early import ALWAYS, RUN_FOLDER, ZYGOTE_FOLDER
 
 # %% auto #0
-__all__ = ['PRELOAD', 'PRELOAD_LATER', 'HOLD', 'ANOTHER', 'FORK_TIMEOUT', 'preload_plan', 'watch_owner', 'serve', 'request']
+__all__ = ['PRELOAD', 'PRELOAD_LATER', 'ANOTHER', 'FORK_TIMEOUT', 'step_imports', 'preload_plan', 'watch_owner', 'Heir', 'serve',
+           'request']
 
 # %% ../../notebooks/runner/16_zygote.ipynb #c11831de
 PRELOAD = (
@@ -54,8 +55,6 @@ PRELOAD_LATER = (
 )  # imported between requests, in the order the train pipeline's steps need them
 
 # %% ../../notebooks/runner/16_zygote.ipynb #e09f9509
-HOLD = 1.0  # seconds the zygote keeps still after its first batch, so that the first fork never waits on an import
-
 #: (Opening an MLflow SQLite store imports alembic, the SQLite dialect and MLflow's workspace and
 #: trace-analytics modules; names missing from another MLflow version are skipped. Building the store
 #: itself, its schema check and ORM set-up, costs each fresh process ~0.4 s more: once the runner has
@@ -111,13 +110,20 @@ def _installed(
     return where is not None and any(os.path.realpath(where).startswith(r + os.sep) for r in _roots())
 
 # %% ../../notebooks/runner/16_zygote.ipynb #06e493b6
+def step_imports(
+    notebook,  # a step notebook
+) -> list[str]:
+    "The modules a step notebook imports (what its kernel needs); none if it is not there."
+    from mlops_nb.core.code import imported_modules, notebook_source
+
+    return imported_modules(notebook_source(notebook)) if Path(notebook).is_file() else []
+
+
 def preload_plan(
     notebooks: list,  # the step notebooks that will run, in step order
 ) -> tuple[tuple, tuple]:
     "Modules for the zygote: before the first fork (the first step's imports, and `early.ALWAYS`), and after it."
-    from mlops_nb.core.code import imported_modules, notebook_source
-
-    per = [imported_modules(notebook_source(p)) for p in notebooks if Path(p).is_file()]
+    per = [step_imports(p) for p in notebooks if Path(p).is_file()]
     tracked = any(m.split(".")[0] in ("mlops_nb", "mlflow") for mods in per for m in mods)
     first = [*ALWAYS, *(PRELOAD if tracked else ()), *(per[0] if per else ())]
     later = [*(m for mods in per[1:] for m in mods), *(PRELOAD_LATER if tracked else ())]
@@ -215,7 +221,7 @@ def _as_fresh_kernel() -> None:
 def _fork_kernel(request: dict, sockets=()) -> int:
     "Double-fork a kernel (closing the zygote's `sockets` in it); return its pid."
     r, w = os.pipe()
-    if os.fork() == 0:  # intermediate child: fork the kernel, report its pid, exit
+    if (child := os.fork()) == 0:  # intermediate child: fork the kernel, report its pid, exit
         os.close(r)
         for s in sockets:
             s.close()  # a kernel holding the listening socket would keep a dead zygote reachable
@@ -228,7 +234,7 @@ def _fork_kernel(request: dict, sockets=()) -> int:
     os.close(w)
     pid = int(os.read(r, 32) or 0)
     os.close(r)
-    os.wait()  # reap the intermediate child
+    os.waitpid(child, 0)  # reap the intermediate child (not the heir, the zygote's other child)
     return pid
 
 # %% ../../notebooks/runner/16_zygote.ipynb #36ab4003
@@ -259,6 +265,158 @@ def _read_request(conn) -> dict:
     conn.settimeout(None)
     return req if isinstance(req, dict) else {}
 
+# %% ../../notebooks/runner/16_zygote.ipynb #f4af8d8c
+class _Link:
+    "The zygote's end of its heir: the child process, and the socket to it (one message per request, fd and all)."
+
+    def __init__(self):
+        self.pid, self.pair, self.seq, self.done = 0, None, 0, False
+
+    sockets = property(lambda self: [self.pair] if self.pair else [])  # what a kernel forked from the zygote closes
+
+    def _send(self, msg: dict, conn=None) -> bool:
+        try:
+            data = [json.dumps(msg).encode()]
+            socket.send_fds(self.pair, data, [conn.fileno()]) if conn else self.pair.sendmsg(data)
+            return True
+        except OSError:
+            self._lost()
+            return False
+
+    def hear(self) -> None:
+        "Read the heir's message: it has imported all it was told (for the plan it names), or it is gone."
+        try:
+            msg = self.pair.recv(4096)
+        except OSError:
+            msg = b""
+        if not msg:
+            return self._lost()
+        if json.loads(msg).get("done") == self.seq:
+            self.done = True
+
+    def _lost(self) -> None:
+        "The heir died (an import that killed it): the zygote forks every kernel itself, until a plan forks a new heir."
+        self.pair.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        self.pid, self.pair, self.done = 0, None, False
+
+# %% ../../notebooks/runner/16_zygote.ipynb #a5cccb39
+class Heir(_Link):
+    "The zygote's side of its heir: a child that imports the later modules while the zygote forks kernels."
+
+    def __init__(
+        self,
+        installed_only: bool = False,  # a zygote kept warm: a project's own modules are not preloaded
+    ):
+        super().__init__()
+        self.installed_only = installed_only
+
+    def takes(
+        self,
+        req: dict,  # a fork request
+    ) -> bool:
+        "Whether the heir forks this kernel: it imported all it was told, or the step needs what the zygote lacks."
+        return self.pair is not None and (self.done or any(m not in sys.modules for m in req.get("needs", ())))
+
+    def plan(
+        self,
+        modules,  # modules to import, in the order the steps need them
+        close=(),  # the zygote's sockets, closed in a new heir
+    ) -> None:
+        "Have the heir import `modules` (forking it if there is none and the zygote lacks any of them)."
+        wanted = [m for m in modules if m not in sys.modules and (not self.installed_only or _installed(m))]
+        if self.pair is None and not wanted:
+            return
+        self.seq, self.done = self.seq + 1, False
+        if self.pair is None or not self._send({"plan": list(modules), "seq": self.seq}):
+            self.pid, self.pair = _fork_heir(list(modules), self.seq, close, self.installed_only)
+
+    def forward(
+        self,
+        req: dict,  # a fork request
+        conn,  # the caller's connection: the heir answers it
+    ) -> bool:
+        "Hand a fork request to the heir; False if the heir is gone."
+        return self._send(req, conn)
+
+    def stores(self, uris) -> None:
+        "Have the heir build MLflow's stores for `uris` too (`_open_stores`)."
+        if self.pair is not None:
+            self._send({"stores": list(uris)})
+
+# %% ../../notebooks/runner/16_zygote.ipynb #d7fc6c98
+def _fork_heir(
+    modules: list,  # what it imports
+    seq: int,  # the plan they are
+    close,  # the zygote's sockets: only the zygote may answer on them or hold them
+    installed_only: bool,  # a zygote kept warm: a project's own modules are not preloaded
+) -> tuple[int, socket.socket]:
+    "Fork the heir; its pid, and the zygote's end of the socket to it."
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if (pid := os.fork()) == 0:
+        try:
+            ours.close()
+            for s in close:
+                s.close()
+            _die_with_parent()
+            _inherit(theirs, modules, seq, installed_only)
+        finally:
+            os._exit(0)
+    theirs.close()
+    return pid, ours
+
+
+def _die_with_parent() -> None:
+    "Have Linux kill this process when its parent dies (elsewhere, the heir sees its socket close)."
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+# %% ../../notebooks/runner/16_zygote.ipynb #ab878c56
+def _inherit(
+    pair,  # the heir's socket to the zygote
+    todo: list,  # modules to import, in order
+    seq: int,  # the plan they are
+    installed_only: bool,  # a zygote kept warm: a project's own modules are not preloaded
+) -> None:
+    "The heir: import `todo` one module at a time; fork each kernel handed to it once nothing its step needs is left."
+    waiting, told = [], 0
+    while True:
+        todo = [m for m in todo if m not in sys.modules]
+        if select.select([pair], [], [], 0 if todo or waiting else None)[0]:
+            msg, fds, _, _ = socket.recv_fds(pair, 1 << 20, 1)
+            if not msg:
+                return  # the zygote is gone
+            req = json.loads(msg)
+            if "plan" in req:  # a later run's modules first, then what an earlier one still waits for
+                todo, seq = list(dict.fromkeys([*req["plan"], *todo])), req["seq"]
+            elif "stores" in req:
+                _open_stores(req["stores"])
+            elif fds:
+                waiting.append((req, socket.socket(fileno=fds[0])))
+            continue
+        for req, conn in [w for w in waiting if not set(w[0].get("needs", ())) & set(todo)]:
+            waiting.remove((req, conn))
+            with conn:
+                try:
+                    conn.sendall(f"{_fork_kernel(req, (pair, conn, *(c for _, c in waiting)))}\n".encode())
+                except OSError:
+                    pass  # the caller is gone
+        todo = list(dict.fromkeys([*(m for r, _ in waiting for m in r.get("needs", ()) if m in todo), *todo]))
+        if todo:  # what a waiting step needs first
+            _preload(todo[:1], installed_only)
+            del todo[:1]
+        elif told != seq:
+            pair.send(json.dumps({"done": seq}).encode())
+            told = seq
+
 # %% ../../notebooks/runner/16_zygote.ipynb #22655202
 def _recv(conn) -> bytes:
     try:
@@ -272,23 +430,24 @@ def _answer(
     conn,  # where to answer
     sockets,  # what a forked kernel must not keep open
     installed_only: bool,  # a zygote kept warm: preload no project's own module
-) -> list | None:
-    "Answer a request; for a plan, the modules it still has to import (else None)."
+    heir: Heir,  # the zygote's heir
+) -> None:
+    "Answer a request, or hand it to the heir (who answers it)."
     try:
         if "preload" in req:  # a zygote started early (`runner.early`), or kept warm, learns what the steps import
             _preload(req["preload"], installed_only)
             conn.sendall(b"ok\n")
-            return [m for m in req.get("later", ()) if m not in sys.modules]
-        if req.get("ping"):
+            heir.plan([*req["preload"], *req.get("later", ())], sockets)  # the heir needs this run's first batch too
+        elif req.get("ping"):
             conn.sendall(b"ready\n")
         elif "stores" in req:
             _open_stores(req["stores"])
+            heir.stores(req["stores"])
             conn.sendall(b"ok\n")
-        elif "argv" in req:
+        elif "argv" in req and not (heir.takes(req) and heir.forward(req, conn)):
             conn.sendall(f"{_fork_kernel(req, sockets)}\n".encode())
     except OSError:
         pass  # the caller is gone (a kernel forked for it watches its runner, and goes too)
-    return None
 
 # %% ../../notebooks/runner/16_zygote.ipynb #05bfe7ba
 def _listen(path: str) -> socket.socket:
@@ -348,7 +507,7 @@ def serve(
     later=PRELOAD_LATER,  # modules to import between requests
     idle: float = 0,  # kept warm: seconds to wait for a run once no run holds a lease (0: live as long as `owner`)
 ) -> None:
-    "The zygote: preload `modules`, then fork a kernel per request on socket `path` (importing `later` meanwhile)."
+    "The zygote: preload `modules`, then fork a kernel per request on socket `path`, while its heir imports `later`."
     watch_owner(owner, folder=os.path.dirname(path))
     held = ()
     if idle:  # one zygote per socket, listening at once: a run that comes meanwhile waits for it, not for another
@@ -358,17 +517,16 @@ def serve(
     _preload(modules, installed_only=bool(idle))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     srv = held[1] if held else _listen(path)
-    later, ready_at, forked, leases, last = list(later), time.monotonic(), False, {}, time.monotonic()
+    heir, leases, last = Heir(bool(idle)), {}, time.monotonic()
+    heir.plan(later, (srv, *held))
     while True:
-        if later:  # nobody waiting (and the first fork served, or HOLD passed): import one more module
-            wait = 0.0 if forked else max(0.0, ready_at + HOLD - time.monotonic())
-            if not select.select([srv], [], [], wait)[0]:
-                _preload(later[:1], installed_only=bool(idle))
-                del later[:1]
-                continue
         wait = max(0.0, last + idle - time.monotonic()) if idle and not leases else None
-        if not (ready := select.select([srv, *leases], [], [], wait)[0]):  # no run for `idle` s: the next starts one
-            return _leave(path)
+        if not (ready := select.select([srv, *leases, *heir.sockets], [], [], wait)[0]):  # no run for `idle` s
+            return _leave(path)  # (the next run starts a new one)
+        if (pair := heir.pair) is not None and pair in ready:  # the heir has imported all it was told, or died
+            heir.hear()
+            if not (ready := [s for s in ready if s is not pair]):
+                continue
         last = time.monotonic()
         for ended in [s for s in ready if s is not srv and not _recv(s)]:  # a run is over (or was killed)
             _sweep(leases.pop(ended), RUN_FOLDER)  # a killed run's folder (a run that ended removed it itself)
@@ -379,13 +537,10 @@ def serve(
                 leases[conn] = req.get("folder")
                 continue
             with conn:
-                plan = _answer(req, conn, (srv, conn, *leases, *held), bool(idle))
-            if plan is not None:  # this run's modules first, then what an earlier run (kept zygote) still waits for
-                later, ready_at = list(dict.fromkeys([*plan, *later])), time.monotonic()
-            forked = forked or "argv" in req
+                _answer(req, conn, (srv, conn, *leases, *held, *heir.sockets), bool(idle), heir)
 
 # %% ../../notebooks/runner/16_zygote.ipynb #239c78f0
-FORK_TIMEOUT = 15  # a fork takes milliseconds; the zygote may be finishing one import first
+FORK_TIMEOUT = 60  # a fork takes milliseconds; the heir may first import what the step needs (a busy machine)
 
 
 def request(

@@ -78,8 +78,8 @@ def _preload(
             continue
         try:
             importlib.import_module(m)
-        except ImportError:
-            pass  # a missing optional module costs the kernel its import, nothing more
+        except Exception:  # a missing module, or one that fails as it is imported: the step's kernel says which
+            pass
 
 # %% ../../notebooks/runner/16_zygote.ipynb #59cab4e5
 def _roots() -> list[str]:

@@ -493,8 +493,9 @@ def installed_packages(
     kept = Path(cache) / f"packages-{key}.txt" if cache else None
     if kept is not None and kept.is_file():
         return kept.read_text()
-    names = {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]}
-    text = "\n".join(sorted(names, key=str.lower)) + "\n"  # reading every METADATA file: ~0.2 s
+    found = (d.metadata for d in metadata.distributions())  # each METADATA file read and parsed once: ~0.1 s
+    names = {f"{m['Name']}=={m['Version']}" for m in found if m["Name"]}
+    text = "\n".join(sorted(names, key=str.lower)) + "\n"
     if kept is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(kept, text)

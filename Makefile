@@ -129,9 +129,11 @@ bench: setup
 	$(BIN)/python bench/overload.py
 
 # Ploomber and DVC (with papermill) in their own virtualenv, used only by this benchmark
+# and mlops-nb as it was at PEERS_BASELINE (the code before the work on these figures; empty: left out)
+PEERS_BASELINE ?= 241dc2c
 bench-peers: setup
 	test -x .venv-peers/bin/python || (python3 -m venv .venv-peers && .venv-peers/bin/pip install -q -r bench/requirements-peers.txt)
-	$(BIN)/python bench/peers.py --peers-bin .venv-peers/bin
+	$(BIN)/python bench/peers.py --peers-bin .venv-peers/bin $(if $(PEERS_BASELINE),--baseline $(PEERS_BASELINE))
 
 # Evidently needs pandas < 3, so it gets its own virtualenv, used only by this benchmark
 bench-drift: setup

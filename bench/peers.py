@@ -18,6 +18,10 @@ to it and waited for: "back" is when the command returned, "all work" when its l
 user+system time of all of them. "peak" is the command process's own peak resident memory (the runner's overhead).
 Nothing is asserted.
 
+`--baseline COMMIT` also times mlops-nb as it was at that commit of this repository (cold, no-op, late change), on
+today's installed dependencies, in a project of its own: `make bench-peers` gives 241dc2c, the code before the work
+on these figures began (`PEERS_BASELINE=` leaves it out).
+
     make bench-peers            # or: .venv/bin/python bench/peers.py --peers-bin .venv-peers/bin [--repeat 5]
 """
 import argparse, itertools, json, os, shutil, statistics, subprocess, sys, tempfile, textwrap
@@ -147,7 +151,7 @@ def set_threshold(tool: str, d: Path, threshold: float) -> None:
     import yaml
     values = {name: dict(v) for name, _, _, _, v in STEPS}
     values["evaluate"]["threshold"] = threshold
-    if tool == "mlops-nb":
+    if tool.startswith("mlops-nb"):
         (d / "params.yaml").write_text(f"threshold: {threshold}\n")
     elif tool == "dvc":
         (d / "params.yaml").write_text(yaml.safe_dump(values))
@@ -169,10 +173,24 @@ def plain_script(d: Path, steps: list[str], threshold: float) -> Path:
     return d / "plain.py"
 
 
+def baseline(ref: str, root: Path) -> Path:
+    """This repository's `mlops_nb` as it was at git commit `ref`, in a folder to put first on PYTHONPATH: the runner,
+    its zygote and its kernels then run that code, on today's installed dependencies."""
+    dest = root / "baseline"
+    dest.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "mlops_nb"], capture_output=True)
+    if archive.returncode:
+        sys.exit(f"--baseline {ref}: {archive.stderr.decode().strip()} (give a commit of this repository's history)")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peers-bin", default=str(REPO / ".venv-peers" / "bin"))
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--baseline", default="", metavar="COMMIT",
+                    help="also time mlops-nb as it was at this commit of the repository (cold, no-op, late change)")
     a = ap.parse_args()
     become_subreaper()
     peers = Path(a.peers_bin).resolve()  # the tools run in their own folders
@@ -197,6 +215,10 @@ def main():
     }
     noop = {"mlops-nb": lambda: (mlops, env), "ploomber": lambda: ([str(peers / "ploomber"), "build"], penv),
             "dvc": lambda: ([str(peers / "dvc"), "repro", "-q"], penv)}
+    if a.baseline:  # the same pipeline, in a project of its own, run by the code of that commit
+        name, then = f"mlops-nb@{a.baseline[:7]}", {**env, "PYTHONPATH": str(baseline(a.baseline, root))}
+        old = make_mlops_nb(root / name, 0.5)
+        cold[name], noop[name] = (lambda: (old + ["--force"], then)), (lambda: (old, then))
     fresh = itertools.count(51)  # thresholds in hundredths, each never run before: no cache has it
 
     def late(t: str):
@@ -226,7 +248,8 @@ def main():
     print(f"\nThe same 5-step notebook pipeline, median of {a.repeat} interleaved rounds, on {os.cpu_count()} cores")
     print("back: the command returned; all work: its last descendant exited; cpu: user+system of all of them;")
     print("peak: the command process's own peak resident memory; ratio: all work against plain Python's\n")
-    print(f"{'situation':<12} {'tool':<10} {'back s':>7} {'all work s':>11} {'cpu s':>7} {'peak MB':>8} "
+    w = max(map(len, tools))
+    print(f"{'situation':<12} {'tool':<{w}} {'back s':>7} {'all work s':>11} {'cpu s':>7} {'peak MB':>8} "
           f"{'detached':>8} {'ratio':>7}")
     for s in situations:
         for t in tools:
@@ -235,7 +258,7 @@ def main():
                 continue
             med = lambda k: statistics.median(x[k] for x in xs)
             ratio = f"{med('done') / base[s]:6.2f}x" if s in base else ""
-            print(f"{s:<12} {t:<10} {med('back'):7.2f} {med('done'):11.2f} {med('cpu'):7.2f} {med('peak_mb'):8.0f} "
+            print(f"{s:<12} {t:<{w}} {med('back'):7.2f} {med('done'):11.2f} {med('cpu'):7.2f} {med('peak_mb'):8.0f} "
                   f"{max(x['detached'] for x in xs):8d} {ratio:>7}")
     for pid in (x for x in children() if resident(x)):  # the kept zygote: this benchmark's own
         os.kill(pid, 9)

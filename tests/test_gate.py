@@ -42,3 +42,44 @@ def test_gate_promotes_a_better_version_refuses_a_worse_one_and_rollback_restore
     assert again.returncode == 0 and aliases(project) == {"champion": "2", "previous": "1", "challenger": "3"}
     missing = project.run("promote", "9", "--reason", "typo")
     assert missing.returncode == 2 and "has no version 9; its versions are: 1, 2, 3" in missing.stderr and "Traceback" not in missing.stderr
+
+
+RACER = """
+import os, sys, time
+from mlflow import MlflowClient
+from mlops_nb.track.registry import set_alias
+uri, me, n, folder = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+client = MlflowClient(uri, uri)
+open(os.path.join(folder, f"ready-{me}"), "w").close()
+for i in range(n):
+    while not os.path.exists(os.path.join(folder, f"go-{i}")): time.sleep(0.001)
+    set_alias(client, f"m{i}", "challenger", me)  # both at once, on a model whose alias nobody set yet
+    open(os.path.join(folder, f"done-{i}-{me}"), "w").close()
+"""
+
+
+def test_two_people_setting_one_new_alias_at_once_both_succeed(tmp_path):
+    "MLflow looks an alias up, then inserts it: at once, the second insert broke the alias's key (about 1 in 7 here)."
+    import subprocess, sys, time
+    from mlflow import MlflowClient
+    uri, n = f"sqlite:///{tmp_path / 'mlflow.db'}", 20
+    client = MlflowClient(uri, uri)
+    for i in range(n):
+        client.create_registered_model(f"m{i}")
+        for v in ("1", "2"): client.create_model_version(f"m{i}", source=str(tmp_path / v))
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, uri, me, str(n), str(tmp_path)], stderr=subprocess.PIPE,
+                               text=True) for me in ("1", "2")]
+
+    def wait_for(*names):
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f).exists() for f in names):
+            assert all(r.poll() is None for r in racers), [r.stderr.read()[-2000:] for r in racers if r.poll()]
+            assert time.monotonic() < deadline, f"no {names} within 120 s"
+            time.sleep(0.005)
+
+    wait_for("ready-1", "ready-2")
+    for i in range(n):  # one model at a time, both racers on it
+        (tmp_path / f"go-{i}").touch()
+        wait_for(f"done-{i}-1", f"done-{i}-2")
+    assert [r.wait(60) for r in racers] == [0, 0]
+    assert all(str(client.get_model_version_by_alias(f"m{i}", "challenger").version) in ("1", "2") for i in range(n))

@@ -175,7 +175,10 @@ def release(
     if started.process is not None and (stop or not started.shared) and started.process.poll() is None:
         started.process.kill()
         started.process.wait()
-    shutil.rmtree(started.folder, ignore_errors=True)
+    for _ in range(3):  # a kernel forked ahead may write its connection file into the folder as it is removed
+        shutil.rmtree(started.folder, ignore_errors=True)
+        if not os.path.exists(started.folder):
+            break
 
 # %% ../../notebooks/runner/15_early.ipynb #7cf42178
 _STARTED: list = []  # the zygote `start` made, until taken or discarded

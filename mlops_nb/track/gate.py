@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..core.errors import RegistryError
 from ..core.values import JsonValue
 from ..ml.metrics import higher_is_better, primary_metric
-from .registry import alias_version, check_writable
+from .registry import alias_version, check_writable, set_alias
 from .client import Tag, mlflow_globals
 
 # %% auto #0
@@ -242,8 +242,8 @@ def promote(
     if old == version:
         raise RegistryError(f"version {version} of '{name}' is already the champion; nothing to promote.")
     if old is not None:
-        client.set_registered_model_alias(name, "previous", old)
-    client.set_registered_model_alias(name, "champion", version)
+        set_alias(client, name, "previous", old)
+    set_alias(client, name, "champion", version)
     return record_event(client, name, "promote", version, reason, previous=old, run_id=run_id, by=by)
 
 # %% ../../notebooks/track/03_gate.ipynb #9398a680
@@ -269,11 +269,11 @@ def rollback(
         ),
         None,
     )
-    client.set_registered_model_alias(name, "champion", prev)
+    set_alias(client, name, "champion", prev)
     if before is None:
         client.delete_registered_model_alias(name, "previous")
     else:
-        client.set_registered_model_alias(name, "previous", before)
+        set_alias(client, name, "previous", before)
     return record_event(
         client, name, "rollback", prev, reason, previous=None if cur is None else str(cur.version), by=by
     )

@@ -16,8 +16,9 @@ from .client import Tag, mlflow_globals
 
 # %% auto #0
 __all__ = ['ALIASES', 'MODEL_REQUIREMENTS', 'pinned_requirements', 'trusted_types', 'model_code', 'check_writable',
-           'register_model', 'alias_version', 'make_challenger', 'version_file', 'version_profile', 'version_schema',
-           'model_version', 'registered_model', 'list_versions', 'download_model', 'load_model', 'aliases_by_version']
+           'register_model', 'set_alias', 'alias_version', 'make_challenger', 'version_file', 'version_profile',
+           'version_schema', 'model_version', 'registered_model', 'list_versions', 'download_model', 'load_model',
+           'aliases_by_version']
 
 # %% ../../notebooks/track/02_registry.ipynb #f83c2d91
 ALIASES = ("champion", "challenger", "previous")
@@ -147,6 +148,31 @@ def register_model(
         client.set_model_version_tag(name, version, k, str(v))
     return client.get_model_version(name, version)
 
+# %% ../../notebooks/track/02_registry.ipynb #d7cc1330
+def set_alias(
+    client,  # an MlflowClient (`track.client.connect`)
+    name: str,  # registered model name
+    alias: str,  # an alias: champion, challenger or previous
+    version,  # the version it moves to
+) -> None:
+    """Point `alias` of `name` at `version`. MLflow looks the alias up and then inserts it: two people setting a new
+    alias at once both insert, and the second breaks the alias's key. Set again, the alias exists and is moved (the
+    last one wins, as with one after the other)."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(3):
+        try:
+            return client.set_registered_model_alias(name, alias, version)
+        except MlflowException as e:
+            if attempt == 2 or not _alias_taken(e):
+                raise
+
+
+def _alias_taken(e: Exception) -> bool:
+    "Whether MLflow's error is the alias's key broken by a second insert (PostgreSQL's words, MySQL's, or SQLite's)."
+    text = str(e).lower()
+    return "registered_model_alias" in text and ("unique" in text or "duplicate" in text)
+
 # %% ../../notebooks/track/02_registry.ipynb #55db708a
 def alias_version(
     client,  # an MlflowClient (`track.client.connect`)
@@ -169,7 +195,7 @@ def make_challenger(
 ) -> None:
     "Give `version` the `challenger` alias (taking it from any other version)."
     check_writable(f"moving the challenger alias of '{name}'")
-    client.set_registered_model_alias(name, "challenger", version)
+    set_alias(client, name, "challenger", version)
 
 # %% ../../notebooks/track/02_registry.ipynb #f4436f5f
 def version_file(

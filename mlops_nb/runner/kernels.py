@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from fastcore.basics import patch
 from pathlib import Path
 from .early import keep_warm, lease, release, spawn, summon
-from .zygote import ANOTHER, FORK_TIMEOUT, PRELOAD, PRELOAD_LATER, request
+from .zygote import ANOTHER, FORK_TIMEOUT, PRELOAD, PRELOAD_LATER, discard_kernel, request
 
 # %% auto #0
 __all__ = ['PRESTARTED', 'LIVE', 'MEASURED', 'STOPPING', 'Zygote', 'ForkedProcess', 'Prestarted', 'ForkedProvisioner',
@@ -214,24 +214,6 @@ class Prestarted:
             self.pending[zygote] -= 1
             return waiting.pop(0)
 
-# %% ../../notebooks/runner/05_kernels.ipynb #a612b2df
-def _discard(
-    name: str,  # a kernel forked ahead: its connection file and sockets start with this
-) -> None:
-    """Remove the files of a kernel forked ahead for a zygote closed meanwhile, and the run's folder if that leaves it
-    empty: the run may have removed the folder's other files while this one was being written."""
-    import glob
-
-    for f in glob.glob(glob.escape(name) + "*"):
-        try:
-            os.unlink(f)
-        except OSError:
-            pass
-    try:
-        os.rmdir(os.path.dirname(name))
-    except OSError:
-        pass  # gone already, or not empty (a zygote kept warm keeps its socket there)
-
 # %% ../../notebooks/runner/05_kernels.ipynb #ca3b980b
 @patch
 def fork_ahead(self: Prestarted, zygote, cwd, extra, env) -> None:
@@ -263,7 +245,7 @@ def fork_ahead(self: Prestarted, zygote, cwd, extra, env) -> None:
             if zygote not in self.pending:  # the zygote was closed meanwhile (`kill`): nobody will adopt it
                 if pid:
                     ForkedProcess(pid).kill()
-                return _discard(name)
+                return discard_kernel(conn)
             if pid is None:
                 self.pending[zygote] -= 1
                 return

@@ -11,8 +11,8 @@ from pathlib import Path
 from .early import ALWAYS, RUN_FOLDER, ZYGOTE_FOLDER
 
 # %% auto #0
-__all__ = ['PRELOAD', 'PRELOAD_LATER', 'ANOTHER', 'FORK_TIMEOUT', 'step_imports', 'preload_plan', 'watch_owner', 'Heir', 'serve',
-           'request']
+__all__ = ['PRELOAD', 'PRELOAD_LATER', 'ANOTHER', 'FORK_TIMEOUT', 'step_imports', 'preload_plan', 'watch_owner', 'discard_kernel',
+           'Heir', 'serve', 'request']
 
 # %% ../../notebooks/runner/16_zygote.ipynb #c11831de
 PRELOAD = (
@@ -135,6 +135,7 @@ def watch_owner(
     pid: int,  # the process to watch
     interval: float = 0.5,  # seconds between checks
     folder: str | None = None,  # a run's own zygote's folder (`early.ZYGOTE_FOLDER`...), removed first
+    leave: str | None = None,  # a kernel's connection file: removed first (`discard_kernel`)
 ) -> None:
     "Exit this process (from a daemon thread) as soon as process `pid` is gone."
     import threading
@@ -145,6 +146,8 @@ def watch_owner(
                 os.kill(pid, 0)
             except ProcessLookupError:
                 _sweep(folder, ZYGOTE_FOLDER)  # a killed runner cleans up nothing
+                if leave:
+                    discard_kernel(leave)
                 os._exit(1)
             time.sleep(interval)
 
@@ -161,6 +164,25 @@ def _sweep(
 
         shutil.rmtree(folder, ignore_errors=True)
 
+# %% ../../notebooks/runner/16_zygote.ipynb #98b55d8f
+def discard_kernel(
+    conn: str,  # a kernel's connection file: its unix sockets start with the same name
+) -> None:
+    """Remove a kernel's connection file and sockets, and its folder if that leaves it empty and the workbench named it:
+    a kernel still starting as its run ends may write them into the run's folder as the run removes it."""
+    import glob
+
+    for f in glob.glob(glob.escape(conn.removesuffix(".json")) + "*"):
+        try:
+            os.unlink(f)
+        except OSError:
+            pass
+    if os.path.basename(os.path.dirname(conn)).startswith((ZYGOTE_FOLDER, RUN_FOLDER)):
+        try:
+            os.rmdir(os.path.dirname(conn))
+        except OSError:
+            pass  # gone already, or not empty (a zygote's socket is there)
+
 # %% ../../notebooks/runner/16_zygote.ipynb #72592136
 def _become_kernel(request: dict) -> None:
     "In the forked grandchild: turn into an ipykernel for `request` (argv, cwd, env); never returns."
@@ -176,7 +198,11 @@ def _become_kernel(request: dict) -> None:
             threadpool_limits(int(threads))
         os.environ.clear()
         os.environ.update(env)
-        watch_owner(owner)  # ... so watch the runner ourselves: no orphaned kernels if it is killed
+        argv = request["argv"]
+        conn = argv[argv.index("-f") + 1] if "-f" in argv[:-1] else None
+        if conn and not os.path.exists(conn):  # its run ended and removed its folder: ipykernel would write a new one
+            os._exit(0)
+        watch_owner(owner, leave=conn)  # ... so watch the runner ourselves: no orphaned kernels if it is killed
         fd = os.open(os.devnull, os.O_RDWR)
         for std in (0, 1, 2):
             os.dup2(fd, std)

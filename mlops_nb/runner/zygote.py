@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/zygote.html.md"""
 
 # %% ../../notebooks/runner/16_zygote.ipynb #7cf3f714
 from __future__ import annotations
-import json, os, select, signal, socket, sys, time
+import contextlib, json, os, select, signal, socket, sys, time
 from pathlib import Path
 from .early import ALWAYS, RUN_FOLDER, ZYGOTE_FOLDER
 
@@ -295,8 +295,12 @@ def _read_request(conn) -> dict:
 class _Link:
     "The zygote's end of its heir: the child process, and the socket to it (one message per request, fd and all)."
 
-    def __init__(self):
-        self.pid, self.pair, self.seq, self.done = 0, None, 0, False
+    def __init__(
+        self,
+        installed_only: bool = False,  # a zygote kept warm: a project's own modules are not preloaded
+    ):
+        self.pid, self.pair, self.seq, self.done, self.installed_only = 0, None, 0, False, installed_only
+        self.told, self.known = {}, set()  # the modules of each plan sent; of the plans it has finished
 
     sockets = property(lambda self: [self.pair] if self.pair else [])  # what a kernel forked from the zygote closes
 
@@ -317,36 +321,31 @@ class _Link:
             msg = b""
         if not msg:
             return self._lost()
-        if json.loads(msg).get("done") == self.seq:
-            self.done = True
+        finished = json.loads(msg).get("done", 0)
+        self.known |= set().union(*(self.told.pop(s) for s in [s for s in self.told if s <= finished]))
+        self.done = self.done or finished == self.seq
 
     def _lost(self) -> None:
         "The heir died (an import that killed it): the zygote forks every kernel itself, until a plan forks a new heir."
         self.pair.close()
-        try:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        self.pid, self.pair, self.done = 0, None, False
+        self.pid, self.pair, self.done, self.told, self.known = 0, None, False, {}, set()
 
 # %% ../../notebooks/runner/16_zygote.ipynb #a5cccb39
 class Heir(_Link):
     "The zygote's side of its heir: a child that imports the later modules while the zygote forks kernels."
 
-    def __init__(
-        self,
-        installed_only: bool = False,  # a zygote kept warm: a project's own modules are not preloaded
-    ):
-        super().__init__()
-        self.installed_only = installed_only
-
     def takes(
         self,
         req: dict,  # a fork request
     ) -> bool:
-        "Whether the heir forks this kernel: it imported all it was told, or the step needs what the zygote lacks."
-        return self.pair is not None and (self.done or any(m not in sys.modules for m in req.get("needs", ())))
+        "Whether the heir forks this kernel: it has all it was told, or all the step needs, or the zygote lacks some."
+        needs = set(req.get("needs", ()))
+        return self.pair is not None and (
+            self.done or bool(needs) and needs <= self.known or any(m not in sys.modules for m in needs)
+        )
 
     def plan(
         self,
@@ -355,9 +354,10 @@ class Heir(_Link):
     ) -> None:
         "Have the heir import `modules` (forking it if there is none and the zygote lacks any of them)."
         wanted = [m for m in modules if m not in sys.modules and (not self.installed_only or _installed(m))]
-        if self.pair is None and not wanted:
-            return
+        if self.pair is None and not wanted or self.pair is not None and set(modules) <= self.known:
+            return  # nothing to import, or the heir has it all (a zygote kept warm: the next run of a project)
         self.seq, self.done = self.seq + 1, False
+        self.told[self.seq] = set(modules)
         if self.pair is None or not self._send({"plan": list(modules), "seq": self.seq}):
             self.pid, self.pair = _fork_heir(list(modules), self.seq, close, self.installed_only)
 

@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/kernels.html.md"""
 
 # %% ../../notebooks/runner/05_kernels.ipynb #7a70119a
 from __future__ import annotations
-import json, os, signal, subprocess, threading, time, uuid
+import contextlib, json, os, signal, subprocess, threading, time, uuid
 from contextvars import ContextVar
 from fastcore.basics import patch
 from pathlib import Path
@@ -242,29 +242,37 @@ def fork_ahead(self: Prestarted, zygote, cwd, extra, env) -> None:
         except (OSError, ValueError):
             pid = None  # the zygote is gone (and its folder): nobody will ask
         with self.lock:
-            if zygote not in self.pending:  # the zygote was closed meanwhile (`kill`): nobody will adopt it
-                if pid:
-                    ForkedProcess(pid).kill()
-                return discard_kernel(conn)
-            if pid is None:
+            closed = zygote not in self.pending  # the zygote was closed meanwhile (`kill`): nobody will adopt it
+            if not closed and pid is None:
                 self.pending[zygote] -= 1
-                return
-            self.ready.setdefault(self._key(zygote, cwd, extra, env), []).append((pid, conn))
+            elif not closed:
+                self.ready.setdefault(self._key(zygote, cwd, extra, env), []).append((pid, conn))
+        if closed:
+            if pid:  # its files go once it is gone: a call it was making as it was killed can still write one
+                ForkedProcess(pid).kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    ForkedProcess(pid).wait(10)
+            discard_kernel(conn)
 
     threading.Thread(target=fork, daemon=True).start()
 
 # %% ../../notebooks/runner/05_kernels.ipynb #99ae6940
 @patch
 def kill(self: Prestarted, zygote: str) -> None:
-    "Kill the kernels forked ahead by `zygote` that nobody adopted."
+    "Kill the kernels forked ahead by `zygote` that nobody adopted; return once they are gone (then the run's folder)."
     with self.lock:
-        for key in [k for k in self.ready if k[0] == zygote]:
-            for pid, _ in self.ready.pop(key):
-                ForkedProcess(pid).kill()
+        unused = [
+            ForkedProcess(pid) for key in [k for k in self.ready if k[0] == zygote] for pid, _ in self.ready.pop(key)
+        ]
         self.left.pop(zygote, None)
         self.pending.pop(zygote, None)
         self.needs.pop(zygote, None)
         self.folders.pop(zygote, None)
+    for kernel in unused:
+        kernel.kill()
+    for kernel in unused:  # a call it was making as it was killed (a file written) ends first
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            kernel.wait(10)
 
 # %% ../../notebooks/runner/05_kernels.ipynb #0b46db41
 PRESTARTED = Prestarted()

@@ -200,8 +200,6 @@ def _become_kernel(request: dict) -> None:
         os.environ.update(env)
         argv = request["argv"]
         conn = argv[argv.index("-f") + 1] if "-f" in argv[:-1] else None
-        if conn and not os.path.exists(conn):  # its run ended and removed its folder: ipykernel would write a new one
-            os._exit(0)
         watch_owner(owner, leave=conn)  # ... so watch the runner ourselves: no orphaned kernels if it is killed
         fd = os.open(os.devnull, os.O_RDWR)
         for std in (0, 1, 2):
@@ -212,11 +210,29 @@ def _become_kernel(request: dict) -> None:
         sys.path.insert(0, request["cwd"])
         from ipykernel import kernelapp
 
+        if conn:  # its run may end and remove its folder meanwhile: ipykernel would make both again
+            kernelapp.IPKernelApp.init_connection_file = _given_file_only(
+                kernelapp.IPKernelApp.init_connection_file, conn
+            )
         kernelapp.launch_new_instance()
     finally:
         os._exit(0)
 
 # %% ../../notebooks/runner/16_zygote.ipynb #bfcf535e
+def _given_file_only(
+    init,  # ipykernel's `IPKernelApp.init_connection_file`
+    conn: str,  # the kernel's connection file
+):
+    "`init`, but a kernel whose connection file is gone (its run ended and removed it) ends instead of writing one."
+
+    def init_connection_file(app):
+        if not os.path.exists(conn):
+            os._exit(0)
+        return init(app)
+
+    return init_connection_file
+
+
 def _drop_shadowed(
     cwd: str,  # the kernel's folder, first on its path
 ) -> None:

@@ -26,9 +26,9 @@ class Project:
     @property
     def tracking(self) -> str: return f"sqlite:///{self.root / 'mlflow.db'}"
 
-    def run(self, *args, check=False, timeout=600) -> subprocess.CompletedProcess:
-        "Run `mlops-nb ARGS` in the project, as a user would."
-        env = clean_env(COLUMNS="160")
+    def run(self, *args, check=False, timeout=600, env=None) -> subprocess.CompletedProcess:
+        "Run `mlops-nb ARGS` in the project, as a user would (with the variables `env` set too)."
+        env = clean_env(COLUMNS="160", **(env or {}))
         r = subprocess.run([MLOPS_NB, *map(str, args)], cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"mlops-nb {' '.join(map(str, args))} exited {r.returncode}\n{r.stdout}\n{r.stderr}")

@@ -167,3 +167,53 @@ def test_interrupted_run_leaves_no_entry_no_running_run_and_resumes(project, how
     assert not wait_gone(p.pid)  # the zygote watches the runner and goes with it, and its kernels with it
     project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "-p", "n_estimators=20", check=True)
     assert executed(project, project.pipeline_runs()[-1]) == ["evaluate", "gate", "register", "train"]  # resumed after validate
+
+
+def write_wheel(folder, name: str, version: str):
+    "A real wheel of a one-module distribution `name` (its `__version__` is `version`), written by hand: no index needed."
+    import base64, hashlib, zipfile
+    files = {f"{name}/__init__.py": f"__version__ = {version!r}\n",
+             f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+             f"{name}-{version}.dist-info/top_level.txt": f"{name}\n"}
+    digest = lambda text: base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record = "".join(f"{p},sha256={digest(t)},{len(t.encode())}\n" for p, t in files.items())
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for p, t in files.items():
+            z.writestr(p, t)
+        z.writestr(f"{name}-{version}.dist-info/RECORD", record + f"{name}-{version}.dist-info/RECORD,,\n")
+    return path
+
+
+def test_a_module_named_by_a_parameter_and_an_upgraded_package_rerun_the_step_and_say_why(cached, tmp_path):
+    "The cache key follows code named only in a parameter value and the versions of the packages a step imports."
+    import nbformat, sys
+    from nbformat.v4 import new_code_cell, new_notebook
+    pipelines, site = cached.root / "pipelines", tmp_path / "site-packages"  # a folder on the path, as a venv's is
+    install = lambda version: subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "uv"), "pip", "install", "-q", "--target", str(site),
+         str(write_wheel(tmp_path, "tinydep", version))], check=True, capture_output=True)
+    install("1.0")
+    (pipelines / "shapes.py").write_text("class Square:\n    side = 2\n")
+    params = new_code_cell("estimator: str = 'shapes:Square'  # a class, by name")
+    params.metadata["tags"] = ["parameters"]
+    nbformat.write(new_notebook(cells=[params, new_code_cell(
+        "import importlib, tinydep\nm, _, n = estimator.partition(':')\n"
+        "print(getattr(importlib.import_module(m), n).side, tinydep.__version__)")]), pipelines / "fit.ipynb")
+    (pipelines / "fit.yaml").write_text("steps:\n  - {name: fit, notebook: fit.ipynb}\n")
+    run = lambda *a: cached.run("run", "pipelines/fit.yaml", *a, check=True, env={"PYTHONPATH": str(site)})
+    run()
+    assert "every step was cached" in run().stdout
+    (pipelines / "shapes.py").write_text("class Square:\n    side = 3\n")  # named only in the parameter's value
+    assert "fit          runs: project file pipelines/shapes.py changed" in run("--explain-cache").stdout
+    r = run()
+    assert "fit ran: project file pipelines/shapes.py changed" in r.stdout and "every step was cached" not in r.stdout
+    first = cached.pipeline_runs()[-1].info.run_id
+    install("2.0")  # another version of a package the step imports
+    r = run()
+    assert "fit ran: tinydep 1.0 -> 2.0" in " ".join(r.stdout.split()), r.stdout
+    (pipelines / "shapes.py").write_text("class Square:\n    side = 4\n")
+    r = cached.run("reproduce", first, env={"PYTHONPATH": str(site)})  # the same list, against what was recorded
+    out = " ".join(r.stdout.split())
+    assert "✗ project code: DIFFERS (changed: pipelines/shapes.py)" in out and "tinydep 1.0 -> 2.0" in out, out

@@ -71,6 +71,8 @@ def test_reproduce_gives_identical_metrics_and_names_a_changed_data_file(project
     before = registry()
     r = project.run("reproduce", original, check=True)
     assert "identical" in r.stdout and "✓ data (data): same" in r.stdout and "✓ git commit: same" in r.stdout
+    for part in ("step notebooks", "project code", "Python", "packages", "settings"):  # as the step cache compares
+        assert f"✓ {part}: same" in r.stdout, r.stdout
     assert "not re-run: register, gate" in " ".join(r.stdout.split())
     assert registry() == before  # no new version, no alias moved
     rerun = project.pipeline_runs()[-1]

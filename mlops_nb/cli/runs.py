@@ -15,7 +15,8 @@ from ..track.client import Tag, ui_page
 from .base import app, make_console, reading_client, format_time, format_duration, report_step
 
 # %% auto #0
-__all__ = ['StepProgress', 'print_summary', 'print_failure', 'run', 'runs', 'show', 'reproduce', 'ui']
+__all__ = ['StepProgress', 'print_summary', 'print_why', 'print_explanation', 'print_failure', 'run', 'runs', 'show', 'reproduce',
+           'ui']
 
 # %% ../../notebooks/cli/02_runs.ipynb #ebd3d81b
 class StepProgress:
@@ -78,6 +79,7 @@ def print_summary(
         memory = f"{s.peak_memory_mb:,.0f} MB" if s.peak_memory_mb else ""  # the kernel's peak resident memory
         table.add_row(s.name, s.status, f"{s.seconds:.1f}s" if s.seconds else "", memory, step_figures(s.outputs), run)
     console.print(table)
+    print_why(console, result)
     if all(s.status == "cached" for s in result.steps):
         where = "is being recorded in MLflow in the background" if result.recorded_later else "is recorded in MLflow"
         console.print(
@@ -110,6 +112,35 @@ def _print_where(console, result, settings) -> None:
         else f"{settings.tracking}/{page}"
     )
     console.print(f"look at it: {where}; or `mlops-nb show {result.run_id}`", soft_wrap=True)
+
+# %% ../../notebooks/cli/02_runs.ipynb #9ca2ce5d
+def _reasons(why: list, most: int = 4) -> str:
+    more = f"; and {len(why) - most} more (--explain-cache lists them)" if len(why) > most else ""
+    return "; ".join(why[:most]) + more
+
+
+def print_why(
+    console,  # a rich Console
+    result,  # the pipeline run's `PipelineResult`
+) -> None:
+    "Why each step that ran was not taken from the cache (nothing for a step that never ran before)."
+    for s in result.steps:
+        if s.why and s.why != ["no earlier run of this step"]:
+            console.print(f"[dim]{s.name} ran: {_reasons(s.why)}[/]", highlight=False)
+
+
+def print_explanation(
+    console,  # a rich Console
+    spec,  # the pipeline spec
+    values: dict,  # the run's parameter values
+    settings,  # the workbench settings
+    options,  # how it would run (`RunOptions`)
+) -> None:
+    "`run --explain-cache`: each step, cached or not, and why; nothing runs."
+    from mlops_nb.runner.cache import explain
+
+    for name, decision, why in explain(spec, values, settings, options):
+        console.print(f"{name:<12} {decision}" + (f": {'; '.join(why)}" if why else ""), highlight=False)
 
 # %% ../../notebooks/cli/02_runs.ipynb #892eedc9
 def print_failure(
@@ -154,6 +185,25 @@ def _options(spec, force, workers, no_cache, cold, executor, scheduler):
         ),
     )
 
+# %% ../../notebooks/cli/02_runs.ipynb #1f0f9a25
+def _run_one(console, spec, values: dict, settings, options, events, notes: list) -> None:
+    "One pipeline run, its steps drawn as they go, then its summary (and its failure's screen)."
+    from mlops_nb.runner.pipeline import run_pipeline, raise_if_failed
+    from mlops_nb.runner.results import EventLog
+
+    _print_start(console, spec, settings)
+    with StepProgress(console, [s.name for s in spec.steps]) as progress:
+        report = EventLog(events, then=progress) if events else progress
+        result = run_pipeline(spec, values, settings, report=report, options=options)
+    if events:
+        report.end(result)
+    print_summary(console, result, settings)
+    if notes and not result.failed:  # a model named after its data: the commands' default is the project's model
+        _print_own_model(console, settings)
+    if result.failed:
+        print_failure(make_console(stderr=True), result)
+    raise_if_failed(result)
+
 # %% ../../notebooks/cli/02_runs.ipynb #5e936b7f
 @app.command(rich_help_panel="Pipelines and runs")
 def run(
@@ -174,10 +224,11 @@ def run(
     events: Optional[Path] = typer.Option(
         None, "--events", help="write each step's progress to FILE as JSON lines (for a tool that watches the run)"
     ),
+    explain_cache: bool = typer.Option(
+        False, "--explain-cache", help="say which steps would be taken from the cache and why the others run; run none"
+    ),
 ):
     "Run a pipeline: each step notebook headless (or from the cache), every step a nested MLflow run."
-    from mlops_nb.runner.pipeline import run_pipeline, raise_if_failed
-    from mlops_nb.runner.results import EventLog
     from mlops_nb.runner.spec import prepare_run
 
     notes = []
@@ -185,20 +236,11 @@ def run(
     options, console = _options(spec, force, workers, no_cache, cold, executor, scheduler), make_console()
     for note in notes:
         console.print(f"[dim]{note}[/]")
+    if explain_cache:
+        return print_explanation(console, spec, values, settings, options)
     if sweep:
         return _run_sweep(spec, values, settings, options, sweep, console, events)
-    _print_start(console, spec, settings)
-    with StepProgress(console, [s.name for s in spec.steps]) as progress:
-        report = EventLog(events, then=progress) if events else progress
-        result = run_pipeline(spec, values, settings, report=report, options=options)
-    if events:
-        report.end(result)
-    print_summary(console, result, settings)
-    if notes and not result.failed:  # a model named after its data: the commands' default is the project's model
-        _print_own_model(console, settings)
-    if result.failed:
-        print_failure(make_console(stderr=True), result)
-    raise_if_failed(result)
+    _run_one(console, spec, values, settings, options, events, notes)
 
 # %% ../../notebooks/cli/02_runs.ipynb #e61780f2
 def _print_start(console, spec, settings) -> None:

@@ -6,11 +6,13 @@ Docs: https://mlops-nb.github.io/mlops-nb/core/code.html.md"""
 
 # %% ../../notebooks/core/04_code.ipynb #7da06cfb
 from __future__ import annotations
-import ast, importlib.util, sys
+import ast, importlib.util, re, sys
+from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['imported_modules', 'imported_names', 'local_origin', 'notebook_source', 'local_code']
+__all__ = ['imported_modules', 'imported_names', 'local_origin', 'notebook_source', 'CodeReach', 'reachable_code', 'local_code',
+           'named_modules', 'package_imports']
 
 # %% ../../notebooks/core/04_code.ipynb #cbf0541f
 def imported_modules(
@@ -80,20 +82,108 @@ def notebook_source(
     return "\n".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code")
 
 
+@dataclass(frozen=True)
+class CodeReach:
+    "What a step's code reaches: the project's own modules and packages, and the installed modules all of it imports."
+
+    local: tuple  # project files and package folders, sorted
+    external: tuple  # top-level names of installed modules (not the standard library's), sorted; `mlops_nb` among them
+
+
+_STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+
+
+def _source(f: Path) -> str:
+    return notebook_source(f) if f.suffix == ".ipynb" else f.read_text(encoding="utf-8", errors="replace")
+
+# %% ../../notebooks/core/04_code.ipynb #b35f615b
+def reachable_code(
+    path: Path | str,  # a notebook or a Python file
+    root: Path | str,  # the project folder
+    modules: tuple = (),  # dotted module names the step is given by name (`named_modules` of its parameter values)
+) -> CodeReach:
+    "The project code `path` imports or `modules` name, directly or through each other, and what all of it imports."
+    root, path, found, external = Path(root), Path(path), set(), set()
+    todo = [path]
+    for name in dict.fromkeys(m.split(".")[0] for m in modules):  # a value such as mypkg.models:Ridge
+        origin = local_origin(name, root, path.parent)
+        found.add(origin) if origin is not None else external.add(name)
+    todo += sorted(found)
+    while todo:
+        p = todo.pop()
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            for name in imported_names(_source(f)) - _STDLIB:
+                origin = None if name == "mlops_nb" else local_origin(name, root, f.parent)
+                if origin is None:
+                    external.add(name)
+                elif origin not in found:
+                    found.add(origin)
+                    todo.append(origin)
+    return CodeReach(tuple(sorted(found)), tuple(sorted(external)))
+
+
 def local_code(
     path: Path | str,  # a notebook or a Python file
     root: Path | str,  # the project folder
+    modules: tuple = (),  # dotted module names the step is given by name (`named_modules`)
 ) -> list[Path]:
-    "The project's own modules and packages that `path` imports, directly or through each other, sorted."
-    root, found, todo = Path(root), set(), [Path(path)]
+    "The project's own modules and packages that `path` imports or `modules` name, directly or through each other."
+    return list(reachable_code(path, root, modules).local)
+
+# %% ../../notebooks/core/04_code.ipynb #c8d1f40a
+_MODULE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_][\w.]*)?")
+
+
+def named_modules(
+    values: dict,  # parameter values by name
+) -> tuple:
+    "The dotted module names among `values` that read as `module` or `module:attribute` (`a.b:C` gives `a.b`)."
+    found = [v.split(":")[0] for v in values.values() if isinstance(v, str) and _MODULE_PATH.fullmatch(v)]
+    return tuple(dict.fromkeys(found))
+
+# %% ../../notebooks/core/04_code.ipynb #ab145129
+def _module_file(root: Path, name: str) -> Path | None:
+    "The file of module `name` of the package whose folder is `root` (None if it is not one of its modules)."
+    rel = Path(*name.split(".")[1:])
+    for p in (root / rel / "__init__.py", (root / rel).with_suffix(".py") if rel.parts else None):
+        if p is not None and p.is_file():
+            return p
+    return None
+
+
+def _imports_of(path: Path, name: str):
+    "What module `name` (at `path`) imports, dotted; relative imports made absolute; `from a import b` gives a, a.b."
+    here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:
+                mod = ".".join(here[: len(here) - (node.level - 1)] + ([mod] if mod else []))
+            if mod:
+                yield mod
+                yield from (f"{mod}.{a.name}" for a in node.names)
+
+# %% ../../notebooks/core/04_code.ipynb #d995b86f
+def package_imports(
+    root: Path | str,  # a package's folder, e.g. mlops_nb's
+    modules,  # dotted names of some of its modules
+) -> CodeReach:
+    "The package's modules that `modules` need (`local`, as names) and the installed modules those import (`external`)."
+    root = Path(root)
+    seen, external, todo = set(), set(), list(modules)
     while todo:
-        p = todo.pop()
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            text = notebook_source(f) if f.suffix == ".ipynb" else f.read_text(encoding="utf-8", errors="replace")
-            for name in imported_names(text) - {"mlops_nb"}:
-                origin = local_origin(name, root, f.parent)
-                if origin is not None and origin not in found:
-                    found.add(origin)
-                    todo.append(origin)
-    return sorted(found)
+        m = todo.pop()
+        f = _module_file(root, m)
+        if f is None or m in seen:
+            continue
+        seen.add(m)
+        todo += [".".join(m.split(".")[:i]) for i in range(1, len(m.split(".")))]  # its parent packages run first
+        for imp in _imports_of(f, m):
+            top = imp.split(".")[0]
+            if top == root.name:
+                todo.append(imp)
+            elif top not in _STDLIB:
+                external.add(top)
+    return CodeReach(tuple(sorted(seen)), tuple(sorted(external)))

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['beside', 'write_atomic', 'private_folder', 'JsonValue']
+__all__ = ['beside', 'write_atomic', 'private_folder', 'user_cache', 'JsonValue']
 
 # %% ../../notebooks/core/03_values.ipynb #d3a69fdc
 def beside(
@@ -50,6 +50,14 @@ def private_folder(
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         return None
     return path
+
+# %% ../../notebooks/core/03_values.ipynb #a3df1c5e
+def user_cache() -> Path | None:
+    "The workbench's folder in the user's cache (`$XDG_CACHE_HOME/mlops-nb`, else `~/.cache/mlops-nb`), or None."
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"))
+    if not cache.is_absolute():  # no home folder (a relative XDG_CACHE_HOME is ignored, as the XDG spec says)
+        return None
+    return private_folder(cache / "mlops-nb")
 
 # %% ../../notebooks/core/03_values.ipynb #dd7e176d
 class JsonValue:

@@ -8,14 +8,13 @@ Docs: https://mlops-nb.github.io/mlops-nb/ops/bundle.html.md"""
 from __future__ import annotations
 import hashlib, json, os, re, shutil, sys, tarfile, tempfile, time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from ..core.errors import MlopsNbError, RegistryError
 from ..serving.models import BUNDLE_FILE
 from ..track.registry import download_model, model_version
 
 # %% auto #0
-__all__ = ['SERVER_PACKAGES', 'Bundle', 'model_source', 'pinned_closure', 'server_requirements', 'make_bundle', 'verify_bundle']
+__all__ = ['Bundle', 'model_source', 'server_requirements', 'make_bundle', 'verify_bundle']
 
 # %% ../../notebooks/ops/03_bundle.ipynb #e68765e4
 @dataclass
@@ -55,62 +54,24 @@ def model_source(
     }
 
 # %% ../../notebooks/ops/03_bundle.ipynb #0c393082
-SERVER_PACKAGES = (
-    "fastapi",
-    "uvicorn",
-    "uvloop",
-    "httptools",
-    "prometheus-client",
-    "pydantic",
-    "typer",
-    "rich",
-    "pyyaml",
-)
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _requirement_name(line: str) -> str:
     return re.split(r"[\s<>=!~;\[]", line.strip(), maxsplit=1)[0]
-
-# %% ../../notebooks/ops/03_bundle.ipynb #93d50efc
-def pinned_closure(
-    roots,  # distribution names to start from
-) -> dict[str, str]:
-    "Every installed distribution `roots` need (following required dependencies, not extras), with its version."
-    from packaging.requirements import Requirement
-
-    pins, todo = {}, [_norm(r) for r in roots]
-    while todo:
-        name = todo.pop()
-        if name in pins:
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        pins[name] = dist.version
-        for spec in dist.requires or []:
-            req = Requirement(spec)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(_norm(req.name))
-    return pins
 
 
 def server_requirements(
     model_dir: Path | str,  # the model's folder (with its requirements.txt)
 ) -> list[str]:
-    "Pinned requirements of serving the MLflow model in `model_dir` with mlops-nb's server."
-    req = Path(model_dir) / "requirements.txt"
+    "Pinned requirements of serving the MLflow model in `model_dir` with the workbench's server (`core.packages`)."
+    from mlops_nb.core.packages import installed
+
+    env, req = installed(), Path(model_dir) / "requirements.txt"
     model = [
-        _requirement_name(l)
-        for l in (req.read_text().splitlines() if req.exists() else [])
-        if l.strip() and not l.startswith(("#", "-"))
+        _requirement_name(line)
+        for line in (req.read_text().splitlines() if req.exists() else [])
+        if line.strip() and not line.startswith(("#", "-"))
     ]
-    pins = pinned_closure([*model, *SERVER_PACKAGES])
-    return [f"{n}=={v}" for n, v in sorted(pins.items()) if n != "mlops-nb"]
+    ours = [f"{n}[{','.join(e)}]" for n, e in env.requires.get("mlops-nb", {}).get("", [])]  # the workbench's own
+    return [p for p in env.pins([*model, *ours]) if not p.lower().startswith("mlops-nb==")]
 
 # %% ../../notebooks/ops/03_bundle.ipynb #da7f8dce
 def _sha256(path: Path) -> str:

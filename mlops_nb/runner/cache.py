@@ -1,4 +1,4 @@
-"""Step cache keys and entries: skip a step whose notebook, parameters, inputs and library are unchanged.
+"""Step cache keys and entries: skip a step whose result cannot have changed, and say what changed when it runs again.
 
 Docs: https://mlops-nb.github.io/mlops-nb/runner/cache.html.md"""
 
@@ -6,14 +6,19 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/cache.html.md"""
 
 # %% ../../notebooks/runner/03_cache.ipynb #575bb144
 from __future__ import annotations
-import hashlib, json, threading
-from dataclasses import dataclass
+import hashlib, json, sys, threading
+from dataclasses import dataclass, fields
 from pathlib import Path
-from ..core.values import JsonValue
+from ..core.code import named_modules, reachable_code
+from ..core.config import KEYS, Settings
+from ..core.packages import installed
+from ..core.values import JsonValue, write_atomic
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['RECORDS', 'notebook_fingerprint', 'file_digest', 'folder_digest', 'code_fingerprint', 'library_fingerprint',
-           'project_fingerprint', 'cache_key', 'CacheEntry', 'StepCache']
+__all__ = ['RECORDS', 'RUNS_FIRST', 'notebook_fingerprint', 'file_digest', 'folder_digest', 'code_fingerprint',
+           'library_fingerprint', 'code_digests', 'python_version', 'KeyParts', 'what_changed', 'CacheEntry',
+           'StepCache', 'step_place', 'StepKeys', 'explain']
 
 # %% ../../notebooks/runner/03_cache.ipynb #028e83e8
 def _sha(*parts) -> str:
@@ -80,34 +85,101 @@ def library_fingerprint() -> str:
     return code_fingerprint(Path(mlops_nb.__file__).parent, mlops_nb.__version__)
 
 # %% ../../notebooks/runner/03_cache.ipynb #e4b67d41
-def project_fingerprint(
+def code_digests(
     notebook: Path | str,  # a step notebook
     root: Path | str,  # the project folder
-) -> str:
-    "Hash of the project's own code that `notebook` imports (its local modules and packages, and theirs)."
-    from mlops_nb.core.code import local_code
-
+    modules: tuple = (),  # modules its parameter values name (`core.code.named_modules`)
+) -> tuple[dict, tuple]:
+    "({project file: digest} of the code `notebook` reaches, the installed modules that code imports)."
     root = Path(root).resolve()
-    parts = []
-    for p in local_code(notebook, root):
-        parts.append((p.relative_to(root).as_posix(), code_fingerprint(p) if p.is_dir() else file_digest(p)))
-    return _sha(parts)
+    reach, files = reachable_code(notebook, root, modules), {}
+    for p in reach.local:
+        for f in sorted(q for q in p.rglob("*.py") if "__pycache__" not in q.parts) if p.is_dir() else [p]:
+            files[f.resolve().relative_to(root).as_posix()] = file_digest(f)[:16]
+    return files, reach.external
 
 # %% ../../notebooks/runner/03_cache.ipynb #8f7637d8
-def cache_key(
-    notebook: str,  # the notebook's fingerprint
-    params: dict,  # the step's resolved parameters
-    inputs: dict,  # digests of the step's inputs, by name
-    library: str,  # the library's fingerprint
-    context: dict,  # where results go (tracking URI, experiment, model name)
-) -> str:
-    "The key of one step execution (all arguments are fingerprints or plain values)."
-    return _sha({"notebook": notebook, "params": params, "inputs": inputs, "library": library, "context": context})
+def python_version() -> str:
+    "This interpreter's implementation and version, e.g. `cpython 3.11.7`."
+    return f"{sys.implementation.name} {'.'.join(map(str, sys.version_info[:3]))}"
+
+
+@dataclass(frozen=True)
+class KeyParts(JsonValue):
+    "Everything one step execution's result depends on, part by part: the cache key is their hash."
+
+    notebook: str  # the notebook's fingerprint (`notebook_fingerprint`)
+    parameters: dict  # parameter values by name (a data file's value counts by its content, under inputs)
+    inputs: dict  # digests of the upstream steps' outputs (by step) and of data files (`file:NAME`)
+    code: dict  # digest of each project file the step reaches (`code_digests`), by path in the project
+    workbench: str  # the mlops_nb package's fingerprint (`library_fingerprint`)
+    python: str  # the interpreter (`python_version`)
+    packages: dict  # version of each installed distribution the step's code imports, and of what they require
+    settings: dict  # the workbench's settings
+
+    @property
+    def key(self) -> str:
+        "The cache key."
+        return _sha(self.to_dict())
+
+    def summary(self) -> dict:
+        "A short form for the step's MLflow run: each part's digest, the project files' one by one."
+        d = {f.name: _sha(getattr(self, f.name))[:12] for f in fields(self)}
+        return {**d, "code": self.code, "python": self.python, "settings": self.settings}
+
+# %% ../../notebooks/runner/03_cache.ipynb #2b30196f
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _by_name(what: str, now: dict, before: dict, say) -> list[str]:
+    "A reason for each name whose value differs between `before` and `now`."
+    out = []
+    for k in sorted(now.keys() | before.keys(), key=str):
+        if k not in before:
+            out.append(say(k, None, now[k]) if say else f"{what} {k} added")
+        elif k not in now:
+            out.append(say(k, before[k], None) if say else f"{what} {k} no longer used")
+        elif now[k] != before[k]:
+            out.append(say(k, before[k], now[k]) if say else f"{what} {k} changed")
+    return out
+
+
+def _package(name, old, new) -> str:
+    return f"{name} {old} -> {new}" if old and new else f"{name} {new} added" if new else f"{name} {old} removed"
+
+
+RUNS_FIRST = "(made anew in this run)"  # the digest of an upstream step's outputs before it ran (`explain`)
+
+
+def _input(name, old, new) -> str:
+    if name.startswith("file:"):
+        return f"data file ({name[5:]}) changed"
+    return f"step '{name}' runs first" if new == RUNS_FIRST else f"the outputs of step '{name}' changed"
+
+# %% ../../notebooks/runner/03_cache.ipynb #a43cfb00
+def what_changed(
+    now: KeyParts,  # the parts of the key a step has now
+    before: KeyParts | None,  # those of the last time it ran (None: it never ran)
+) -> list[str]:
+    "Why a step whose key was `before` runs again with key `now`: one short reason per difference."
+    if before is None:
+        return ["no earlier run of this step"]
+    out = ["its notebook changed"] if now.notebook != before.notebook else []
+    out += _by_name("", now.parameters, before.parameters, lambda k, a, b: f"parameter {k}: {_short(a)} -> {_short(b)}")
+    out += _by_name("", now.inputs, before.inputs, _input)
+    out += _by_name("project file", now.code, before.code, None)
+    out += ["the workbench's code changed"] if now.workbench != before.workbench else []
+    out += [f"Python {before.python} -> {now.python}"] if now.python != before.python else []
+    out += _by_name("", now.packages, before.packages, _package)
+    out += _by_name("", now.settings, before.settings, lambda k, a, b: f"setting {k}: {_short(a)} -> {_short(b)}")
+    return out
 
 # %% ../../notebooks/runner/03_cache.ipynb #c349f97b
 @dataclass(frozen=True)
 class CacheEntry(JsonValue):
-    "Where the outputs of a cached step execution are, and which runs produced them."
+    "Where the outputs of a cached step execution are, which runs produced them, and what its key was made of."
 
     key: str
     step: str
@@ -115,6 +187,7 @@ class CacheEntry(JsonValue):
     run_id: str  # the step run that executed the notebook
     pipeline_run_id: str
     created: float
+    parts: dict | None = None  # the key's parts (`KeyParts.to_dict`)
 
 
 _KEY_LOCKS: dict = {}
@@ -122,7 +195,7 @@ _KEY_LOCKS_LOCK = threading.Lock()
 
 # %% ../../notebooks/runner/03_cache.ipynb #e6c4fb04
 class StepCache:
-    "A folder of cache entries, one small JSON file per key."
+    "A folder of cache entries, one small JSON file per key, and the key each step last had."
 
     def __init__(self, folder: Path | str):
         self.folder = Path(folder)
@@ -137,11 +210,14 @@ class StepCache:
 
     def get(self, key: str) -> CacheEntry | None:
         "The entry for `key`, if its outputs still exist."
+        e = self._read(key)
+        return e if e is not None and (Path(e.out_dir) / "outputs.json").is_file() else None
+
+    def _read(self, key: str) -> CacheEntry | None:
         try:
-            e = CacheEntry.read(self._file(key))
+            return CacheEntry.read(self._file(key))
         except (OSError, ValueError, TypeError):
             return None
-        return e if (Path(e.out_dir) / "outputs.json").is_file() else None
 
     def put(self, entry: CacheEntry) -> CacheEntry:
         "Record `entry` atomically."
@@ -151,3 +227,123 @@ class StepCache:
 
     def __repr__(self):
         return f"StepCache({self.folder})"
+
+# %% ../../notebooks/runner/03_cache.ipynb #aba318cc
+@patch
+def _pointer(self: StepCache, where: str) -> Path:
+    return self.folder / "last" / hashlib.sha256(where.encode()).hexdigest()[:24]
+
+
+@patch
+def last(
+    self: StepCache,
+    where: str,  # a step of a pipeline, e.g. `path/to/train.yaml:train`
+) -> KeyParts | None:
+    "The parts of the key step `where` last had (None if it never ran here, or its entry is gone)."
+    try:
+        e = self._read(self._pointer(where).read_text().strip())
+    except OSError:
+        return None
+    return KeyParts.from_dict(e.parts) if e is not None and e.parts else None
+
+
+@patch
+def note_last(
+    self: StepCache,
+    where: str,  # a step of a pipeline
+    key: str,  # its key in this run
+) -> None:
+    "Remember `key` as the one step `where` last had (nothing is written when it had it already)."
+    p = self._pointer(where)
+    try:
+        if p.read_text() == key:
+            return
+    except OSError:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(p, key)
+
+# %% ../../notebooks/runner/03_cache.ipynb #9c3a65c9
+def step_place(
+    spec,  # the pipeline spec (`runner.spec.load_spec`)
+    step,  # one of its steps
+) -> str:
+    "The name a step's last key is kept under (`StepCache.last`): the spec's path and the step's name."
+    return f"{spec.path}:{step.name}"
+
+
+class StepKeys:
+    "Computes the cache keys of one pipeline run's steps, and the parts they are made of."
+
+    def __init__(
+        self,
+        spec,  # the pipeline spec (`runner.spec.load_spec`)
+        params: dict,  # the run's parameter values
+        settings: Settings,  # the workbench settings (`core.config.load_settings`)
+    ):
+        self.spec, self.params, self.root = spec, params, settings.root
+        self.library, self.python = library_fingerprint(), python_version()
+        self.settings = {k: settings.tracking if k == "tracking_uri" else getattr(settings, k) for k in KEYS}
+        self._digests, self._lock = {}, threading.Lock()
+
+    def _digest(self, what: str, compute):
+        with self._lock:
+            if what not in self._digests:
+                self._digests[what] = compute()
+            return self._digests[what]
+
+    def where(self, step) -> str:  # a `runner.spec.Step`
+        "The name the step's last key is kept under (`StepCache.last`): the spec's path and the step's name."
+        return step_place(self.spec, step)
+
+    def key(self, step, dirs: dict) -> str:  # a `runner.spec.Step`; the output folders of the steps it needs
+        "The key of `step`, given the output folders of the steps it needs."
+        return self.parts(step, dirs).key
+
+# %% ../../notebooks/runner/03_cache.ipynb #941d7a63
+@patch
+def parts(
+    self: StepKeys,
+    step,  # a `runner.spec.Step`
+    dirs: dict,  # the output folders of the steps it needs, by step name (one left out: it runs first, `RUNS_FIRST`)
+) -> KeyParts:
+    "The parts of `step`'s key, given the output folders of the steps it needs."
+    files = {k for k in step.params if self.spec.params[k].file}  # a file counts by its content, not its path
+    values = {k: "" if k in files else self.params[k] for k in step.params}
+    inputs = {
+        n: self._digest(str(dirs[n]), lambda n=n: folder_digest(dirs[n])) if n in dirs else RUNS_FIRST
+        for n in step.needs
+    }
+    for k in sorted(files):
+        if path := self.params[k]:
+            inputs[f"file:{k}"] = self._digest(path, lambda p=path: file_digest(p))
+    nb = self._digest(str(step.notebook), lambda: notebook_fingerprint(step.notebook))
+    modules = named_modules(values)
+    code, external = self._digest(
+        f"code:{step.notebook}:{modules}", lambda: code_digests(step.notebook, self.root, modules)
+    )
+    env = installed()
+    packages = self._digest(f"packages:{external}", lambda: env.closure(env.providers(external)))
+    return KeyParts(nb, values, inputs, code, self.library, self.python, packages, self.settings)
+
+# %% ../../notebooks/runner/03_cache.ipynb #cd0edcc1
+def explain(
+    spec,  # the pipeline spec (`runner.spec.load_spec`)
+    params: dict,  # parameter values by name
+    settings: Settings,  # the workbench settings
+    options,  # how it would run (`runner.results.RunOptions`): the cache on or off, steps forced
+) -> list[tuple[str, str, list]]:
+    "(step, 'cached from RUN' or 'runs', the reasons) for each step of a run of `spec` under `options`; runs nothing."
+    cache, keys, dirs, out = StepCache(settings.runs / ".cache"), StepKeys(spec, params, settings), {}, []
+    for step in spec.steps:
+        parts = keys.parts(step, dirs)
+        use = options.cache and step.cache and not options.forced(step.name)
+        hit = cache.get(parts.key) if use and all(n in dirs for n in step.needs) else None
+        if hit is not None:
+            dirs[step.name] = Path(hit.out_dir)
+            out.append((step.name, f"cached from {hit.run_id[:12]}", []))
+            continue
+        why = ["the cache is off (--no-cache)"] if not options.cache else []
+        why += ["its spec says cache: false"] if not step.cache else ["--force"] if options.forced(step.name) else []
+        why = why or what_changed(parts, cache.last(keys.where(step))) or ["its cached outputs are no longer there"]
+        out.append((step.name, "runs", why))
+    return out

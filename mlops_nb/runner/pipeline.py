@@ -14,13 +14,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from mlops_nb.runner.cache import (
     CacheEntry,
+    KeyParts,
     StepCache,
-    cache_key,
-    file_digest,
-    folder_digest,
+    StepKeys,
     library_fingerprint,
-    notebook_fingerprint,
-    project_fingerprint,
+    step_place,
+    what_changed,
 )
 from .render import render_html
 from ..core.config import Settings, exported
@@ -35,41 +34,8 @@ from ..track import client as tracking, direct
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['StepKeys', 'PipelineRun', 'steps_at_once', 'mark_stale_runs', 'primary', 'pipeline_tags', 'result_tags', 'cache_hits',
+__all__ = ['PipelineRun', 'key_tags', 'steps_at_once', 'mark_stale_runs', 'primary', 'pipeline_tags', 'result_tags', 'cache_hits',
            'all_cached', 'run_pipeline', 'raise_if_failed']
-
-# %% ../../notebooks/runner/09_pipeline.ipynb #1c0dad6e
-class StepKeys:
-    "Computes the cache keys of one pipeline run's steps."
-
-    def __init__(self, spec: PipelineSpec, params: dict, settings: Settings):
-        self.spec, self.params, self.library, self.root = spec, params, library_fingerprint(), settings.root
-        self.context = {
-            "tracking": settings.tracking,
-            "experiment": settings.experiment,
-            "model_name": settings.model_name,
-        }
-        self._digests, self._lock = {}, threading.Lock()
-
-    def _digest(self, what: str, compute) -> str:
-        with self._lock:
-            if what not in self._digests:
-                self._digests[what] = compute()
-            return self._digests[what]
-
-    def key(self, step: Step, dirs: dict[str, Path]) -> str:
-        "The key of `step`, given the output folders of the steps it needs."
-        files = {k for k in step.params if self.spec.params[k].file}  # a file counts by its content, not its path
-        values = {k: "" if k in files else self.params[k] for k in step.params}
-        inputs = {n: self._digest(str(dirs[n]), lambda n=n: folder_digest(dirs[n])) for n in step.needs}
-        for k in sorted(files):
-            if path := self.params[k]:
-                inputs[f"file:{k}"] = self._digest(path, lambda p=path: file_digest(p))
-        nb = self._digest(str(step.notebook), lambda: notebook_fingerprint(step.notebook))
-        inputs["project code"] = self._digest(
-            f"code:{step.notebook}", lambda: project_fingerprint(step.notebook, self.root)
-        )
-        return cache_key(nb, values, inputs, self.library, self.context)
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #a45f4a5c
 class PipelineRun:
@@ -105,6 +71,16 @@ class PipelineRun:
             return fn(*args, **kw)
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #5a417173
+def key_tags(
+    parts: KeyParts,  # what a step's key is made of
+) -> dict:
+    "The tags that record what a step's key was made of (`KeyParts.summary`), for `reproduce` and `diff` to compare."
+    text = json.dumps(parts.summary(), sort_keys=True)
+    if len(text) > 6000:  # MLflow keeps 8,000 characters of a tag: a large project's files, as one digest
+        text = json.dumps({**parts.summary(), "code": {"(all files)": KeyParts.from_dict(parts.to_dict()).key[:12]}})
+    return {tracking.Tag.key_parts: text}
+
+
 @patch
 def _start_step(self: PipelineRun, step: Step, r: StepResult, tags: dict) -> None:
     tags = {
@@ -112,6 +88,8 @@ def _start_step(self: PipelineRun, step: Step, r: StepResult, tags: dict) -> Non
         tracking.Tag.step: step.name,
         tracking.Tag.notebook: tracking.relative_path(step.notebook, self.settings.root),
         tracking.Tag.cache_key: r.key,
+        **key_tags(r.parts),
+        **({tracking.Tag.why: "; ".join(r.why)[:5000]} if r.why else {}),
         "mlflow.user": tracking.user(),
         **tags,
     }
@@ -126,7 +104,8 @@ def run_step(
 ) -> StepResult:
     "Run (or reuse) one step whose upstream steps are done."
     r = self.result.step(step.name)
-    r.key = self.keys.key(step, self.dirs)
+    r.parts = self.keys.parts(step, self.dirs)
+    r.key = r.parts.key
     cached = self.options.cache and step.cache
     with self.cache.lock(r.key) if cached else ExitStack():
         hit = self.cache.get(r.key) if cached and not self.options.forced(step.name) else None
@@ -134,7 +113,20 @@ def run_step(
             hit = self._from_server(step, r)
         if hit:
             return self._reuse(step, r, hit)
+        r.why = self._why(step, r.parts)
         return self._execute(step, r)
+
+# %% ../../notebooks/runner/09_pipeline.ipynb #e61dfd52
+@patch
+def _why(self: PipelineRun, step: Step, parts: KeyParts) -> list[str]:
+    "Why `step` runs instead of being taken from the cache: what changed since it last ran, or what says so."
+    if not self.options.cache:
+        return ["the cache is off (--no-cache)"]
+    if not step.cache:
+        return ["its spec says cache: false"]
+    if self.options.forced(step.name):
+        return ["--force"]
+    return what_changed(parts, self.cache.last(self.keys.where(step))) or ["its cached outputs are no longer there"]
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #139f0073
 @patch
@@ -152,6 +144,7 @@ def _reuse(self: PipelineRun, step: Step, r: StepResult, hit: CacheEntry) -> Ste
         },
     )
     self.mlflow(tracking.finish_run, self.client, r.run_id)
+    self.cache.note_last(self.keys.where(step), r.key)
     r.status = "cached"
     self.report(r)
     return r
@@ -168,7 +161,8 @@ def _from_server(self: PipelineRun, step: Step, r: StepResult) -> CacheEntry | N
     shared.fetch(self.client, found, out)
     r.cached_by = shared.producer(found)
     pipeline = found.data.tags.get("mlflow.parentRunId", "")
-    return self.cache.put(CacheEntry(r.key, step.name, str(out), found.info.run_id, pipeline, time.time()))
+    entry = CacheEntry(r.key, step.name, str(out), found.info.run_id, pipeline, time.time(), r.parts.to_dict())
+    return self.cache.put(entry)
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #3741f8f1
 @patch
@@ -205,7 +199,10 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
         r.outputs = json.loads((r.out_dir / OUTPUTS).read_text())
     self.records.submit(self._record, r)
     if r.status == "done" and self.options.cache and step.cache:
-        self.cache.put(CacheEntry(r.key, step.name, str(r.out_dir), r.run_id, self.parent, time.time()))
+        self.cache.put(
+            CacheEntry(r.key, step.name, str(r.out_dir), r.run_id, self.parent, time.time(), r.parts.to_dict())
+        )
+        self.cache.note_last(self.keys.where(step), r.key)
     self.report(r)
     return r
 
@@ -453,14 +450,14 @@ def cache_hits(
     for step in spec.steps:
         if not step.cache or options.forced(step.name) or any(n not in dirs for n in step.needs):
             continue  # it runs; and so does every step that needs it
-        key = keys.key(step, dirs)
-        if (hit := cache.get(key)) is None:
+        parts = keys.parts(step, dirs)
+        if (hit := cache.get(parts.key)) is None:
             continue
         dirs[step.name] = Path(hit.out_dir)
         outputs = json.loads((dirs[step.name] / OUTPUTS).read_text())
-        out.append(
-            StepResult(step.name, "cached", outputs=outputs, key=key, out_dir=dirs[step.name], cached_from=hit.run_id)
-        )
+        r = StepResult(step.name, "cached", outputs=outputs, key=parts.key, out_dir=dirs[step.name])
+        r.cached_from, r.parts = hit.run_id, parts
+        out.append(r)
     return out
 
 
@@ -486,6 +483,7 @@ def _cached_kid(s: StepResult, spec: PipelineSpec, params: dict, start: int, end
         tracking.Tag.cached: "true",
         tracking.Tag.cached_from: s.cached_from,
         tracking.Tag.cache_key: s.key,
+        **key_tags(s.parts),
     }
     return journal.RunRecord(s.name, tags, {k: params[k] for k in spec.step(s.name).params}, {}, "FINISHED", start, end)
 
@@ -500,6 +498,9 @@ def _record_cached(spec, params, settings, steps: list[StepResult], started: flo
     metrics = {**result.summary, "pipeline_seconds": result.seconds}
     parent = journal.RunRecord(spec.name, parent_tags, params, metrics, "FINISHED", start, end)
     journal.write_journal(settings, parent, [_cached_kid(s, spec, params, start, end) for s in steps])
+    cache = StepCache(settings.runs / ".cache")
+    for s in steps:  # what each step's next key is compared with
+        cache.note_last(step_place(spec, spec.step(s.name)), s.key)
     if not settings.is_local_store:  # a server: recorded now, so that a refusal (a read-only user) is said here
         client = tracking.connect(settings)
         run_id = journal.flush_journals(settings, client)[-1]

@@ -6,10 +6,10 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/reproduce.html.md"""
 
 # %% ../../notebooks/runner/11_reproduce.ipynb #23c3f5dc
 from __future__ import annotations
-import math
+import json, math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from .cache import library_fingerprint
+from .cache import StepKeys, library_fingerprint
 from ..ml.data import content_hash
 from ..core.config import Settings
 from ..core.errors import MlopsNbError
@@ -19,7 +19,7 @@ from .spec import load_spec
 from ..track import client as tracking
 
 # %% auto #0
-__all__ = ['Reproduction', 'compare_metrics', 'reproduce']
+__all__ = ['Reproduction', 'key_checks', 'compare_metrics', 'reproduce']
 
 # %% ../../notebooks/runner/11_reproduce.ipynb #ada49ce9
 @dataclass
@@ -42,7 +42,7 @@ def _results(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not tracking.is_measurement(k)}
 
 # %% ../../notebooks/runner/11_reproduce.ipynb #b37ada33
-def _checks(run, spec, params: dict, steps: dict, settings: Settings) -> list[tuple[str, bool, str]]:
+def _checks(client, run, spec, params: dict, steps: dict, settings: Settings) -> list[tuple[str, bool, str]]:
     tags, out = run.data.tags, []
     head = tracking.git_state(settings.root).get("mlflow.source.git.commit", "")
     then = tags.get("mlflow.source.git.commit", "")
@@ -57,6 +57,7 @@ def _checks(run, spec, params: dict, steps: dict, settings: Settings) -> list[tu
             + ("unchanged" if tags.get(tracking.Tag.library) == lib else "changed since the run"),
         )
     )
+    out += _step_checks(client, run, spec, params, steps, settings)
     recorded = steps.get("ingest").data.params.get("data_version", "") if "ingest" in steps else ""
     data = {k: v for k, v in params.items() if spec.params[k].file and v}
     for k, path in data.items():
@@ -66,6 +67,82 @@ def _checks(run, spec, params: dict, steps: dict, settings: Settings) -> list[tu
         now = content_hash(path)  # as the ingest step records it, for a file or a folder of parts
         out.append((f"data ({k})", now == recorded, f"recorded {recorded[:12]}, now {now[:12]} ({path})"))
     return out
+
+# %% ../../notebooks/runner/11_reproduce.ipynb #1178ba9d
+def _packages_then(requirements: str, now: dict) -> dict:
+    "{name: version} recorded in a run's requirements file, for the distributions named in `now`."
+    pins = dict(line.split("==", 1) for line in requirements.splitlines() if "==" in line)
+    wanted = {n.lower() for n in now}
+    return {n: v for n, v in pins.items() if n.lower() in wanted}
+
+
+def key_checks(
+    recorded: dict,  # step -> the `KeyParts.summary` its run recorded
+    now: dict,  # step -> its `KeyParts` now (inputs left out: the re-run makes them)
+    requirements: str = "",  # the installed packages the run recorded (`environment/requirements.txt`)
+) -> list[tuple[str, bool, str]]:
+    "What differs from a run's steps then to now, part by part: (what, same?, detail), as the step cache compares."
+    out, parts = [], ("notebook", "code", "python", "packages", "settings")
+    changed = {p: [] for p in parts}
+    for name, then in recorded.items():
+        if name not in now:
+            continue
+        here = now[name].summary()
+        for p in parts:
+            if here[p] != then.get(p, here[p]):
+                changed[p].append(name)
+    files = sorted({f for n in changed["code"] for f in _differ(recorded[n]["code"], now[n].code)})
+    out.append(
+        (
+            "step notebooks",
+            not changed["notebook"],
+            "changed: " + ", ".join(changed["notebook"]) if changed["notebook"] else "unchanged",
+        )
+    )
+    out.append(("project code", not files, "changed: " + ", ".join(files) if files else "unchanged"))
+    python = next((recorded[n]["python"] for n in changed["python"]), "")
+    out.append(
+        ("Python", not python, f"recorded {python}, now {next(iter(now.values())).python}" if python else "unchanged")
+    )
+    out.append(("packages", not changed["packages"], _package_detail(changed["packages"], now, requirements)))
+    settings = sorted({k for n in changed["settings"] for k in _differ(recorded[n]["settings"], now[n].settings)})
+    out.append(("settings", not settings, "changed: " + ", ".join(settings) if settings else "unchanged"))
+    return out
+
+# %% ../../notebooks/runner/11_reproduce.ipynb #df333822
+def _differ(then: dict, now: dict) -> list[str]:
+    return [k for k in sorted(then.keys() | now.keys()) if then.get(k) != now.get(k)]
+
+
+def _package_detail(steps: list, now: dict, requirements: str) -> str:
+    if not steps:
+        return "unchanged"
+    here = {k: v for n in steps for k, v in now[n].packages.items()}
+    then = _packages_then(requirements, here) if requirements else {}
+    moved = [f"{k} {then.get(k, '(not installed)')} -> {v}" for k, v in sorted(here.items()) if then.get(k) != v]
+    return ", ".join(moved) if then and moved else f"the packages of step(s) {', '.join(steps)} changed"
+
+# %% ../../notebooks/runner/11_reproduce.ipynb #01b931e5
+def _step_checks(client, run, spec, params: dict, steps: dict, settings: Settings) -> list[tuple[str, bool, str]]:
+    "`key_checks` of a recorded run's steps against what their keys would be made of now."
+    recorded = {n: r.data.tags.get(tracking.Tag.key_parts) for n, r in steps.items()}
+    recorded = {n: json.loads(v) for n, v in recorded.items() if v and n in {s.name for s in spec.steps}}
+    if not recorded:
+        return [("steps' code and environment", False, "not recorded (a run made before the workbench recorded them)")]
+    keys = StepKeys(spec, params, settings)
+    now = {s.name: keys.parts(s, {}) for s in spec.steps if s.name in recorded}  # inputs: the re-run makes them
+    return key_checks(recorded, now, _recorded_requirements(client, run.info.run_id))
+
+
+def _recorded_requirements(client, run_id: str) -> str:
+    "The installed packages run `run_id` recorded, as a requirements file's text ('' if it kept none)."
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            return Path(client.download_artifacts(run_id, "environment/requirements.txt", d)).read_text()
+        except Exception:  # not kept, or not readable: the check names the steps whose packages changed
+            return ""
 
 # %% ../../notebooks/runner/11_reproduce.ipynb #1ed4c31d
 def compare_metrics(
@@ -131,12 +208,12 @@ def reproduce(
     spec = load_spec(tracking.recorded_path(run.data.tags[tracking.Tag.spec], settings.root))
     params = {k: spec.params[k].parse(v) if v != "" else "" for k, v in run.data.params.items() if k in spec.params}
     steps = tracking.step_runs(client, run, producers=True)  # a cached step's results live in the run that made them
-    checks = _checks(run, spec, params, steps, settings)
+    # the model it was about (e.g. named after its data file); registering or moving an alias fails instead
+    model_name = run.data.tags.get(tracking.Tag.model_name, settings.model_name)
+    checks = _checks(client, run, spec, params, steps, replace(settings, model_name=model_name))
     params, restored = _restore_data(client, run, spec, params, steps, settings)
     checks += restored
     left_out = [s.name for s in spec.steps if s.registry]
-    # the model it was about (e.g. named after its data file); registering or moving an alias fails instead
-    model_name = run.data.tags.get(tracking.Tag.model_name, settings.model_name)
     rerun = run_pipeline(
         spec,
         params,

@@ -48,6 +48,8 @@ class StepResult:
     cached_by: str = ""  # ... and who ran it, when it came from the tracking server (`runner.shared`)
     peak_memory_mb: float | None = None  # the step kernel's peak resident memory (a `StepContext` step records it)
     worker: str = ""  # the Dask worker it was shipped to (`runner.remote`), and "(attempt 2)" if one was lost
+    parts: object = None  # what its cache key was made of (`runner.cache.KeyParts`)
+    why: list = field(default_factory=list)  # why it ran instead of being taken from the cache (`what_changed`)
 
     @property
     def ok(self) -> bool:
@@ -214,6 +216,7 @@ class EventLog:
                 "run_id": r.run_id,
                 "pipeline_run": r.out_dir.parent.name if r.out_dir else "",
                 "notebook": str(r.notebook or ""),
+                "why": r.why,
                 "error": e
                 and {"cell": e.cell, "line": e.line, "ename": e.ename, "evalue": e.evalue, "source": e.source},
             }

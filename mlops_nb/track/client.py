@@ -8,11 +8,9 @@ Docs: https://mlops-nb.github.io/mlops-nb/track/client.html.md"""
 from __future__ import annotations
 import json, math, os, platform, subprocess, time, uuid
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from ..core.config import Settings, environment as variables
 from ..core.errors import ConfigError, MlopsNbError
-from ..core.values import write_atomic
 
 # %% auto #0
 __all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'creating', 'settle',
@@ -24,8 +22,19 @@ __all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
 
+# %% ../../notebooks/track/01_client.ipynb #37cc3d4f
+class _CacheTags:
+    "The tags of the step cache (`runner.cache`), a part of `Tag`."
+
+    cache_key = f"{TAG}.cache_key"  # the step's cache key
+    key_parts = f"{TAG}.key_parts"  # ... and what it was made of, part by part (`runner.cache.KeyParts.summary`)
+    why = f"{TAG}.why"  # why a step ran rather than being taken from the cache
+    cached = f"{TAG}.cached"  # true when the step's outputs were reused
+    cached_from = f"{TAG}.cached_from"  # the step run that computed reused outputs
+    cached_from_pipeline = f"{TAG}.cached_from_pipeline"  # ... and its pipeline run
+
 # %% ../../notebooks/track/01_client.ipynb #562b35d2
-class Tag:
+class Tag(_CacheTags):
     "The names of the tags the workbench writes on runs and model versions, in one place."
 
     kind = f"{TAG}.kind"  # pipeline, step or sweep
@@ -41,10 +50,6 @@ class Tag:
     step = f"{TAG}.step"  # a step run's step
     notebook = f"{TAG}.notebook"  # the step's notebook
     mode = f"{TAG}.mode"  # interactive, for a step run in JupyterLab
-    cache_key = f"{TAG}.cache_key"  # the step's cache key
-    cached = f"{TAG}.cached"  # true when the step's outputs were reused
-    cached_from = f"{TAG}.cached_from"  # the step run that computed reused outputs
-    cached_from_pipeline = f"{TAG}.cached_from_pipeline"  # ... and its pipeline run
     sweep = f"{TAG}.sweep"  # the sweep run of a member
     member = f"{TAG}.member"  # a sweep member's values
     grid = f"{TAG}.grid"  # a sweep's grid
@@ -472,34 +477,23 @@ def git_state(
 
 def environment() -> dict[str, str]:
     "Python version, platform and the versions of key packages, as tags."
-    env = {Tag.python: platform.python_version(), Tag.platform: platform.platform()}
+    from mlops_nb.core.packages import installed
+
+    env, versions = {Tag.python: platform.python_version(), Tag.platform: platform.platform()}, installed().versions
     for pkg in ("mlops-nb", "mlflow", "scikit-learn", "pandas", "numpy", "papermill"):
-        try:
-            env[f"{TAG}.version.{pkg}"] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
+        if pkg in versions:
+            env[f"{TAG}.version.{pkg}"] = versions[pkg][1]
     return env
 
 # %% ../../notebooks/track/01_client.ipynb #2bc12d7e
 def installed_packages(
-    cache: Path | str | None = None,  # a folder to keep the answer in, reused until a package is (un)installed
+    cache: Path | str | None = None,  # where to keep the answer if the user has no cache folder (`core.packages`)
 ) -> str:
     "Every installed distribution as `name==version` lines (a requirements file)."
-    import hashlib, sys
+    from mlops_nb.core.packages import installed
 
-    # installing or removing a package adds or removes a folder in a sys.path entry, which changes its mtime
-    places = [(p, os.stat(p).st_mtime_ns) for p in sys.path if p and os.path.isdir(p)]
-    key = hashlib.sha256(repr((sys.prefix, places)).encode()).hexdigest()[:24]
-    kept = Path(cache) / f"packages-{key}.txt" if cache else None
-    if kept is not None and kept.is_file():
-        return kept.read_text()
-    found = (d.metadata for d in metadata.distributions())  # each METADATA file read and parsed once: ~0.1 s
-    names = {f"{m['Name']}=={m['Version']}" for m in found if m["Name"]}
-    text = "\n".join(sorted(names, key=str.lower)) + "\n"
-    if kept is not None:
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(kept, text)
-    return text
+    versions = installed(cache).versions.values()
+    return "\n".join(sorted((f"{name}=={version}" for name, version in versions), key=str.lower)) + "\n"
 
 # %% ../../notebooks/track/01_client.ipynb #e3d1fa54
 def log_dataset(

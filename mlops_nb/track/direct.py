@@ -13,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote, urlparse
 from fastcore.basics import patch
-from ..core.values import beside, private_folder, write_atomic
+from ..core.values import beside, user_cache, write_atomic
 from .client import _finite, _text, sqlite_file
 
 # %% auto #0
@@ -318,10 +318,7 @@ def _template_key() -> str | None:
 
 def template_path() -> Path | None:
     "Where the empty store the installed MLflow built is kept; None if the cache has no folder of the user's alone."
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"))
-    if not cache.is_absolute():  # no home folder (a relative XDG_CACHE_HOME is ignored, as the XDG spec says)
-        return None
-    folder, key = private_folder(cache / "mlops-nb"), _template_key()
+    folder, key = user_cache(), _template_key()
     return folder / f"empty-store-{key}.db" if folder is not None and key is not None else None
 
 

@@ -7,7 +7,6 @@ Docs: https://mlops-nb.github.io/mlops-nb/track/registry.html.md"""
 # %% ../../notebooks/track/02_registry.ipynb #74a07375
 from __future__ import annotations
 import json, tempfile
-from importlib import metadata
 from pathlib import Path
 import mlops_nb
 from ..core.errors import RegistryError
@@ -15,25 +14,13 @@ from ..ml.validate import Schema
 from .client import Tag, mlflow_globals
 
 # %% auto #0
-__all__ = ['ALIASES', 'MODEL_REQUIREMENTS', 'pinned_requirements', 'trusted_types', 'model_code', 'check_writable',
-           'register_model', 'set_alias', 'alias_version', 'make_challenger', 'version_file', 'version_profile',
-           'version_schema', 'model_version', 'registered_model', 'list_versions', 'download_model', 'load_model',
-           'aliases_by_version']
+__all__ = ['ALIASES', 'MODEL_LOADERS', 'trusted_types', 'model_code', 'model_requirements', 'check_writable', 'register_model',
+           'set_alias', 'alias_version', 'make_challenger', 'version_file', 'version_profile', 'version_schema',
+           'model_version', 'registered_model', 'list_versions', 'download_model', 'load_model', 'aliases_by_version']
 
 # %% ../../notebooks/track/02_registry.ipynb #f83c2d91
 ALIASES = ("champion", "challenger", "previous")
-MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "skops", "pyarrow")
-
-
-def pinned_requirements() -> list[str]:
-    "Exact versions of what a registered model needs to load, as installed here."
-    out = []
-    for p in MODEL_REQUIREMENTS:
-        try:
-            out.append(f"{p}=={metadata.version(p)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+MODEL_LOADERS = ("mlflow", "skops")  # what loads any registered model: MLflow's pyfunc, skops' format
 
 
 def trusted_types(
@@ -65,6 +52,26 @@ def model_code(
     found = {local_origin(t, Path(root), Path.cwd()) for t in tops}
     return sorted(p for p in found if p is not None)
 
+# %% ../../notebooks/track/02_registry.ipynb #d1184365
+def model_requirements(
+    model,  # a fitted estimator
+    root: Path | str,  # the project folder (whose own code the model carries)
+) -> list[str]:
+    "`name==version` of MLflow, skops and every installed distribution `model`'s code imports, as installed here."
+    from mlops_nb.core.code import local_origin, package_imports, reachable_code
+    from mlops_nb.core.packages import installed
+    from mlops_nb.ml.models import require_portable
+
+    modules = [m for m in require_portable(model) if m]
+    ours = [m for m in modules if m.split(".")[0] == "mlops_nb"]
+    external = set(package_imports(Path(mlops_nb.__file__).parent, ours).external)
+    for top in {m.split(".")[0] for m in modules} - {"mlops_nb"}:
+        local = local_origin(top, Path(root), Path.cwd())
+        external |= set(reachable_code(local, root).external) if local is not None else {top}
+    env = installed()
+    names = sorted({*MODEL_LOADERS, *env.providers(external - {"mlops_nb"})} - {"mlops-nb"})
+    return [f"{env.versions[n][0]}=={env.versions[n][1]}" for n in names if n in env.versions]
+
 # %% ../../notebooks/track/02_registry.ipynb #264afa5f
 def check_writable(
     action: str,  # what was about to change, for the message
@@ -79,7 +86,7 @@ def check_writable(
         )
 
 # %% ../../notebooks/track/02_registry.ipynb #bbffc72c
-def _log_model(client, run_id: str, name: str, model, example, extra: list[str], code: list[str]):
+def _log_model(client, run_id: str, name: str, model, example, extra: list[str], code: list[str], requirements: list):
     "Log `model` to run `run_id` with MLflow's sklearn flavour (skops, pinned requirements, its code and files)."
     import mlflow, mlflow.sklearn
     from mlflow.models import Model, infer_signature
@@ -92,7 +99,7 @@ def _log_model(client, run_id: str, name: str, model, example, extra: list[str],
         sk_model=model,
         signature=infer_signature(example, model.predict(example)),
         input_example=example,
-        pip_requirements=pinned_requirements(),
+        pip_requirements=requirements,
         code_paths=code,
         serialization_format="skops",
         skops_trusted_types=trusted_types(model),
@@ -131,7 +138,8 @@ def register_model(
 ):
     "Log `model` to run `run_id` (with schema, `profile` and the project code it needs); register a version of `name`."
     check_writable(f"registering a new version of '{name}'")
-    code = [str(Path(mlops_nb.__file__).parent), *map(str, model_code(model, root or _project_root()))]
+    root = root or _project_root()
+    code = [str(Path(mlops_nb.__file__).parent), *map(str, model_code(model, root))]
     run = client.get_run(run_id)
     version_run = version_run or run.data.tags.get("mlflow.parentRunId") or run_id
     experiment = run.info.experiment_id  # active for Model.log, else the model lands in experiment 0, under ./mlruns
@@ -139,7 +147,7 @@ def register_model(
         extra = [str(schema.write(Path(d) / "schema.json"))]
         if profile is not None:
             extra.append(str(profile.write(Path(d) / "profile.json")))
-        info = _log_model(client, run_id, name, model, example, extra, code)
+        info = _log_model(client, run_id, name, model, example, extra, code, model_requirements(model, root))
         version = str(_new_version(client, name, info, version_run).version)
     tags = {**(tags or {}), Tag.schema: json.dumps({"target": schema.target, "task": schema.task})}
     if metric is not None:

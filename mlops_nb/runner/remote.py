@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from ..core.code import local_code
+from ..core.code import local_code, named_modules
 from ..core.config import Settings, environment, load_settings
 from .results import StepError, StepResult
 from .spec import Step
@@ -53,11 +53,12 @@ class Landed:
 def code_files(
     notebook: Path,  # a step notebook
     root: Path,  # the project folder
+    modules: tuple = (),  # modules its parameter values name (`core.code.named_modules`)
 ) -> dict[str, bytes]:
-    "The notebook and the project code it imports, by path in the project."
+    "The notebook and the project code it imports or its parameters name, by path in the project."
     root = Path(root).resolve()
     files = [Path(notebook).resolve()]
-    for p in local_code(notebook, root):
+    for p in local_code(notebook, root, modules):
         files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
     return {_in_project(p, root): p.read_bytes() for p in files}
 
@@ -88,7 +89,7 @@ def ship(
     return Shipment(
         step,
         _in_project(step.notebook, settings.root),
-        code_files(step.notebook, settings.root),
+        code_files(step.notebook, settings.root, named_modules(params)),
         {k: v for k, v in params.items() if k not in inputs},
         inputs,
         {n: _outputs_of(client, n, r, run_id) for n, r in upstream.items()},

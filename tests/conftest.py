@@ -245,3 +245,16 @@ def user_env(**extra: str) -> dict[str, str]:
     keep = {k: v for k, v in clean_env().items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     keep["PATH"] = ":".join(p for p in keep.get("PATH", "").split(":") if not p.startswith(str(REPO)))
     return {**keep, **extra}
+
+
+def venv_from(requirements: Path, folder: Path) -> Path:
+    """A fresh virtualenv in `folder` with nothing but what `requirements` lists (and what that requires), as a user
+    who gets a model or a bundle would make it; uv, from the index (its cache makes it seconds)."""
+    uv = Path(sys.executable).parent / "uv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([str(uv), "venv", "--quiet", "--python", base, str(folder)], check=True, capture_output=True,
+                   env=user_env())
+    r = subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(folder / "bin" / "python"), "-r",
+                        str(requirements)], capture_output=True, text=True, env=user_env())
+    assert r.returncode == 0, f"installing {requirements} failed:\n{r.stderr[-3000:]}"
+    return folder

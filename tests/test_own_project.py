@@ -1,10 +1,10 @@
 """A user's own project, from an installed wheel in a folder of their own: `mlops-nb new`, `make run`, `make test`;
 their own estimator and plain notebooks as steps; the model served, scored and bundled in fresh processes that
 cannot import the project's package."""
-import json, signal, subprocess, urllib.request
+import json, signal, subprocess, sys, urllib.request
 from pathlib import Path
 import pytest
-from conftest import free_port, user_env, wait_for_url, wait_until_up
+from conftest import free_port, user_env, venv_from, wait_for_url, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -143,6 +143,25 @@ def test_own_estimator_and_plain_steps_from_anywhere_served_scored_bundled_witho
     finally:
         stop(proc)
 
+    # a fresh environment made from nothing but the registered model's own requirements loads it and predicts
+    model = tmp_path / "bundle" / "model"
+    alone = venv_from(model / "requirements.txt", tmp_path / "model-venv")
+    loads = ("import mlflow; m = mlflow.pyfunc.load_model('model'); "
+             "print(len(m.predict(mlflow.models.Model.load('model').load_input_example('model'))))")
+    assert sh([alone / "bin" / "python", "-c", loads], cwd=tmp_path / "bundle").stdout.split()[-1] == "5"  # its input example's rows
+    assert "fastcore" in (model / "requirements.txt").read_text()  # the workbench's modules the model carries need it
+    # ... and the bundle's README route: a fresh environment from its requirements.txt alone serves it
+    served = venv_from(tmp_path / "bundle" / "requirements.txt", tmp_path / "bundle-venv")
+    port = free_port()
+    proc = subprocess.Popen([str(served / "bin" / "python"), "-m", "mlops_nb.cli.main", "serve", "--model", ".", "--port",
+                             str(port)], cwd=tmp_path / "bundle", env=user_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", 180, proc)
+        assert len(post_rows(f"http://127.0.0.1:{port}")["predictions"]) == 5
+    finally:
+        stop(proc)
+
     # a model that cannot load is said in the server's log, not only in its HTTP answers
     import shutil, time
     shutil.copytree(tmp_path / "bundle", tmp_path / "broken")
@@ -160,12 +179,14 @@ def test_own_estimator_and_plain_steps_from_anywhere_served_scored_bundled_witho
         if proc.poll() is None:
             stop(proc)
 
-    # MLflow's own server, as a team without mlops-nb's would serve it
-    port = free_port()
+    # MLflow's own server, as a team without mlops-nb's would serve it: in an environment MLflow makes with uv from the
+    # model's requirements alone (its own contract for a model that must load anywhere)
+    port, uv_bin = free_port(), Path(sys.executable).parent
     proc = subprocess.Popen([str(wheel_venv / "bin" / "mlflow"), "models", "serve", "-m", "models:/acme@champion",
-                             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)], cwd=elsewhere,
+                             "--env-manager", "uv", "--host", "127.0.0.1", "--port", str(port)], cwd=elsewhere,
                             env=user_env(MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
-                                         PATH=f"{wheel_venv / 'bin'}:{user_env()['PATH']}"),  # activated, as mlflow needs
+                                         MLFLOW_ENV_ROOT=str(tmp_path / "mlflow-envs"),  # not in the user's home
+                                         PATH=f"{wheel_venv / 'bin'}:{uv_bin}:{user_env()['PATH']}"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for_url(f"http://127.0.0.1:{port}/ping", 180, proc)

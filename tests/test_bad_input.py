@@ -98,3 +98,28 @@ def test_validation_failure_stops_dependents_and_keeps_the_report(trained):
     report = project.client().download_artifacts(validate.info.run_id, "validation.md")
     assert "pressure" in open(report).read()
     assert snapshot(project)[1] == before[1]
+
+
+def test_parameters_as_papermill_takes_them_none_lists_and_dicts(project):
+    "papermill's everyday parameters (its own test notebook's `msg = None`, lists, dicts) run, typed and checked."
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    params = new_code_cell("msg = None\nname: str | None = None  # optional\ncols: list[str] = ['a']  # columns\n"
+                           "opts: dict = {}  # options\nout_dir: str = ''")
+    params.metadata["tags"] = ["parameters"]
+    body = new_code_cell("import json, os\nprint(msg)\n"
+                         "json.dump([msg, name, cols, opts], open(os.path.join(out_dir, 'got.json'), 'w'))")
+    nbformat.write(new_notebook(cells=[params, body]), project.root / "pipelines" / "echo.ipynb")
+    (project.root / "pipelines" / "echo.yaml").write_text("steps:\n  - {name: echo, notebook: echo.ipynb}\n")
+    got = lambda: json.loads(next((project.root / "runs").glob("*/echo/got.json")).read_text())
+    project.run("run", "pipelines/echo.yaml", check=True)  # the defaults, as in JupyterLab
+    assert got() == [None, None, ["a"], {}]
+    for f in (project.root / "runs").glob("*/echo/got.json"):
+        f.unlink()
+    project.run("run", "pipelines/echo.yaml", "-p", "msg=hello", "-p", "cols=[x, y]", "-p", "opts={depth: 3}",
+                "-p", "name=ann", check=True)
+    assert got() == ["hello", "ann", ["x", "y"], {"depth": 3}]
+    before = snapshot(project)
+    r = project.run("run", "pipelines/echo.yaml", "-p", "opts=[1, 2]")
+    assert r.returncode == 2 and "parameter 'opts' expects dict, got '[1, 2]'" in " ".join(r.stderr.split())
+    assert snapshot(project) == before

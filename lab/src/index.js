@@ -133,6 +133,9 @@ class Panel extends Widget {
   }
 
   renderForm(spec) {
+    // a list's or a dict's default as JSON, which the field takes back as it is (so does YAML: [a, b], {depth: 3})
+    const placeholder = p => p.default === null || p.default === undefined ? (p.type.endsWith('| None') || p.type === 'any' ? 'None' : '')
+      : typeof p.default === 'object' ? JSON.stringify(p.default) : String(p.default);
     if (spec.error) {
       return fill(this.form, h('div.mlops-error', {}, spec.error));
     }
@@ -141,7 +144,7 @@ class Panel extends Widget {
         ? h('select', { name: p.name }, p.choices.map(c => h('option', { value: c, selected: c === p.default }, String(c))))
         : p.type === 'bool'
           ? h('select', { name: p.name }, ['true', 'false'].map(v => h('option', { value: v, selected: String(p.default) === v }, v)))
-          : h('input', { name: p.name, type: 'text', placeholder: p.default === null || p.default === undefined ? '' : String(p.default),
+          : h('input', { name: p.name, type: 'text', placeholder: placeholder(p),
             inputmode: p.type === 'int' || p.type === 'float' ? 'decimal' : undefined });
       return h('label.mlops-field', { dataset: { param: p.name } },
         h('span.mlops-name', {}, p.name, h('span.mlops-type', {}, ` ${p.type}${p.required ? ', required' : ''}`)),

@@ -11,15 +11,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from ..core.errors import ConfigError, ParameterError
+from .params import ParamType, declared_type, parse_value
 
 # %% auto #0
-__all__ = ['TYPES', 'RUNNER_PARAMS', 'Param', 'read_parameters', 'Step', 'PipelineSpec', 'load_spec', 'parse_assignments',
+__all__ = ['RUNNER_PARAMS', 'Param', 'read_parameters', 'Step', 'PipelineSpec', 'load_spec', 'parse_assignments',
            'read_params_file', 'resolve_params', 'check_files', 'model_name_for', 'prepare_run']
 
 # %% ../../notebooks/runner/01_spec.ipynb #5ece3fe7
-TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 RUNNER_PARAMS = ("out_dir", "upstream", "mlflow_run_id")
-_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 # %% ../../notebooks/runner/01_spec.ipynb #2282cde7
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Param:
     "One typed pipeline parameter."
 
     name: str
-    type: str  # str, int, float or bool
+    type: str  # its type as written in the notebook (`runner.params.ParamType`): str, int | None, list[str], ...
     default: Any = None
     help: str = ""
     required: bool = False
@@ -37,34 +36,12 @@ class Param:
 
     def parse(self, value) -> Any:
         "`value` (text from the command line, or a YAML value) as this parameter's type."
-        t, text = self.type, str(value).strip()
-        try:
-            if t == "bool":
-                if isinstance(value, bool):
-                    v = value
-                elif text.lower() in _TRUE + _FALSE:
-                    v = text.lower() in _TRUE
-                else:
-                    raise ValueError
-            elif t == "int":
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                    raise ValueError
-                v = int(value) if isinstance(value, (int, float)) else int(text)
-            elif t == "float":
-                v = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float(text)
-            else:
-                v = value if isinstance(value, str) else text
-        except ValueError:
-            raise ParameterError(f"parameter '{self.name}' expects {t}, got {text!r}{_hint(self)}.") from None
+        v = parse_value(ParamType.of(self.type), value, self.name)
         if self.choices and v not in self.choices:
             raise ParameterError(
                 f"parameter '{self.name}' must be one of {', '.join(map(str, self.choices))}; got {v!r}."
             )
         return v
-
-# %% ../../notebooks/runner/01_spec.ipynb #5f9d6158
-def _hint(p: Param) -> str:
-    return {"bool": " (use true or false)", "int": " (a whole number)", "float": " (a number)"}.get(p.type, "")
 
 # %% ../../notebooks/runner/01_spec.ipynb #5754eb4d
 def _parameters_cell(nb: dict) -> str:
@@ -108,13 +85,13 @@ def read_parameters(
             default = ast.literal_eval(node.value)
         except ValueError:
             raise ConfigError(f"parameter '{target.id}' in {path} has a default that is not a literal value.") from None
-        ann = (
-            node.annotation.id
-            if isinstance(node, ast.AnnAssign) and isinstance(node.annotation, ast.Name)
-            else type(default).__name__
-        )
-        if ann not in TYPES:
-            raise ConfigError(f"parameter '{target.id}' in {path} has type {ann}; supported are: {', '.join(TYPES)}.")
+        ann = ast.unparse(node.annotation) if isinstance(node, ast.AnnAssign) else None
+        if (t := declared_type(ann, default)) is None:
+            raise ConfigError(
+                f"parameter '{target.id}' in {path} has type {ann or type(default).__name__}; supported are: str, "
+                "int, float, bool, list, dict (list[str], dict[str, float], ...), each perhaps `| None`, or no "
+                "annotation with any literal default."
+            )
         line = lines[node.lineno - 1]
         if line.count("=") > 1:
             raise ConfigError(
@@ -122,7 +99,8 @@ def read_parameters(
                 "cannot read it. "
                 "Reword the comment without '='."
             )
-        out[target.id] = Param(target.id, ann, default, line.split("#", 1)[1].strip() if "#" in line else "")
+        default = list(default) if isinstance(default, tuple) else default
+        out[target.id] = Param(target.id, str(t), default, line.split("#", 1)[1].strip() if "#" in line else "")
     return out
 
 # %% ../../notebooks/runner/01_spec.ipynb #64e7e381

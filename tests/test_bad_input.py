@@ -123,3 +123,37 @@ def test_parameters_as_papermill_takes_them_none_lists_and_dicts(project):
     r = project.run("run", "pipelines/echo.yaml", "-p", "opts=[1, 2]")
     assert r.returncode == 2 and "parameter 'opts' expects dict, got '[1, 2]'" in " ".join(r.stderr.split())
     assert snapshot(project) == before
+
+
+def test_places_resolve_as_people_expect(project, tmp_path):
+    """A file default in a step notebook is relative to the notebook (as in JupyterLab), from any folder; outside a
+    project, reading commands refuse in one line and make no store; the monitor names the models there are."""
+    import nbformat, subprocess, sys
+    from nbformat.v4 import new_code_cell, new_notebook
+    from conftest import MLOPS_NB, clean_env
+    (project.root / "data").mkdir()
+    (project.root / "data" / "houses.csv").write_text("area,price\n50,100\n")
+    params = new_code_cell("data: str = '../data/houses.csv'  # the table\nout_dir: str = ''")
+    params.metadata["tags"] = ["parameters"]
+    nbformat.write(new_notebook(cells=[params, new_code_cell(
+        "import os, shutil\nshutil.copy(data, os.path.join(out_dir, 'copy.csv'))")]), project.root / "pipelines" / "load.ipynb")
+    (project.root / "pipelines" / "load.yaml").write_text(
+        "steps:\n  - {name: load, notebook: load.ipynb}\nparams:\n  data: {file: true}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cli = lambda *a, cwd=elsewhere: subprocess.run([MLOPS_NB, *map(str, a)], cwd=cwd, env=clean_env(COLUMNS="200"),
+                                                   capture_output=True, text=True, timeout=300)
+    r = cli("run", project.root / "pipelines" / "load.yaml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert next((project.root / "runs").glob("*/load/copy.csv")).read_text() == "area,price\n50,100\n"
+    for args in (["runs"], ["registry"], ["show", "abc"], ["monitor"]):
+        r = cli(*args)
+        assert r.returncode == 2 and "is not in an mlops-nb project" in r.stderr and "--project DIR" in r.stderr, args
+    r = subprocess.run([sys.executable, "-c", "import mlops_nb; mlops_nb.runs()"], cwd=elsewhere, env=clean_env(),
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "is not in an mlops-nb project" in r.stderr
+    assert sorted(elsewhere.iterdir()) == []  # no store, no folder made where the commands were typed
+    assert "load" in cli("--project", project.root, "runs").stdout
+    r = cli("monitor", "--data", project.root / "data" / "houses.csv", cwd=project.root)
+    assert r.returncode == 2 and "no registered model 'assembly-defect'" in " ".join(r.stderr.split()), r.stderr
+    assert "Pass --model NAME" in " ".join(r.stderr.split())

@@ -7,10 +7,13 @@ Docs: https://mlops-nb.github.io/mlops-nb/cli/base.html.md"""
 # %% ../../notebooks/cli/01_base.ipynb #ac07b956
 from __future__ import annotations
 import time
+from pathlib import Path
 import typer
+from ..core.errors import MlopsNbError
 
 # %% auto #0
-__all__ = ['app', 'make_console', 'reading_client', 'format_time', 'format_duration', 'report_step', 'model_name']
+__all__ = ['app', 'make_console', 'project_settings', 'settings_for', 'reading_client', 'format_time', 'format_duration',
+           'report_step', 'model_name']
 
 # %% ../../notebooks/cli/01_base.ipynb #4e4f7ef1
 app = typer.Typer(
@@ -19,6 +22,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+_PROJECT: dict = {"folder": None}  # `--project DIR`, given before the command; read by `project_settings` only
+
+
+@app.callback()
+def _project_option(
+    project: Path = typer.Option(
+        None, "--project", help="the project to work on (default: found from the current folder)"
+    ),
+):
+    "mlops-nb: notebook pipelines run headless, every run recorded in MLflow."
+    _PROJECT["folder"] = project
 
 
 def make_console(
@@ -28,15 +42,41 @@ def make_console(
 
     return Console(stderr=stderr, highlight=False)
 
+# %% ../../notebooks/cli/01_base.ipynb #43cd7301
+def project_settings(
+    overrides: dict | None = None,  # settings that win over the file and the environment
+):
+    "The settings of the project the command works on (`--project DIR`, else the current folder's)."
+    from mlops_nb.core.config import project_settings as settings_of
 
-def reading_client():
-    "MLflow client for reading runs: first records pending journals and closes runs of dead runners."
+    return settings_of(_PROJECT["folder"], overrides)
+
+
+def settings_for(
+    model: str | None,  # the model a command was given (--model), if any
+):
+    "The settings of a command that serves or scores `model`: a model folder needs no project (its log goes here)."
     from mlops_nb.core.config import load_settings
+
+    return load_settings() if model and Path(model).is_dir() else project_settings()
+
+
+def reading_client(
+    overrides: dict | None = None,  # settings that win over the file and the environment
+):
+    """MLflow client for reading runs: first records pending journals and closes runs of dead runners. Outside a
+    project, or before anything is recorded, it says so (`MlopsNbError`) and makes no store."""
+    from mlops_nb.core.config import store_exists
     from mlops_nb.runner.journal import flush_journals
     from mlops_nb.runner.pipeline import mark_stale_runs
     from mlops_nb.track.client import connect
 
-    settings = load_settings()
+    settings = project_settings(overrides)
+    if not store_exists(settings):
+        raise MlopsNbError(
+            f"nothing is recorded in {settings.root} yet (no {settings.tracking[len('sqlite:///') :]}): "
+            "`mlops-nb run pipelines/train.yaml` records the first run."
+        )
     client = connect(settings)
     flush_journals(settings, client)
     mark_stale_runs(client, settings)

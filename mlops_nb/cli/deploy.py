@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import Optional
 import typer
 from ..core.errors import MlopsNbError
-from .base import app, make_console
+from .base import app, make_console, project_settings
 
 # %% auto #0
 __all__ = ['deploy_app', 'bundle', 'deploy_docker', 'deploy_k8s', 'deploy_monitoring', 'docs']
 
 # %% ../../notebooks/cli/06_deploy.ipynb #ab8b9d6a
 def _bundle_source(model: str | None):
-    from mlops_nb.core.config import load_settings
     from mlops_nb.track.client import connect
 
-    settings = load_settings()
+    settings = project_settings()
     return settings, connect(settings), model or f"models:/{settings.model_name}@champion"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 import typer
 from ..core.errors import MlopsNbError
-from .base import app, make_console, report_step
+from .base import app, make_console, project_settings, report_step
 
 # %% auto #0
 __all__ = ['monitor', 'demo_loop']
@@ -51,11 +51,10 @@ def _print_loop(console, out, retrain: bool) -> None:
 # %% ../../notebooks/cli/05_monitor.ipynb #9251a45d
 def _run_monitor(root: Path, model: str, params: dict, retrain: bool, retraining: dict) -> None:
     "Run the monitor (and retraining, if asked) with a line per step; print the outcome."
-    from mlops_nb.core.config import load_settings
     from mlops_nb.core.errors import PipelineFailed
     from mlops_nb.ops.loop import run_loop
 
-    console, settings = make_console(), load_settings(overrides={"model_name": model} if model else None)
+    console, settings = make_console(), project_settings(overrides={"model_name": model} if model else None)
     try:
         out = run_loop(root, settings, params, retrain, **retraining, report=report_step(console, ("done", "failed")))
     except PipelineFailed as e:
@@ -90,10 +89,9 @@ def monitor(
     ),
 ):
     "Check live traffic (or a file) for drift and degradation; exit 1 on an alert. With --retrain, close the loop."
-    from mlops_nb.core.config import find_root
     from mlops_nb.runner.spec import parse_assignments
 
-    root = _monitor_project(find_root())
+    root = _monitor_project(project_settings().root)
     if data is not None and not data.is_file():
         raise MlopsNbError(f"data file {data} not found.")
     params = {"window": window, "since_minutes": since_minutes, "data": str(data.resolve()) if data else ""}

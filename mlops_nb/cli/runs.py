@@ -12,7 +12,15 @@ from typing import Optional
 import typer
 from ..core.errors import MlopsNbError
 from ..track.client import Tag, ui_page
-from .base import app, make_console, reading_client, format_time, format_duration, report_step
+from mlops_nb.cli.base import (
+    app,
+    make_console,
+    project_settings,
+    reading_client,
+    format_time,
+    format_duration,
+    report_step,
+)
 
 # %% auto #0
 __all__ = ['StepProgress', 'print_summary', 'print_why', 'print_explanation', 'print_failure', 'run', 'runs', 'show', 'reproduce',
@@ -300,8 +308,12 @@ def runs(
 ):
     "List recent pipeline runs."
     from rich.table import Table
+    from mlops_nb.core.config import store_exists
     from mlops_nb.track.client import pipeline_runs
 
+    if not store_exists(settings := project_settings()):  # a project that recorded nothing yet: no store is made
+        make_console().print(f"no runs yet in {settings.root}: `mlops-nb run pipelines/train.yaml` records the first.")
+        return
     client, settings = reading_client()
     exp = client.get_experiment_by_name(settings.experiment)
     if exp is None:
@@ -413,7 +425,6 @@ def reproduce(
     cold: bool = typer.Option(False, "--cold", help="start every kernel from scratch"),
 ):
     "Re-run a recorded pipeline run with its parameters, without the cache, and compare every metric."
-    from mlops_nb.core.config import load_settings
     from mlops_nb.runner.results import RunOptions
     from mlops_nb.runner.reproduce import reproduce as redo
 
@@ -423,7 +434,7 @@ def reproduce(
         r.status in ("done", "failed")
         and console.print(f"  {r.name:<10} {r.status:<7} {r.seconds:5.1f}s", highlight=False)
     )
-    rep = redo(run_id, load_settings(), report=done, options=RunOptions(warm=not cold))
+    rep = redo(run_id, reading_client()[1], report=done, options=RunOptions(warm=not cold))
     _print_reproduction(console, rep)
 
 # %% ../../notebooks/cli/02_runs.ipynb #c291fb99
@@ -434,9 +445,8 @@ def ui(
 ):
     "Open the MLflow UI on the workbench's store (no server needed otherwise)."
     import os
-    from mlops_nb.core.config import load_settings
 
-    s = load_settings()
+    s = project_settings()
     if not s.is_local_store:
         raise MlopsNbError(f"the tracking URI is a server ({s.tracking}); open it in a browser instead.")
     from mlops_nb.track.client import connect, ensure_experiment

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 import typer
 from ..core.errors import MlopsNbError
-from .base import app, make_console
+from .base import app, make_console, project_settings, settings_for
 
 # %% auto #0
 __all__ = ['TOKEN_ENV', 'read_token', 'serve', 'score', 'feedback']
@@ -86,12 +86,11 @@ def serve(
     log_segments: int = _LOG_SEGMENTS,
 ):
     "Serve a model over HTTP with MLflow's scoring protocol (POST /invocations; /ping /health /version /metrics)."
-    from mlops_nb.core.config import load_settings
     from mlops_nb.serving.server import ServeOptions, run_server
 
     numbers = dict(max_batch=max_batch, max_wait_ms=max_wait_ms, reload_seconds=reload_seconds, max_body_mb=max_body_mb)
     _check_limits(**numbers, max_in_flight=max_in_flight, log_segment_mb=log_segment_mb, log_segments=log_segments)
-    settings, token, body = load_settings(), read_token(token_file), int(max_body_mb * 2**20)
+    settings, token, body = settings_for(model), read_token(token_file), int(max_body_mb * 2**20)
     routing = (model or "", shadow, ab_fraction, not no_fallback, reload_seconds, max_batch, max_wait_ms, body)
     guard = (not no_log, token, token_for_scoring, max_in_flight, log_segment_mb, log_segments)
     opts = ServeOptions(*routing, *guard)
@@ -108,7 +107,6 @@ def score(
 ):
     "Score a file of any size in chunks, with a progress bar; memory is bounded by --chunk-rows."
     from rich.progress import Progress
-    from mlops_nb.core.config import load_settings
     from mlops_nb.serving.score import count_rows, score_file
     from mlops_nb.serving.models import load_served
     from mlops_nb.track.client import connect
@@ -117,7 +115,7 @@ def score(
         raise MlopsNbError("--chunk-rows must be at least 1.")
     if not input.is_file():
         raise MlopsNbError(f"input file {input} not found.")
-    settings = load_settings()
+    settings = settings_for(model)
     served = load_served(connect(settings), model or f"models:/{settings.model_name}@champion")
     with Progress(console=make_console(stderr=True), transient=True) as bar:
         task = bar.add_task(
@@ -138,7 +136,6 @@ def feedback(
     token_file: Optional[Path] = _TOKEN_FILE,
 ):
     "Record true labels for scored requests from a file: here, as POST /feedback does, or sent to a server (--url)."
-    from mlops_nb.core.config import load_settings
     from mlops_nb.serving.predlog import read_feedback, record_feedback
 
     items = read_feedback(file)
@@ -148,7 +145,7 @@ def feedback(
         answer = post_feedback(url, items, read_token(token_file))
         recorded, unknown, again = answer["accepted"], answer["unknown"], answer["already_labelled"]
     else:
-        ok, unknown, again = record_feedback(load_settings().predictions, items)
+        ok, unknown, again = record_feedback(project_settings().predictions, items)
         recorded = len(ok)
     unknown_ids, again_ids = (": " + ", ".join(ids[:5]) if ids else "" for ids in (unknown, again))
     make_console().print(

@@ -14,8 +14,8 @@ from pathlib import Path
 from .errors import ConfigError
 
 # %% auto #0
-__all__ = ['SETTINGS_FILE', 'SECTION', 'PROJECT_MARKERS', 'KEYS', 'find_root', 'Settings', 'load_settings', 'environment',
-           'exported']
+__all__ = ['SETTINGS_FILE', 'SECTION', 'PROJECT_MARKERS', 'KEYS', 'find_root', 'Settings', 'load_settings', 'project_settings',
+           'store_exists', 'environment', 'exported']
 
 # %% ../../notebooks/core/02_config.ipynb #645184c7
 SETTINGS_FILE = "settings.ini"
@@ -135,6 +135,29 @@ def load_settings(
     overrides = {k: str(v) for k, v in (overrides or {}).items()}
     _check_keys(overrides, "the overrides")
     return Settings(root=root, **{**values, **overrides})
+
+# %% ../../notebooks/core/02_config.ipynb #933fd858
+def project_settings(
+    project: Path | str | None = None,  # the project folder; default: found from the current folder (or MLOPS_NB_ROOT)
+    overrides: dict | None = None,  # settings that win over the file and the environment
+    environ: dict | None = None,  # the environment; default os.environ
+) -> Settings:
+    "The settings of the project a command works on; `ConfigError` outside any project, unless a server is named."
+    s = load_settings(project, overrides, environ)
+    if s.tracking_uri or any((s.root / m).is_file() for m in PROJECT_MARKERS):
+        return s
+    raise ConfigError(
+        f"{s.root} is not in an mlops-nb project (no {' or '.join(PROJECT_MARKERS)} there or above). Run the command "
+        "in your project's folder, pass --project DIR, or set MLFLOW_TRACKING_URI to a tracking server."
+    )
+
+
+def store_exists(
+    settings: Settings,  # the workbench settings
+) -> bool:
+    "False when the tracking store is a SQLite file that does not exist yet (nothing recorded); True otherwise."
+    prefix = "sqlite:///"
+    return not settings.tracking.startswith(prefix) or Path(settings.tracking[len(prefix) :]).is_file()
 
 # %% ../../notebooks/core/02_config.ipynb #e7cb3d2f
 @contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html, time
 from dataclasses import dataclass
 from pathlib import Path
-from ..core.config import load_settings
+from ..core.config import project_settings, store_exists
 from ..runner.pipeline import run_pipeline
 from ..runner.results import PipelineResult, RunOptions
 from ..runner.spec import prepare_run
@@ -123,7 +123,9 @@ def runs(
     "The newest pipeline runs: id, pipeline, status, start, seconds, registered version and summary metrics."
     import pandas as pd
 
-    settings = settings or load_settings()
+    settings = settings or project_settings()  # outside a project: one clear error, and no store made
+    if not store_exists(settings):
+        return pd.DataFrame()  # nothing recorded yet
     client = tracking.connect(settings)
     exp = client.get_experiment_by_name(settings.experiment)
     found = [] if exp is None else tracking.pipeline_runs(client, exp.experiment_id, pipeline, limit)
@@ -177,7 +179,7 @@ def show(
     settings=None,  # the workbench settings; default those of the project here
 ) -> RunView:
     "One pipeline run: parameters, steps, metrics and links to MLflow."
-    settings = settings or load_settings()
+    settings = settings or project_settings()
     client = tracking.connect(settings)
     run = tracking.get_run(client, run_id)
     return RunView(run, tracking.step_runs(client, run), settings)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
-from ..core.errors import MlopsNbError
+from ..core.errors import MlopsNbError, RegistryError
 from ..track.client import Tag
 
 # %% auto #0
@@ -66,6 +66,7 @@ def monitor_once(
 
     spec = load_spec(root / "pipelines" / "monitor.yaml")
     values, _ = resolve_params(spec, params, KEYS)
+    _monitored(settings)
     result = run_pipeline(spec, values, settings, report=report, options=options or RunOptions())
     f = result.failed
     if (
@@ -77,6 +78,23 @@ def monitor_once(
 
 
 INPUT_ERRORS = ("DataError", "RegistryError", "ConfigError", "ParameterError", "ValidationFailed")
+
+
+def _monitored(settings) -> None:
+    "`RegistryError` naming the models there are, when the model to monitor (`model_name`) is not registered here."
+    from mlops_nb.core.config import store_exists
+    from mlops_nb.track.client import connect
+    from mlops_nb.track.registry import registered_model
+
+    name = settings.model_name
+    if not store_exists(settings):
+        raise RegistryError(
+            f"cannot monitor '{name}': nothing is recorded in {settings.root} yet (no model registered)."
+        )
+    try:
+        registered_model(connect(settings), name)
+    except RegistryError as e:
+        raise RegistryError(f"cannot monitor '{name}': {e} Pass --model NAME to monitor one of them.") from None
 
 # %% ../../notebooks/ops/02_loop.ipynb #825fec74
 def training_table(

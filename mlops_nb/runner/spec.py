@@ -33,6 +33,7 @@ class Param:
     choices: tuple | None = None
     file: bool = False  # a path that must exist when not empty
     steps: tuple = ()  # the steps that take it
+    origin: str = ""  # the folder a relative default is relative to: its notebook's, or the spec's when it sets it
 
     def parse(self, value) -> Any:
         "`value` (text from the command line, or a YAML value) as this parameter's type."
@@ -100,7 +101,8 @@ def read_parameters(
                 "Reword the comment without '='."
             )
         default = list(default) if isinstance(default, tuple) else default
-        out[target.id] = Param(target.id, str(t), default, line.split("#", 1)[1].strip() if "#" in line else "")
+        help = line.split("#", 1)[1].strip() if "#" in line else ""
+        out[target.id] = Param(target.id, str(t), default, help, origin=str(path.resolve().parent))
     return out
 
 # %% ../../notebooks/runner/01_spec.ipynb #64e7e381
@@ -260,6 +262,7 @@ def _merge_params(steps: list[Step], meta: dict, path: Path) -> tuple[list[Step]
             raise ConfigError(f"params.{k} in {path} must be a mapping (default, help, required, choices, file).")
         _no_unknown(m, _PARAM_KEYS, f"params.{k} in {path}")
         p = replace(params[k], **{**m, "choices": tuple(m["choices"]) if m.get("choices") else None})
+        p = replace(p, origin=str(path.parent)) if "default" in m else p
         params[k] = replace(p, default=p.parse(p.default) if p.default is not None and not p.required else p.default)
     return out, params
 
@@ -355,14 +358,17 @@ def resolve_params(
 def check_files(
     spec: PipelineSpec,  # the pipeline spec (`load_spec`)
     values: dict,  # parameter values by name
-    root: Path,  # the project folder
+    root: Path | dict,  # the folder relative paths are relative to; or one such folder per parameter
 ) -> None:
     "Raise `ParameterError` when a file parameter names a file that does not exist."
     for k, p in spec.params.items():
-        if p.file and values.get(k) and not (root / str(values[k])).exists():
+        folder = root[k] if isinstance(root, dict) else root
+        if p.file and values.get(k) and not (folder / str(values[k])).exists():
+            default = bool(p.origin) and values[k] == p.default and folder == Path(p.origin)
             raise ParameterError(
                 f"parameter '{k}': file {values[k]} not found"
-                + ("" if Path(str(values[k])).is_absolute() else f" in {root}")
+                + ("" if Path(str(values[k])).is_absolute() else f" in {folder}")
+                + (" (its default, relative to the folder of the file that sets it)" if default else "")
                 + f". Pass -p {k}=PATH to an existing file."
             )
 
@@ -382,7 +388,7 @@ def prepare_run(
     pipeline: Path | str,  # the pipeline spec (YAML)
     assignments: list[str] = (),  # KEY=VALUE items: parameters, or settings keys
     params_file: Path | str | None = None,  # a YAML or JSON file of parameter values
-    cwd: Path | str | None = None,  # where relative data paths are resolved; default the current folder
+    cwd: Path | str | None = None,  # where relative paths given here are resolved; default the current folder
     notes: list | None = None,  # gets what was decided for the user (e.g. a model name from the data file)
 ):
     "The spec, the typed parameter values and the settings of a run, checked; as `mlops-nb run` prepares them."
@@ -392,8 +398,11 @@ def prepare_run(
     spec = load_spec(pipeline)
     given = {**(read_params_file(params_file) if params_file else {}), **parse_assignments(list(assignments))}
     values, overrides = resolve_params(spec, given, KEYS)
-    check_files(spec, values, cwd)
-    values = {k: str((cwd / v).resolve()) if spec.params[k].file and v else v for k, v in values.items()}
+    # a path given here is relative to where the command runs; a default to the file that sets it (as in JupyterLab,
+    # whose kernel runs in the notebook's folder)
+    base = {k: cwd if k in given or not p.origin else Path(p.origin) for k, p in spec.params.items()}
+    check_files(spec, values, base)
+    values = {k: str((base[k] / v).resolve()) if spec.params[k].file and v else v for k, v in values.items()}
     registers = any(s.registry for s in spec.steps)
     if registers and given.get("data") and "model_name" not in overrides and not os.environ.get("MLOPS_NB_MODEL_NAME"):
         overrides["model_name"] = model_name_for(values["data"])  # a new data set never lands on another's champion

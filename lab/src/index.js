@@ -198,6 +198,8 @@ class Panel extends Widget {
   }
 
   renderJob(job) {
+    const notes = steps => steps.flatMap(s => [...(s.notes || []).map(n => `${s.step}: ${n}`),
+      ...((s.why || []).length && s.why[0] !== 'no earlier run of this step' ? [`${s.step} ran: ${s.why.join('; ')}`] : [])]);
     const rows = job.steps.map(s =>
       h('tr.mlops-step', { dataset: { step: s.step, status: s.status } },
         h('td', {}, s.step),
@@ -218,6 +220,8 @@ class Panel extends Widget {
           h('pre.mlops-source', {}, failed.error.source || ''))
         : null,
       job.state === 'failed' && !failed ? h('pre.mlops-log', {}, job.log) : null,
+      // what the steps said about the data (leakage, columns left out, free text) and why a step ran again
+      notes(job.steps).length ? h('ul.mlops-notes', {}, notes(job.steps).map(n => h('li', {}, n))) : null,
       Object.keys(job.summary || {}).length
         ? h('div.mlops-summary', {}, Object.entries(job.summary).map(([k, v]) => `${k}=${number(v)}`).join(', '))
         : null

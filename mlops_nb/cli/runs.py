@@ -122,6 +122,9 @@ def _print_where(console, result, settings) -> None:
     console.print(f"look at it: {where}; or `mlops-nb show {result.run_id}`", soft_wrap=True)
 
 # %% ../../notebooks/cli/02_runs.ipynb #9ca2ce5d
+from rich.markup import escape
+
+
 def _reasons(why: list, most: int = 4) -> str:
     more = f"; and {len(why) - most} more (--explain-cache lists them)" if len(why) > most else ""
     return "; ".join(why[:most]) + more
@@ -131,7 +134,11 @@ def print_why(
     console,  # a rich Console
     result,  # the pipeline run's `PipelineResult`
 ) -> None:
-    "Why each step that ran was not taken from the cache (nothing for a step that never ran before)."
+    "What the steps said about their input (leakage first), and why each step that ran was not taken from the cache."
+    for s in result.steps:
+        for note in sorted(s.outputs.get("notes", []), key=lambda n: "possible leakage" not in n):
+            style = "bold yellow" if "possible leakage" in note else "dim"
+            console.print(f"[{style}]{s.name}: {escape(note)}[/]", highlight=False)
     for s in result.steps:
         if s.why and s.why != ["no earlier run of this step"]:
             console.print(f"[dim]{s.name} ran: {_reasons(s.why)}[/]", highlight=False)

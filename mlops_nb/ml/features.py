@@ -18,7 +18,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from .validate import Schema
 
 # %% auto #0
-__all__ = ['DateParts', 'AsCategories', 'TextFeatures', 'build_preprocessor']
+__all__ = ['MIN_FREQUENCY', 'DateParts', 'AsCategories', 'TextFeatures', 'build_preprocessor', 'column_treatments',
+           'treatment_notes']
 
 # %% ../../notebooks/ml/03_features.ipynb #88160933
 class DateParts(TransformerMixin, BaseEstimator):
@@ -139,3 +140,67 @@ def build_preprocessor(
         ("text", TextFeatures(), schema.of_kind("text")),
     ]
     return ColumnTransformer([p for p in parts if p[2]], remainder="drop", verbose_feature_names_out=False)
+
+# %% ../../notebooks/ml/03_features.ipynb #e3c4a145
+MIN_FREQUENCY = 5  # a category seen fewer times is grouped with the other rare ones (`build_preprocessor`)
+
+
+def _encoding(values: pd.Series, max_categories: int) -> tuple[int, int]:
+    "(categories one-hot encoded on their own, values grouped as one) for a column of training data."
+    counts = values.map(lambda v: "(missing)" if pd.isna(v) else str(v)).value_counts()
+    frequent = int((counts >= MIN_FREQUENCY).sum())
+    if frequent == len(counts) and len(counts) <= max_categories:
+        return frequent, 0
+    kept = min(frequent, max_categories - 1)
+    return kept, len(counts) - kept
+
+
+def _treatment(col, values: pd.Series | None, max_categories: int) -> str:
+    if col.kind == "numeric":
+        return "scaled" + ("; missing values imputed with the median, and flagged" if col.missing_rate else "")
+    if col.kind == "datetime":
+        return "expanded into year, month, weekday, hour and days since the first date"
+    if col.kind == "text":
+        return f"free text: TF-IDF of its words, reduced to {TextFeatures().components} features"
+    if values is None:
+        return "one-hot encoded"
+    kept, grouped = _encoding(values, max_categories)
+    if not grouped:
+        return f"one-hot encoded: all {kept} values"
+    return (
+        f"one-hot encoded: the {kept} most frequent of {kept + grouped} values; the other {grouped} share one feature"
+    )
+
+# %% ../../notebooks/ml/03_features.ipynb #819300a0
+def column_treatments(
+    schema: Schema,  # the training data's schema (`infer_schema`)
+    df: pd.DataFrame | None = None,  # the training data (for how many categories are kept); None: not counted
+    max_categories: int = 20,  # as `build_preprocessor`
+) -> pd.DataFrame:
+    "One row per column: its kind, and what the preprocessing does with it or why it is left out (and its notes)."
+    rows = []
+    for c, col in schema.columns.items():
+        if c == schema.target:
+            what = "the target"
+        elif col.role != "feature":
+            what = f"left out: {col.note}"
+        else:
+            what = _treatment(col, df[c] if df is not None and c in df else None, max_categories)
+        note = col.note if col.role == "feature" else ""
+        rows.append({"column": c, "kind": col.kind, "treatment": what, "note": note})
+    return pd.DataFrame(rows, columns=["column", "kind", "treatment", "note"])
+
+# %% ../../notebooks/ml/03_features.ipynb #4e0cdbb0
+def treatment_notes(
+    table: pd.DataFrame,  # `column_treatments`
+) -> list[str]:
+    "The rows of `table` worth a line in a run's summary: leakage, columns left out, free text, dates, grouped values."
+    out = []
+    for r in table.itertuples():
+        if r.note.startswith(("possible leakage", "leakage allowed")):
+            out.append(f"{r.column}: {r.note}")
+        elif r.treatment.startswith("left out"):
+            out.append(f"{r.column}: {r.treatment}")
+        elif r.kind in ("text", "datetime") or "share one feature" in r.treatment:
+            out.append(f"{r.column}: {r.treatment}")
+    return out

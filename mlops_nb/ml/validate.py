@@ -15,23 +15,28 @@ from ..core.errors import ValidationFailed
 from ..core.values import JsonValue
 
 # %% auto #0
-__all__ = ['KINDS', 'is_free_text', 'column_kind', 'ColumnSchema', 'Schema', 'id_reason', 'infer_schema', 'Violation',
-           'ValidationReport', 'check_data', 'require_valid', 'require_features', 'left_out_findings', 'find_leakage',
-           'leakage_findings']
+__all__ = ['KINDS', 'MANY_VALUES', 'LEAK_THRESHOLD', 'LEAK_NOTE', 'ALLOWED_NOTE', 'is_free_text', 'column_kind', 'ColumnSchema',
+           'Schema', 'id_reason', 'infer_schema', 'Violation', 'ValidationReport', 'check_data', 'require_valid',
+           'require_features', 'left_out_findings', 'find_leakage', 'leakage_findings', 'leaking_columns']
 
 # %% ../../notebooks/ml/02_validate.ipynb #44f4caf0
 KINDS = ("numeric", "categorical", "boolean", "datetime", "text")
+
+
+MANY_VALUES = 50  # a column of strings with more distinct values than this keeps no category list (`infer_schema`)
 
 
 def is_free_text(
     values: pd.Series,  # a column's values, missing ones dropped
     sample: int = 2000,  # how many values to look at
 ) -> bool:
-    "Long, mostly unique strings (sentences, not codes): a median of 3 words or more, and half the values distinct."
+    """Sentences, not codes: strings of a median of 3 words or more, with more distinct values than categories are
+    encoded (`MANY_VALUES`) or half of them distinct. Sentences that repeat are still sentences."""
     v = values.sample(sample, random_state=0) if len(values) > sample else values
     if len(v) < 10 or not v.map(lambda x: isinstance(x, str)).all():
         return False
-    return bool(v.str.split().str.len().median() >= 3 and v.nunique() / len(v) >= 0.5)
+    distinct = values.nunique()
+    return bool(v.str.split().str.len().median() >= 3 and (distinct > MANY_VALUES or distinct / len(values) >= 0.5))
 
 
 def column_kind(
@@ -60,6 +65,7 @@ class ColumnSchema:
     min: float | str | None = None  # numeric and datetime (ISO text)
     max: float | str | None = None
     categories: list | None = None  # categorical with few enough values
+    distinct: int | None = None  # how many distinct values it has (missing ones left out)
     role: str = "feature"  # feature, or left out of the features: id, constant, excluded
     note: str = ""  # why it is left out, or a warning about it (possible leakage)
 
@@ -138,6 +144,7 @@ def _column_schema(s: pd.Series, max_categories: int) -> ColumnSchema:
     col = ColumnSchema(str(s.name), kind, round(float(s.isna().mean()), 6))
     if not len(values):
         return col
+    col.distinct = int(values.nunique())
     if kind == "numeric":
         col.min, col.max = float(values.min()), float(values.max())
     elif kind == "datetime":
@@ -365,65 +372,133 @@ def left_out_findings(
     ]
 
 # %% ../../notebooks/ml/02_validate.ipynb #9b6cd9a2
-def _one_column_score(x: pd.Series, y: pd.Series, task: str, half: int) -> float:
-    from sklearn.metrics import balanced_accuracy_score, r2_score
+def _rank_score(x: pd.Series, y: pd.Series, binary: bool) -> tuple[float, str] | None:
+    "How well the order of numbers `x` alone orders `y`, with no fit: |Spearman ρ|, or ROC AUC either way round."
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    v = x.astype("int64").where(x.notna()) if pd.api.types.is_datetime64_any_dtype(x) else x.astype(float)
+    ok = v.notna().to_numpy()
+    if ok.sum() < 20 or v[ok].nunique() < 2 or y[ok].nunique() < 2:
+        return None
+    if binary:
+        auc = roc_auc_score(y[ok] == sorted(y.unique(), key=str)[1], v[ok])
+        return float(max(auc, 1 - auc)), "ROC AUC"
+    return float(abs(spearmanr(v[ok], y[ok]).statistic)), "rank correlation"
+
+
+def _tree_score(x: pd.Series, y: pd.Series, classify: bool, binary: bool, half: int) -> tuple[float, str]:
+    "A depth-8 tree on `x` alone, learned on the rows before `half`: R², ROC AUC or balanced accuracy after it."
+    from sklearn.metrics import balanced_accuracy_score, r2_score, roc_auc_score
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-    classify = task != "regression"
-    if pd.api.types.is_numeric_dtype(x) or pd.api.types.is_datetime64_any_dtype(x) or pd.api.types.is_bool_dtype(x):
-        v = x.astype("int64").where(x.notna()) if pd.api.types.is_datetime64_any_dtype(x) else x.astype(float)
-        v = v.fillna(v.min() - 1 if v.notna().any() else 0).to_numpy().reshape(-1, 1)
-        tree = (DecisionTreeClassifier if classify else DecisionTreeRegressor)(max_depth=8, min_samples_leaf=5)
-        pred = tree.fit(v[:half], y.iloc[:half]).predict(v[half:])
-    else:  # categories: the majority class (or the mean) of each value in the first half
-        keys = x.astype(str).where(x.notna(), "(missing)")
-        fit = y.iloc[:half].groupby(keys.iloc[:half].to_numpy())
-        table = fit.agg(lambda s: s.mode().iloc[0]) if classify else fit.mean()
-        fallback = y.iloc[:half].mode().iloc[0] if classify else y.iloc[:half].mean()
-        pred = keys.iloc[half:].map(table).fillna(fallback) if len(table) else [fallback] * (len(y) - half)
-        if classify:
-            pred = pd.Series(pred).astype(y.dtype) if y.dtype != object else pred
+    v = x.astype("int64").where(x.notna()) if pd.api.types.is_datetime64_any_dtype(x) else x.astype(float)
+    v = v.fillna(v.min() - 1 if v.notna().any() else 0).to_numpy().reshape(-1, 1)
+    tree = (DecisionTreeClassifier if classify else DecisionTreeRegressor)(max_depth=8, min_samples_leaf=5)
+    tree.fit(v[:half], y.iloc[:half])
     truth = y.iloc[half:]
-    return float(balanced_accuracy_score(truth, pred) if classify else r2_score(truth, pred))
+    if binary and len(tree.classes_) == 2 and truth.nunique() == 2:
+        return float(roc_auc_score(truth == tree.classes_[1], tree.predict_proba(v[half:])[:, 1])), "ROC AUC"
+    pred = tree.predict(v[half:])
+    return (
+        (float(balanced_accuracy_score(truth, pred)), "balanced accuracy")
+        if classify
+        else (float(r2_score(truth, pred)), "R²")
+    )
+
+# %% ../../notebooks/ml/02_validate.ipynb #24dacf38
+def _category_score(x: pd.Series, y: pd.Series, classify: bool, binary: bool, half: int) -> tuple[float, str]:
+    "Each value's share of the positive class (ROC AUC), majority class or mean (R²), learned before `half`."
+    from sklearn.metrics import balanced_accuracy_score, r2_score, roc_auc_score
+
+    keys, truth = x.astype(str).where(x.notna(), "(missing)"), y.iloc[half:]
+    if binary and truth.nunique() == 2:
+        positive = sorted(y.unique(), key=str)[1]
+        share = (y.iloc[:half] == positive).groupby(keys.iloc[:half].to_numpy()).mean()
+        score = keys.iloc[half:].map(share).fillna((y.iloc[:half] == positive).mean())
+        return float(roc_auc_score(truth == positive, score)), "ROC AUC"
+    fit = y.iloc[:half].groupby(keys.iloc[:half].to_numpy())
+    table = fit.agg(lambda s: s.mode().iloc[0]) if classify else fit.mean()
+    fallback = y.iloc[:half].mode().iloc[0] if classify else y.iloc[:half].mean()
+    pred = keys.iloc[half:].map(table).fillna(fallback) if len(table) else [fallback] * (len(y) - half)
+    if classify:
+        pred = pd.Series(pred).astype(y.dtype) if y.dtype != object else pred
+        return float(balanced_accuracy_score(truth, pred)), "balanced accuracy"
+    return float(r2_score(truth, pred)), "R²"
+
+
+def _one_column_score(x: pd.Series, y: pd.Series, task: str, half: int) -> tuple[float, str]:
+    "How near-perfectly `x` alone predicts `y` on held-out rows: the best of its order (no fit) and a fitted tree."
+    classify, binary = task != "regression", task == "binary" and y.nunique() == 2
+    if not (pd.api.types.is_numeric_dtype(x) or pd.api.types.is_datetime64_any_dtype(x)) or pd.api.types.is_bool_dtype(
+        x
+    ):
+        return _category_score(x, y, classify, binary, half)
+    found = [_tree_score(x, y, classify, binary, half)]
+    found += [
+        r for r in [_rank_score(x.iloc[half:], y.iloc[half:], binary)] if r is not None and (binary or not classify)
+    ]
+    return max(found)
 
 # %% ../../notebooks/ml/02_validate.ipynb #3a4bf982
+LEAK_THRESHOLD = 0.99  # R² (regression), ROC AUC (binary) or balanced accuracy (multiclass) of one column alone
+
+
 def find_leakage(
     df: pd.DataFrame,  # the training data
     schema: Schema,  # its schema (`infer_schema`), with target and task
-    threshold: float = 0.98,  # balanced accuracy (classification) or R² (regression) that counts as almost perfect
+    threshold: float = LEAK_THRESHOLD,  # the score of one column alone that counts as near-perfect
     sample: int = 5000,  # rows looked at
     seed: int = 0,  # which rows
-) -> dict[str, float]:
-    "Features that alone predict the target almost perfectly on held-out rows: column -> that score."
+) -> dict[str, tuple]:
+    "Features that alone predict the target near-perfectly on held-out rows: column -> (score, what it is)."
     if not schema.target or schema.target not in df or len(df) < 40:
         return {}
     d = df.sample(min(len(df), sample), random_state=seed)
     y, half, found = d[schema.target], len(d) // 2, {}
     for c in schema.features:
         if c in d and schema.columns[c].kind != "text":
-            score = _one_column_score(d[c], y, schema.task or "regression", half)
+            score, measure = _one_column_score(d[c], y, schema.task or "regression", half)
             if score >= threshold:
-                found[c] = round(score, 4)
+                found[c] = (round(score, 4), measure)
     return found
 
 # %% ../../notebooks/ml/02_validate.ipynb #b6c18505
+LEAK_NOTE, ALLOWED_NOTE = "possible leakage", "leakage allowed (-p allow_leakage)"
+
+
 def leakage_findings(
-    leaks: dict[str, float],  # `find_leakage`'s result
+    leaks: dict[str, tuple],  # `find_leakage`'s result
     schema: Schema,  # the training data's schema; the columns' notes record the finding
+    allowed: tuple = (),  # columns the user says are known when the model predicts (`-p allow_leakage=COL`)
 ) -> list[Violation]:
-    "One warning per leaking column; its note in `schema` records it too (for the model card)."
-    what = "R²" if schema.task == "regression" else "balanced accuracy"
+    "One warning per leaking column; its note in `schema` records it (for the gate, which refuses it, and the card)."
+    if unknown := [c for c in allowed if c not in schema.columns]:
+        raise ValidationFailed(
+            f"-p allow_leakage names {', '.join(unknown)}, not a column of the data; columns are: "
+            f"{', '.join(schema.columns)}."
+        )
     out = []
-    for c, score in leaks.items():
-        note = f"possible leakage: alone it predicts '{schema.target}' with {what} {score:.3f} on held-out rows"
-        schema.columns[c].note = note
+    for c, (score, measure) in leaks.items():
+        said = f"alone it predicts '{schema.target}' with {measure} {score:.3f} on held-out rows"
+        schema.columns[c].note = f"{ALLOWED_NOTE if c in allowed else LEAK_NOTE}: {said}"
+        if c in allowed:
+            continue
         out.append(
             Violation(
                 c,
                 "leakage",
                 "warning",
-                f"column '{c}': {note}. If it is only known after the "
-                f"outcome, or computed from it, leave it out with -p exclude={c}",
+                f"column '{c}': {LEAK_NOTE}: {said}. The gate will not promote a model that learns from it. If it is "
+                f"known only after the outcome, or computed from it, leave it out: -p exclude={c}. If it is known "
+                f"when the model predicts, keep it: -p allow_leakage={c} (the model card records it).",
             )
         )
     return out
+
+
+def leaking_columns(
+    schema: Schema,  # a model's training schema
+) -> dict[str, str]:
+    "The features of `schema` flagged as possible leakage and not allowed: column -> the finding."
+    return {c: schema.columns[c].note for c in schema.features if schema.columns[c].note.startswith(LEAK_NOTE)}

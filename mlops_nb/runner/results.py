@@ -217,6 +217,7 @@ class EventLog:
                 "pipeline_run": r.out_dir.parent.name if r.out_dir else "",
                 "notebook": str(r.notebook or ""),
                 "why": r.why,
+                "notes": r.outputs.get("notes", []),  # what a step says about its input (leakage, columns left out)
                 "error": e
                 and {"cell": e.cell, "line": e.line, "ename": e.ename, "evalue": e.evalue, "source": e.source},
             }

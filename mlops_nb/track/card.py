@@ -14,7 +14,7 @@ from .client import is_measurement, step_runs
 from ..core.errors import RegistryError
 from .gate import history
 from .registry import version_file
-from ..ml.validate import Schema
+from ..ml.validate import ALLOWED_NOTE, Schema, leaking_columns
 from .client import Tag
 
 # %% auto #0
@@ -76,6 +76,7 @@ def card_facts(
             f.metrics = {k: v for k, v in pipeline.data.metrics.items() if not is_measurement(k)}
         else:
             f.metrics = {k.removeprefix("test_"): v for k, v in ev.data.metrics.items() if k.startswith("test_")}
+            f.metrics |= {k: v for k, v in ev.data.metrics.items() if k == "slice_gap"}  # logged as it is named
             f.slice_column = ev.data.params.get("slice_column", "")
             if p := _artifact(client, ev.info.run_id, "slices.csv", d):
                 f.slices = pd.read_csv(p)
@@ -94,6 +95,24 @@ def _num(v) -> str:
         return str(v)
 
 # %% ../../notebooks/track/04_card.ipynb #cc776ed1
+def _warnings(f: CardFacts) -> list[str]:
+    "What a reader must see first: columns that leak the target, and leakage allowed on the user's word."
+    if f.schema is None:
+        return []
+    out = [
+        f"> **Possible leakage**: `{c}`: {note}. The gate does not promote a model that learns from it: leave it "
+        f"out (`-p exclude={c}`), or, if it is known when the model predicts, keep it (`-p allow_leakage={c}`)."
+        for c, note in leaking_columns(f.schema).items()
+    ]
+    out += [
+        f"> **Leakage allowed** on the trainer's word: `{c}`: {col.note.removeprefix(ALLOWED_NOTE + ': ')}. "
+        "It was declared known when the model predicts; check that it is."
+        for c, col in f.schema.columns.items()
+        if col.note.startswith(ALLOWED_NOTE)
+    ]
+    return [line for w in out for line in (w, "")]
+
+# %% ../../notebooks/track/04_card.ipynb #133e09ab
 def _limitations(f: CardFacts) -> list[str]:
     out = []
     if f.schema is not None:
@@ -105,11 +124,6 @@ def _limitations(f: CardFacts) -> list[str]:
             out.append(
                 f"Missing values were imputed for: {', '.join(missing)}; many missing values at once degrade it."
             )
-        leaks = {c: col.note for c, col in f.schema.columns.items() if col.note.startswith("possible leakage")}
-        out += [
-            f"**Check for leakage**: `{c}`: {note}. Is it known when the model has to predict?"
-            for c, note in leaks.items()
-        ]
         if f.schema.left_out:
             out.append(
                 "Not used as inputs: " + "; ".join(f"`{c}` ({why})" for c, why in f.schema.left_out.items()) + "."
@@ -199,7 +213,7 @@ def render_card(
 ) -> str:
     "The model card as Markdown."
     use = f.intended_use or "Not stated: set intended_use in settings.ini."
-    md = [f"# Model card: {f.name} version {f.version}", "", f"**Intended use.** {use}", ""]
+    md = [f"# Model card: {f.name} version {f.version}", "", f"**Intended use.** {use}", "", *_warnings(f)]
     md += [*_lineage(f), *_figures(f), *_inputs(f), *_gate(f)]
     md += ["## Limitations", "", *[f"- {x}" for x in _limitations(f)], ""]
     return "\n".join(md)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..core.errors import RegistryError
 from ..core.values import JsonValue
 from ..ml.metrics import higher_is_better, primary_metric
-from .registry import alias_version, check_writable, set_alias
+from .registry import alias_version, check_writable, set_alias, version_file
 from .client import Tag, mlflow_globals
 
 # %% auto #0
@@ -70,21 +70,34 @@ def _fmt(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
 # %% ../../notebooks/track/03_gate.ipynb #c02389fc
+def _leak_reasons(leaks: dict) -> list[str]:
+    return [
+        f"column '{c}': {finding}; a model that learns from it is not promoted. Leave it out (-p exclude={c}), or, "
+        f"if it is known when the model predicts, keep it (-p allow_leakage={c}; the card records it)"
+        for c, finding in leaks.items()
+    ]
+
+
+def _require_metric(m: str, scores: dict) -> None:
+    if m not in scores:
+        raise RegistryError(
+            f"the gate compares '{m}', but the challenger was scored on: {', '.join(sorted(scores))}. Pass -p "
+            "gate_metric=NAME."
+        )
+
+# %% ../../notebooks/track/03_gate.ipynb #db93ec2f
 def decide(
     rules: GateRules,  # the gate's rules (`GateRules`)
     challenger: str,  # the challenger's version
     scores: dict,  # the challenger's metrics, plus `slice_gap`
     champion: str | None = None,  # the champion's version before the gate (None: none)
     champion_scores: dict | None = None,  # the champion's metrics on the same rows
+    leaks: dict | None = None,  # the challenger's features that leak the target (`ml.validate.leaking_columns`)
 ) -> GateDecision:
-    "Apply `rules` to the challenger's `scores` (metrics plus 'slice_gap') and the champion's."
+    "Apply `rules` to the challenger's `scores` (metrics plus 'slice_gap') and the champion's; a leak refuses it."
     m, up = rules.metric, higher_is_better(rules.metric)
     challenger, champion = str(challenger), None if champion is None else str(champion)
-    if m not in scores:
-        raise RegistryError(
-            f"the gate compares '{m}', but the challenger was scored on: {', '.join(sorted(scores))}. Pass -p "
-            "gate_metric=NAME."
-        )
+    _require_metric(m, scores)
     new, old = scores[m], (champion_scores or {}).get(m)
     gap = scores.get("slice_gap")
     d = GateDecision(challenger, champion, m, new, old, None if gap is None or math.isnan(gap) else gap)
@@ -93,6 +106,8 @@ def decide(
         d.passed &= ok
         d.reasons.append(("ok: " if ok else "FAILED: ") + text)
 
+    for text in _leak_reasons(leaks or {}):
+        rule(False, text)
     if rules.floor is not None:
         rule(
             new >= rules.floor if up else new <= rules.floor,
@@ -313,6 +328,18 @@ def _champion_scores(client, name: str, champ: str | None, challenger: str, X, y
         return {"champion_error": f"{type(e).__name__}: {e}"[:300]}
 
 # %% ../../notebooks/track/03_gate.ipynb #ff830181
+def _leaks(client, name: str, version: str) -> dict:
+    "The challenger's features flagged as leaking the target (`ml.validate.leaking_columns`), from its schema."
+    import tempfile
+    from mlops_nb.ml.validate import Schema, leaking_columns
+
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            return leaking_columns(Schema.read(version_file(client, name, version, "extra_files/schema.json", d)))
+        except RegistryError:  # a model registered without a schema (by hand): nothing to say about its columns
+            return {}
+
+# %% ../../notebooks/track/03_gate.ipynb #ae903b83
 def run_gate(
     client,  # an MlflowClient (`track.client.connect`)
     name: str,  # registered model name
@@ -329,13 +356,14 @@ def run_gate(
     challenger, notes = str(challenger), []
     with mlflow_globals(client):  # models:/ URIs resolve through MLflow's global store: the client's, in here only
         mine = gate_scores(load_version(client, name, challenger), X, y, task, slice_column, rules.metric)
+        leaks = _leaks(client, name, challenger)
         for _ in range(3):
             champ = _champion(client, name)
             scores = {
                 "challenger": mine,
                 **_champion_scores(client, name, champ, challenger, X, y, task, slice_column, rules.metric),
             }
-            decision = decide(rules, challenger, mine, champ, scores.get("champion"))
+            decision = decide(rules, challenger, mine, champ, scores.get("champion"), leaks)
             if "champion_error" in scores:
                 decision.reasons.append(
                     f"note: champion {champ} could not be scored on this data ({scores['champion_error']})"

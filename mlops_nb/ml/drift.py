@@ -11,13 +11,16 @@ from dataclasses import dataclass, field
 from fastcore.basics import patch
 import numpy as np
 import pandas as pd
-from .metrics import PRIMARY, higher_is_better
+from .metrics import PRIMARY
 from ..core.values import JsonValue
 from .validate import column_kind
+from .clock import clock_profile, same_period
+from .degradation import judge
 
 # %% auto #0
-__all__ = ['VOCABULARY', 'EPS', 'ColumnProfile', 'words_of', 'profile_column', 'Profile', 'make_profile', 'psi', 'Thresholds',
-           'check_numeric', 'check_categorical', 'check_text', 'DriftReport', 'check_drift', 'check_performance']
+__all__ = ['VOCABULARY', 'EPS', 'TOP_CATEGORIES', 'ColumnProfile', 'words_of', 'profile_column', 'Profile', 'make_profile', 'psi',
+           'Thresholds', 'check_numeric', 'check_categorical', 'check_text', 'DriftReport', 'check_drift',
+           'check_performance']
 
 # %% ../../notebooks/ml/07_drift.ipynb #0f4c2708
 @dataclass
@@ -32,6 +35,7 @@ class ColumnProfile:
     counts: list = field(default_factory=list)  # numeric: rows per bin, below the first edge .. above the last
     sample: list = field(default_factory=list)  # numeric: a random sample for the KS test
     categories: dict = field(default_factory=dict)  # categorical: value -> count
+    unseen: float = 0.0  # categorical: share of rows whose value a random half of the reference never had
     vocabulary: dict = field(default_factory=dict)  # text: its most frequent words -> count (edges etc. are lengths)
     unseen_words: float = 0.0  # text: share of words outside that vocabulary in held-out reference rows
 
@@ -90,6 +94,11 @@ def profile_column(
         )
     elif p.kind == "categorical":
         p.categories = {str(k): int(n) for k, n in values.astype(str).value_counts().items()}
+        half = np.random.default_rng(seed).random(len(values)) < 0.5  # how many values a fresh sample finds new
+        seen = set(values[half].astype(str))
+        p.unseen = (
+            round(float((~values[~half].astype(str).isin(seen)).mean()), 6) if half.any() and (~half).any() else 0.0
+        )
     else:
         p.kind = "skipped"
     return p
@@ -105,6 +114,7 @@ class Profile(JsonValue):
     metrics: dict = field(default_factory=dict)  # held-out metrics at training time
     task: str = ""
     target: str = ""
+    clock: dict = field(default_factory=dict)  # the columns that follow the clock (`ml.clock.clock_profile`)
 
     def __repr__(self):
         return f"Profile({self.n_rows} rows, {len(self.columns)} columns, task={self.task or '?'})"
@@ -128,7 +138,9 @@ def make_profile(
     "Profile features `X` and the model's `predictions` on them (class labels, or numbers for regression)."
     cols = {c: profile_column(X[c]) for c in X.columns}
     pred = profile_column(pd.Series(np.asarray(predictions)), "prediction") if predictions is not None else None
-    return Profile(len(X), cols, pred, dict(metrics or {}), task, target)
+    kinds = {c: p.kind for c, p in cols.items()} | ({"prediction": pred.kind} if pred is not None else {})
+    clock = clock_profile(X, kinds, predictions)
+    return Profile(len(X), cols, pred, dict(metrics or {}), task, target, clock)
 
 # %% ../../notebooks/ml/07_drift.ipynb #6679b68e
 EPS = 1e-4
@@ -153,7 +165,7 @@ class Thresholds:
     missing: float = 0.1  # absolute change of the missing rate
     new_categories: float = 0.01  # share of rows with categories never seen in training
     new_words: float = 0.1  # text: rise of the share of words outside the reference's vocabulary
-    metric_drop: float = 0.05  # fall of the primary metric against training's held-out value
+    metric_drop: float = 0.05  # how much worse the primary metric: relative for an error (5 %), absolute for a score
     min_rows: int = 100  # a smaller window cannot be judged
 
 # %% ../../notebooks/ml/07_drift.ipynb #bad8b07b
@@ -182,11 +194,14 @@ def check_numeric(
     return {"psi": psi(ref.counts, counts), "p_value": float(r.pvalue), "statistic": float(r.statistic), "test": "ks"}
 
 # %% ../../notebooks/ml/07_drift.ipynb #763f6cde
+TOP_CATEGORIES = 20  # a column's most frequent reference values compared one by one; the rest (and new ones) as one
+
+
 def check_categorical(
     ref: ColumnProfile,  # the column's reference profile
     s: pd.Series,  # one column
 ) -> dict:
-    "PSI and chi-squared of a categorical column against its profile, and its unseen categories."
+    "PSI and chi-squared of a categorical column against its profile (rare values pooled), and its unseen categories."
     from scipy.stats import chi2_contingency
 
     now = s.dropna().astype(str).value_counts()
@@ -198,9 +213,11 @@ def check_categorical(
             "test": "chi2",
             "note": "all values missing",
         }
-    cats = list(ref.categories) + [c for c in now.index if c not in ref.categories]
-    e = np.array([ref.categories.get(c, 0) for c in cats], float)
-    a = now.reindex(cats, fill_value=0).to_numpy(float)
+    top = sorted(ref.categories, key=ref.categories.get, reverse=True)[:TOP_CATEGORIES]
+    e = np.array(
+        [ref.categories[c] for c in top] + [sum(ref.categories.values()) - sum(ref.categories[c] for c in top)], float
+    )
+    a = np.array([now.get(c, 0) for c in top] + [now.sum() - sum(now.get(c, 0) for c in top)], float)
     table = np.vstack([e, a])[:, (e + a) > 0]
     stat, p = chi2_contingency(table)[:2] if table.shape[1] > 1 else (0.0, 1.0)
     new = {c: int(now[c]) for c in now.index if c not in ref.categories}
@@ -211,6 +228,7 @@ def check_categorical(
         "test": "chi2",
         "new_categories": new,
         "new_share": sum(new.values()) / max(int(now.sum()), 1),
+        "new_share_ref": ref.unseen,
     }
 
 # %% ../../notebooks/ml/07_drift.ipynb #1193ee2f
@@ -270,10 +288,7 @@ def verdict(self: DriftReport) -> str:
     if self.prediction_drifted:
         parts.append(f"predictions drifted (PSI {self.prediction['psi']:.2f})")
     if self.degraded:
-        parts.append(
-            f"{self.performance['metric']} fell from {self.performance['reference']:.3f} to "
-            f"{self.performance['current']:.3f}"
-        )
+        parts.append(self.performance["says"])
     head = "ALERT: " + "; ".join(parts) if parts else f"OK: no drift in {len(self.features)} features"
     return (
         head + f" ({self.n_rows} rows" + (f"; not checked: {', '.join(self.not_checked)})" if self.not_checked else ")")
@@ -300,19 +315,40 @@ def _flag(r: dict, t: Thresholds) -> bool:
     return bool(r["psi"] >= t.psi and r["p_value"] < t.alpha) if not math.isnan(r.get("psi", math.nan)) else False
 
 # %% ../../notebooks/ml/07_drift.ipynb #248649e9
-def _feature_rows(profile: Profile, X: pd.DataFrame, t: Thresholds) -> tuple[list[dict], dict]:
+def _reference(profile: Profile, name: str, ref: ColumnProfile, X: pd.DataFrame) -> tuple[ColumnProfile, str]:
+    "What `name` is compared with: for a column that follows the clock, the reference rows of the window's periods."
+    from dataclasses import replace
+
+    clock = profile.clock or {}
+    if name not in clock.get("columns", {}) or clock["column"] not in X:
+        return ref, "all the reference" + (
+            " (it follows the clock; the window has no time)" if clock and name in clock["columns"] else ""
+        )
+    found = same_period(clock, name, X[clock["column"]])
+    if found is None or found[0] is None:
+        return ref, "all the reference (the window has hours or days the reference never saw)"
+    values, said = found
+    if isinstance(values, dict):  # expected counts of each category in the window's periods
+        return replace(ref, categories=values), said
+    same = profile_column(pd.Series(values, dtype=float), name)
+    return replace(ref, edges=same.edges, counts=same.counts, sample=same.sample), said
+
+# %% ../../notebooks/ml/07_drift.ipynb #5a9be70d
+def _feature_rows(profile: Profile, X: pd.DataFrame, t: Thresholds, seasonal=()) -> tuple[list[dict], dict]:
     "One row per column of `profile` checked in `X`, and the columns not checked with why."
     rows, skipped = [], {}
     for name, ref in profile.columns.items():
-        if name not in X:
-            skipped[name] = "missing from the data"
+        if name not in X or ref.kind == "skipped" or name in seasonal:
+            skipped[name] = (
+                "missing from the data"
+                if name not in X
+                else "a date column (time always moves on)"
+                if ref.kind == "skipped"
+                else "declared seasonal (-p seasonal): it moves with the time by design; not judged"
+            )
             continue
-        if ref.kind == "skipped":
-            skipped[name] = "a date column (time always moves on)"
-            continue
-        s = X[name]
-        check = {"numeric": check_numeric, "text": check_text}.get(ref.kind, check_categorical)
-        r = check(ref, s)
+        s, (ref, against) = X[name], _reference(profile, name, ref, X)
+        r = {"numeric": check_numeric, "text": check_text}.get(ref.kind, check_categorical)(ref, s)
         if r.get("note") == "all values missing":
             skipped[name] = "all values missing in the window"
         miss = round(float(s.isna().mean()), 6)
@@ -324,6 +360,7 @@ def _feature_rows(profile: Profile, X: pd.DataFrame, t: Thresholds) -> tuple[lis
                 "missing_ref": ref.missing_rate,
                 "missing_now": miss,
                 "missing_changed": abs(miss - ref.missing_rate) >= t.missing,
+                "compared_with": against,
                 "note": r.get("note", ""),
                 "drifted": _flag(r, t),
             }
@@ -337,23 +374,24 @@ def _feature_table(rows: list[dict], t: Thresholds) -> pd.DataFrame:
     if not len(feats):
         return feats
     feats["drifted"] |= feats.missing_changed
-    if "new_share" in feats:
-        feats["drifted"] |= feats.new_share.fillna(0) >= t.new_categories
+    if "new_share" in feats:  # beyond the share of new values a fresh sample of the reference itself has
+        feats["drifted"] |= feats.new_share.fillna(0) - feats.new_share_ref.fillna(0) >= t.new_categories
     if "unseen_words" in feats:
         rise = feats.unseen_words.fillna(0) - feats.unseen_words_ref.fillna(0)
         feats["drifted"] |= rise >= t.new_words
     return feats.sort_values(["drifted", "psi"], ascending=False, na_position="last").reset_index(drop=True)
 
 
-def _prediction_check(profile: Profile, predictions, t: Thresholds) -> dict | None:
+def _prediction_check(profile: Profile, X: pd.DataFrame, predictions, t: Thresholds) -> dict | None:
     if predictions is None or profile.prediction is None:
         return None
-    ps, ref = pd.Series(np.asarray(predictions)), profile.prediction
+    ps = pd.Series(np.asarray(predictions), index=X.index if len(X) == len(predictions) else None)
+    ref, against = _reference(profile, "prediction", profile.prediction, X)
     if ref.kind == "numeric":
         pred = check_numeric(ref, ps)
     else:
         pred = check_categorical(ref, ps.astype(str) if ref.kind == "categorical" else ps)
-    pred["drifted"] = _flag(pred, t)
+    pred["drifted"], pred["compared_with"] = _flag(pred, t), against
     return pred
 
 # %% ../../notebooks/ml/07_drift.ipynb #c4bab2ee
@@ -362,6 +400,7 @@ def check_drift(
     X: pd.DataFrame,  # the window's features
     predictions=None,  # the model's predictions on the window (None: no prediction drift check)
     thresholds: Thresholds | None = None,  # when a change counts as drift (`Thresholds`)
+    seasonal: tuple = (),  # columns that move with the time of day or week by design: not judged
 ) -> DriftReport:
     "Compare a window `X` (and the model's `predictions` on it) with the reference `profile`."
     t = thresholds or Thresholds()
@@ -375,8 +414,9 @@ def check_drift(
             {"all": f"{len(X)} rows; at least {t.min_rows} are needed (Thresholds.min_rows)"},
             t,
         )
-    rows, skipped = _feature_rows(profile, X, t)
-    return DriftReport(len(X), _feature_table(rows, t), _prediction_check(profile, predictions, t), None, skipped, t)
+    rows, skipped = _feature_rows(profile, X, t, seasonal)
+    pred = _prediction_check(profile, X, predictions, t)
+    return DriftReport(len(X), _feature_table(rows, t), pred, None, skipped, t)
 
 # %% ../../notebooks/ml/07_drift.ipynb #874a0f23
 def check_performance(
@@ -410,8 +450,8 @@ def check_performance(
     }
     if ref is None:
         report.not_checked["performance"] = f"the reference has no {metric}"
-    else:
-        drop = (ref - metrics[metric]) if higher_is_better(metric) else (metrics[metric] - ref)
-        perf |= {"drop": drop, "degraded": drop > report.thresholds.metric_drop}
+    else:  # relative for an error, absolute for a score, beyond the window's noise (`ml.degradation`)
+        d = judge(metric, ref, y_true, y_pred, report.thresholds.metric_drop, proba, classes, profile.task)
+        perf |= {"worse": d.worse, "interval": d.interval, "degraded": d.degraded, "says": d.says()}
     report.performance = perf
     return report

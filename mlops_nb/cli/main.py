@@ -80,10 +80,10 @@ def main(
         make_console(stderr=True).print("interrupted: open runs were marked KILLED.")
         code = 130
         _exit_within(EXIT_AFTER_INTERRUPT, code)
-    except Exception as e:  # a tracking server that refused this caller: one message, not a traceback
-        from mlops_nb.track.client import refusal
+    except Exception as e:  # a tracking server that refused this caller, or is gone: one message, not a traceback
+        from mlops_nb.track.client import refusal, unreached
 
-        if (why := refusal(e)) is None:
+        if (why := refusal(e) or unreached(e)) is None:
             raise
         make_console(stderr=True).print(f"error: {why}", markup=False, highlight=False)
         code = why.exit_code

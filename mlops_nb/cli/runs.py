@@ -201,8 +201,19 @@ def _options(spec, force, workers, no_cache, cold, executor, scheduler):
     )
 
 # %% ../../notebooks/cli/02_runs.ipynb #1f0f9a25
+def _unreachable(settings, result) -> str:
+    "The one line a run whose tracking server stopped answering ends with."
+    at = next((f" at step '{s.name}'" for s in result.steps if s.status in ("failed", "killed")), "")
+    return (
+        f"the tracking server {settings.tracking} could not be reached ({result.unreachable}): the run "
+        f"stopped{at}. What it had left to record is kept in {settings.runs / '.journal'}; the next mlops-nb "
+        "command sends it once the server answers again, and closes the run's runs (FAILED)."
+    )
+
+
 def _run_one(console, spec, values: dict, settings, options, events, notes: list) -> None:
     "One pipeline run, its steps drawn as they go, then its summary (and its failure's screen)."
+    from mlops_nb.core.errors import PipelineFailed
     from mlops_nb.runner.pipeline import run_pipeline, raise_if_failed
     from mlops_nb.runner.results import EventLog
 
@@ -215,6 +226,9 @@ def _run_one(console, spec, values: dict, settings, options, events, notes: list
     print_summary(console, result, settings)
     if notes and not result.failed:  # a model named after its data: the commands' default is the project's model
         _print_own_model(console, settings)
+    if result.unreachable:
+        make_console(stderr=True).print(f"[bold red]error:[/] {escape(_unreachable(settings, result))}")
+        raise PipelineFailed(_unreachable(settings, result))
     if result.failed:
         print_failure(make_console(stderr=True), result)
     raise_if_failed(result)

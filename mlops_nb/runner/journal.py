@@ -6,15 +6,19 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/journal.html.md"""
 
 # %% ../../notebooks/runner/04_journal.ipynb #958053ba
 from __future__ import annotations
-import fcntl, json, os, subprocess, sys, uuid
+import fcntl, json, math, os, shutil, subprocess, sys, time, uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
+from fastcore.basics import patch
 from ..core.config import Settings, load_settings
-from ..core.values import JsonValue
+from ..core.errors import MlopsNbError
+from ..core.values import JsonValue, write_atomic
 from ..track import direct
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'RunRecord', 'journal_dir', 'write_journal', 'flush_journals', 'flush_direct', 'flush_in_background']
+__all__ = ['EXPERIMENT', 'RunRecord', 'journal_dir', 'write_journal', 'flush_journals', 'KeptClient', 'send_kept', 'flush_direct',
+           'flush_in_background']
 
 # %% ../../notebooks/runner/04_journal.ipynb #ea39f60b
 @dataclass
@@ -69,9 +73,9 @@ def flush_journals(
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
     client=None,  # an MlflowClient (`track.client.connect`)
 ) -> list[str]:
-    "Record every pending journal of `settings` in MLflow; return the new parent run ids."
+    "Record every pending journal of `settings` in MLflow (and what a run kept while its server was away)."
     folder = journal_dir(settings)
-    if not folder.is_dir() or not any(folder.glob("*.json")):
+    if not folder.is_dir() or not any(folder.glob("*.json")) and not any(folder.glob("kept/*.json")):
         return []
     from mlops_nb.track import client as tracking
 
@@ -86,7 +90,94 @@ def flush_journals(
                 _record(client, exp_id, child, parent)
             path.unlink()
             done.append(parent)
+        for path in sorted(folder.glob("kept/*.json"), key=lambda p: p.stat().st_mtime):
+            send_kept(client, json.loads(path.read_text()))
+            shutil.rmtree(path.with_suffix(""), ignore_errors=True)  # the texts it kept
+            path.unlink()
     return done
+
+# %% ../../notebooks/runner/04_journal.ipynb #65192139
+def _number(v) -> bool:
+    "A finite number, as MLflow keeps metrics (text and NaN are left out, as `track.client.log_values` does)."
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+# %% ../../notebooks/runner/04_journal.ipynb #b92198de
+class KeptClient:
+    "Takes a run's records while its tracking server cannot be reached, and keeps them in the journal to send later."
+
+    writes_sql = True  # `track.client.log_values` hands its batch to `log_values`
+
+    def __init__(self, settings: Settings, why: str):
+        self.settings, self.why, self.tracking_uri = settings, why, settings.tracking
+        self.runs: dict = {}  # run id -> what to send: params, metrics, tags, artifacts, status, end time
+        self.path = journal_dir(settings) / "kept" / f"{uuid.uuid4().hex}.json"
+
+    def __getattr__(self, name: str):  # anything else needs the server
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise MlopsNbError(f"the tracking server {self.tracking_uri} could not be reached ({self.why}); cannot {name}.")
+
+    def _run(self, run_id: str) -> dict:
+        return self.runs.setdefault(
+            run_id, {"params": {}, "metrics": {}, "tags": {}, "artifacts": [], "status": "", "end_ms": 0}
+        )
+
+    def log_values(self, run_id: str, params=None, metrics=None, tags=None) -> None:
+        r = self._run(run_id)
+        r["params"].update(params or {})
+        r["metrics"].update({k: float(v) for k, v in (metrics or {}).items() if _number(v)})
+        r["tags"].update({k: str(v) for k, v in (tags or {}).items()})
+        self._write()
+
+    def set_tag(self, run_id: str, key: str, value) -> None:
+        self.log_values(run_id, tags={key: value})
+
+    def set_terminated(self, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
+        self._run(run_id).update(status=status, end_ms=end_time or int(time.time() * 1000))
+        self._write()
+
+    def log_artifact(self, run_id: str, local_path, artifact_path: str | None = None) -> None:
+        self._run(run_id)["artifacts"].append([str(Path(local_path).resolve()), artifact_path])
+        self._write()
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        kept = self.path.with_suffix("") / run_id / artifact_file  # a copy of the text, beside the journal
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(text, encoding="utf-8")
+        self.log_artifact(run_id, kept, str(Path(artifact_file).parent) if Path(artifact_file).parent.name else None)
+
+# %% ../../notebooks/runner/04_journal.ipynb #0ec573db
+@patch
+def _write(self: KeptClient) -> None:
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(self.path, json.dumps({"tracking": self.tracking_uri, "why": self.why, "runs": self.runs}))
+
+
+@patch
+def get_run(self: KeptClient, run_id: str):
+    "What is kept of a run (its values so far): enough for the runner's own reads."
+    r = self._run(run_id)
+    data = SimpleNamespace(params=dict(r["params"]), metrics=dict(r["metrics"]), tags=dict(r["tags"]))
+    return SimpleNamespace(info=SimpleNamespace(run_id=run_id, status=r["status"] or "RUNNING"), data=data)
+
+
+def send_kept(
+    client,  # an MlflowClient for the server, answering again
+    kept: dict,  # what a `KeptClient` wrote
+) -> None:
+    "Send what a run kept while its server was away: each run's values and artifacts, then its end."
+    from mlops_nb.track import client as tracking
+
+    for run_id, r in kept["runs"].items():
+        tracking.log_values(client, run_id, r["params"], r["metrics"], r["tags"])
+        for local, folder in r["artifacts"]:
+            if Path(local).is_file():
+                client.log_artifact(run_id, local, folder)
+        if r["status"]:
+            client.set_terminated(run_id, r["status"], end_time=r["end_ms"] or None)
 
 # %% ../../notebooks/runner/04_journal.ipynb #77cd37da
 def flush_direct(

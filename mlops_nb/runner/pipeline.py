@@ -66,9 +66,33 @@ class PipelineRun:
         self.dirs: dict[str, Path] = {}
 
     def mlflow(self, fn, *args, **kw):
-        "Call the MLflow client under the run's lock."
+        "Call the MLflow client under the run's lock; once its server stops answering, keep the call (`lose`)."
         with self.lock:
+            try:
+                return fn(*args, **kw)
+            except Exception as e:
+                if isinstance(self.client, journal.KeptClient) or not tracking.unreachable(e):
+                    raise
+                old = self.lose(e)
+            args = tuple(self.client if a is old else a for a in args)  # the call again, to the journal
+            fn = getattr(self.client, fn.__name__) if getattr(fn, "__self__", None) is old else fn
             return fn(*args, **kw)
+
+# %% ../../notebooks/runner/09_pipeline.ipynb #6adf1f2f
+@patch
+def lose(
+    self: PipelineRun,
+    e: BaseException | str,  # what the tracking server's client said
+):
+    """The tracking server stopped answering: from now on the run's records go to the journal (`journal.KeptClient`),
+    sent by the next command; no step starts any more, and the running ones are stopped. Returns the old client."""
+    from mlops_nb.runner.kernels import kill_live_kernels
+
+    old, why = self.client, tracking.why_unreachable(e)
+    if not isinstance(old, journal.KeptClient):
+        self.client, self.result.unreachable = journal.KeptClient(self.settings, why), why
+        kill_live_kernels()  # their MLflow calls would wait on the same server
+    return old
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #5a417173
 def key_tags(
@@ -195,6 +219,8 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
     r.status = (
         ("killed" if STOPPING.is_set() else "failed") if r.error else "done"
     )  # interrupted: its kernel was stopped
+    if r.error is not None and not self.settings.is_local_store and tracking.unreachable(r.error.evalue):
+        self.lose(r.error.evalue)  # the step's own MLflow calls found no server: the runner's would not either
     if r.status == "done":
         r.outputs = json.loads((r.out_dir / OUTPUTS).read_text())
     self.records.submit(self._record, r)
@@ -289,7 +315,7 @@ def _schedule(self: PipelineRun, pool, todo: list, running: dict) -> None:
                 todo.remove(step)
                 self.result.step(step.name).status = "left out"
                 self.report(self.result.step(step.name))
-            elif any(n.status in ("failed", "skipped", "killed", "left out") for n in needs):
+            elif self.result.unreachable or any(n.status in ("failed", "skipped", "killed", "left out") for n in needs):
                 todo.remove(step)
                 self.result.step(step.name).status = "skipped"
                 self.report(self.result.step(step.name))
@@ -415,6 +441,8 @@ def result_tags(
         tags[tracking.Tag.registered] = f"{reg['model_name']}:{reg['version']}"
     if result.failed:
         tags[tracking.Tag.failed_step] = result.failed.name
+    if result.unreachable:
+        tags[f"{tracking.TAG}.unreachable"] = result.unreachable
     return tags
 
 
@@ -519,7 +547,8 @@ def _run_to_end(run: PipelineRun, started: float) -> PipelineResult:
         with exported(run.settings):
             run.run_steps()
         killed = any(s.status == "killed" for s in run.result.steps)  # a sweep's member, interrupted
-        run.result.status = "KILLED" if killed else "FAILED" if run.result.failed else "FINISHED"
+        failed = run.result.failed or run.result.unreachable  # (its running steps were stopped: not an interrupt)
+        run.result.status = "FAILED" if failed else "KILLED" if killed else "FINISHED"
     except BaseException:
         run.result.status = "KILLED"
         for r in run.result.steps:
@@ -531,7 +560,7 @@ def _run_to_end(run: PipelineRun, started: float) -> PipelineResult:
         raise
     finally:
         run.result.seconds = time.time() - started
-        _finish_parent(run.client, run.result)
+        run.mlflow(_finish_parent, run.client, run.result)
     return run.result
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #5706cae4

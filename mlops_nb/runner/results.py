@@ -71,6 +71,7 @@ class PipelineResult:
     recorded_later: bool = False  # True when MLflow records this run in the background (all steps cached)
     metric: str = ""  # the spec's primary metric, if it declares one
     goal: str = ""  # max or min
+    unreachable: str = ""  # why the tracking server could not be reached mid-run (what is left is in the journal)
 
     @property
     def failed(self) -> StepResult | None:

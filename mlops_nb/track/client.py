@@ -13,11 +13,12 @@ from ..core.config import Settings, environment as variables
 from ..core.errors import ConfigError, MlopsNbError
 
 # %% auto #0
-__all__ = ['TAG', 'TRAINING', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store', 'ensure_store', 'creating', 'settle',
-           'connect', 'ensure_experiment', 'refusal', 'check_access', 'user', 'is_measurement', 'start_run',
-           'log_values', 'finish_run', 'get_run', 'pipeline_runs', 'run_summary', 'step_runs', 'ui_page',
-           'version_page', 'relative_path', 'recorded_path', 'open_stores', 'mlflow_globals', 'git_state',
-           'environment', 'installed_packages', 'log_dataset']
+__all__ = ['TAG', 'TRAINING', 'SERVER_PATIENCE', 'UNREACHABLE', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store',
+           'ensure_store', 'creating', 'settle', 'connect', 'ensure_experiment', 'refusal', 'unreachable',
+           'why_unreachable', 'unreached', 'check_access', 'user', 'is_measurement', 'start_run', 'log_values',
+           'finish_run', 'get_run', 'pipeline_runs', 'run_summary', 'step_runs', 'ui_page', 'version_page',
+           'relative_path', 'recorded_path', 'open_stores', 'mlflow_globals', 'git_state', 'environment',
+           'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
@@ -175,6 +176,16 @@ def settle(
 TRAINING = {"mlflow.experimentKind": "custom_model_development"}  # what MLflow's UI reads: a model-training experiment
 
 
+# How long a tracking server that does not answer is waited for: each request at most 10 s, tried 3 times, 1 s then
+# 2 s apart. A server that is gone is known in a few seconds, one that hangs in about 33 s (MLflow's own defaults,
+# 120 s and 7 tries with growing waits, kept a run waiting for minutes). The kernels inherit them; set them to differ.
+SERVER_PATIENCE = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+
+
 def connect(
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
 ):
@@ -187,12 +198,15 @@ def connect(
     from mlflow import MlflowClient
 
     ensure_store(settings.tracking)
+    if not settings.is_local_store:
+        for k, v in SERVER_PATIENCE.items():  # before the first request: MLflow reads them as it sends
+            os.environ.setdefault(k, v)
     client = MlflowClient(tracking_uri=settings.tracking, registry_uri=settings.tracking)
     if not settings.is_local_store:
         check_access(client)
     return client
 
-
+# %% ../../notebooks/track/01_client.ipynb #e02fea34
 def ensure_experiment(
     client,  # an MlflowClient (`track.client.connect`)
     settings: Settings,  # the workbench settings (`core.config.load_settings`)
@@ -228,7 +242,59 @@ def refusal(
         )
     return ConfigError(f"{where} refused user '{user}': check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.")
 
+# %% ../../notebooks/track/01_client.ipynb #88fe2608
+UNREACHABLE = (
+    "Max retries exceeded",
+    "Connection refused",
+    "Failed to establish a new connection",
+    "Read timed out",
+    "Connection reset",
+    "RemoteDisconnected",
+    "Connection aborted",
+)  # what MLflow's client says (in its own words, or requests') when a server does not answer
 
+
+def unreachable(
+    e: BaseException | str,  # an error from MLflow's client, or its text (a step notebook's error)
+) -> bool:
+    "Whether the error says the tracking server could not be reached (gone, refusing, hanging), not that it refused."
+    text = str(e)
+    if "ResponseError" in text:  # it answered, with errors (a 503 retried away): a server's failure, said as one
+        return False
+    return any(s in text for s in UNREACHABLE) or type(e).__name__ in ("ConnectionError", "ConnectTimeout")
+
+
+def why_unreachable(
+    e: BaseException | str,  # an error `unreachable` says is one
+) -> str:
+    "What happened, in a few words: connection refused, no answer within 10 s, the connection was dropped."
+    text = " ".join(str(e).split())
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Read timed out" in text or "timed out" in text:
+        return f"no answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '120')} s, tried again"
+    if any(s in text for s in ("RemoteDisconnected", "Connection aborted", "Connection reset")):
+        return "the connection was dropped"
+    return "no connection could be made" if "Failed to establish" in text else text[-160:]
+
+# %% ../../notebooks/track/01_client.ipynb #50ddfa89
+def unreached(
+    e: BaseException,  # an error from MLflow's client
+    uri: str = "",  # the tracking server's address
+) -> MlopsNbError | None:
+    "The message for a tracking server that could not be reached; None for other errors."
+    if not unreachable(e):
+        return None
+    where = f"the tracking server {uri or os.environ.get('MLFLOW_TRACKING_URI', '')}".rstrip()
+    err = MlopsNbError(
+        f"{where} could not be reached ({why_unreachable(e)}). Start it, or check the address "
+        "(MLFLOW_TRACKING_URI, tracking_uri in settings.ini). Nothing is lost: what a run could not send waits in "
+        "runs/.journal, and the first command that reaches the server sends it."
+    )
+    err.exit_code = 1
+    return err
+
+# %% ../../notebooks/track/01_client.ipynb #0e1af6c5
 def check_access(client) -> None:
     "Raise `refusal`'s message if the tracking server does not let this caller in (one small request)."
     try:
@@ -328,7 +394,7 @@ def get_run(
     except Exception as e:
         from mlflow.exceptions import MlflowException  # only now: a `track.direct.DirectClient` imports no MLflow
 
-        if isinstance(e, MlflowException):
+        if isinstance(e, MlflowException) and not unreachable(e):  # gone: said as such, not as a missing run
             raise MlopsNbError(f"no run {run_id} in {client.tracking_uri}. List runs with `mlops-nb runs`.") from None
         raise
 

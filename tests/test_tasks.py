@@ -54,3 +54,25 @@ def test_a_declared_primary_metric_judges_the_run_the_gate_and_the_registry(proj
     c = project.client()
     v = c.get_model_version_by_alias("mae-model", "champion")
     assert v.tags["mlops_nb.metric"].startswith("mae=") and v.tags["mlops_nb.gate.mae"]  # the gate compared MAE
+
+
+def test_an_own_pipeline_registering_through_mlflow_is_named_in_its_hints_and_in_runs(project):
+    "A step notebook of one's own registers its model with MLflow's API: the summary, the hints and `runs` name it."
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    params = new_code_cell("data: str = ''  # the table\nname: str = 'houses-mine'  # the registered model")
+    params.metadata["tags"] = ["parameters"]
+    body = new_code_cell(
+        "import mlflow, mlflow.sklearn, pandas as pd\nfrom sklearn.linear_model import LinearRegression\n"
+        "df = pd.read_csv(data)\nm = LinearRegression().fit(df[['area']], df['price'])\n"
+        "with mlflow.start_run():  # the step's own run (the runner sets MLFLOW_RUN_ID), as MLflow's docs write it\n"
+        "    mlflow.sklearn.log_model(m, name='model', registered_model_name=name, serialization_format='cloudpickle')")
+    nbformat.write(new_notebook(cells=[params, body]), project.root / "pipelines" / "mine.ipynb")
+    (project.root / "pipelines" / "mine.yaml").write_text(
+        "steps:\n  - {name: fit, notebook: mine.ipynb, registry: true}\nparams:\n  data: {file: true}\n")
+    (project.root / "houses.csv").write_text("area,price\n" + "".join(f"{a},{a * 3000}\n" for a in range(40, 90)))
+    r = project.run("run", "pipelines/mine.yaml", "-p", "data=houses.csv", check=True)
+    said = " ".join(r.stdout.split())
+    assert "registered houses-mine version 1" in said and "models:/houses-mine@champion" in said, said
+    assert "models:/houses@" not in said  # not the model the data file named
+    assert "houses-mine:1" in project.run("runs", check=True).stdout

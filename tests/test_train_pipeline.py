@@ -72,6 +72,8 @@ def test_every_version_gets_a_model_card(trained):
     for fact in ("Flag assembly-line parts", mv.tags["data_version"], "## Held-out metrics", "| roc_auc |", "## Metrics by line",
                  "Decision: **passed**", "## Limitations", "Weakest slice: line ="):
         assert fact in card, fact
+    gap = step_runs(project, run_id)["evaluate"].data.metrics["slice_gap"]  # the figure evaluate logged, not None
+    assert f"Largest gap of the primary metric between slices: {gap:.4f}." in card
 
 
 def test_registered_model_loads_and_predicts_in_a_fresh_process(trained, tmp_path):

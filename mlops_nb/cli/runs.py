@@ -23,8 +23,8 @@ from mlops_nb.cli.base import (
 )
 
 # %% auto #0
-__all__ = ['StepProgress', 'print_summary', 'print_why', 'print_explanation', 'print_failure', 'run', 'runs', 'show', 'reproduce',
-           'ui']
+__all__ = ['StepProgress', 'print_summary', 'print_why', 'print_explanation', 'print_failure', 'run', 'registered_name', 'runs',
+           'show', 'reproduce', 'ui']
 
 # %% ../../notebooks/cli/02_runs.ipynb #ebd3d81b
 class StepProgress:
@@ -101,6 +101,9 @@ def print_summary(
             f"registered [bold]{reg['model_name']}[/] version {reg['version']} ({', '.join(reg['aliases'])}): "
             f"{reg['model_uri']}"
         )
+    elif result.registered:  # a pipeline of one's own, registering through MLflow itself
+        name, version = result.registered.rsplit(":", 1)
+        console.print(f"registered [bold]{name}[/] version {version}: models:/{name}/{version}")
     gate = next((s.outputs for s in result.steps if "gate" in s.outputs), None)
     if gate:
         color = "green" if gate["gate"] == "passed" else "red"
@@ -225,7 +228,7 @@ def _run_one(console, spec, values: dict, settings, options, events, notes: list
         report.end(result)
     print_summary(console, result, settings)
     if notes and not result.failed:  # a model named after its data: the commands' default is the project's model
-        _print_own_model(console, settings)
+        _print_own_model(console, registered_name(result) or settings.model_name)
     if result.unreachable:
         make_console(stderr=True).print(f"[bold red]error:[/] {escape(_unreachable(settings, result))}")
         raise PipelineFailed(_unreachable(settings, result))
@@ -279,11 +282,18 @@ def _print_start(console, spec, settings) -> None:
     )
 
 
-def _print_own_model(console, settings) -> None:
+def registered_name(
+    result,  # a pipeline run's `PipelineResult`
+) -> str:
+    "The registered model a run trained a version of ('' if none): the one its closing hints are about."
+    reg = next((s.outputs for s in result.steps if "model_uri" in s.outputs), None)
+    return reg["model_name"] if reg else result.registered.rsplit(":", 1)[0]
+
+
+def _print_own_model(console, name: str) -> None:
     console.print(
-        f"serve it: mlops-nb serve --model models:/{settings.model_name}@champion; monitor it: mlops-nb monitor "
-        f"--model {settings.model_name}; or make it the project's model: model_name = {settings.model_name} in "
-        "settings.ini"
+        f"serve it: mlops-nb serve --model models:/{name}@champion; monitor it: mlops-nb monitor --model {name}; or "
+        f"make it the project's model: model_name = {name} in settings.ini"
     )
 
 # %% ../../notebooks/cli/02_runs.ipynb #7c9f1a01

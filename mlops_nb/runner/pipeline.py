@@ -437,8 +437,8 @@ def result_tags(
     tags = {tracking.Tag.steps: ",".join(f"{s.name}:{s.status}" for s in result.steps)}
     tags[tracking.Tag.note] = run_note(result)
     reg = next((s.outputs for s in result.steps if "model_uri" in s.outputs), None)
-    if reg:
-        tags[tracking.Tag.registered] = f"{reg['model_name']}:{reg['version']}"
+    if reg or result.registered:
+        tags[tracking.Tag.registered] = f"{reg['model_name']}:{reg['version']}" if reg else result.registered
     if result.failed:
         tags[tracking.Tag.failed_step] = result.failed.name
     if result.unreachable:
@@ -560,8 +560,19 @@ def _run_to_end(run: PipelineRun, started: float) -> PipelineResult:
         raise
     finally:
         run.result.seconds = time.time() - started
+        run.result.registered = run.mlflow(_registered, run)
         run.mlflow(_finish_parent, run.client, run.result)
     return run.result
+
+
+def _registered(run: PipelineRun) -> str:
+    "`name:version` of what the run registered when no step handed a model on (a pipeline of one's own), else ''."
+    from mlops_nb.track.registry import registered_by
+
+    if isinstance(run.client, journal.KeptClient) or any("model_uri" in s.outputs for s in run.result.steps):
+        return ""
+    found = registered_by(run.client, [run.parent] + [s.run_id for s in run.result.steps if s.run_id])
+    return f"{found[-1][0]}:{found[-1][1]}" if found else ""
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #5706cae4
 def run_pipeline(

@@ -72,6 +72,7 @@ class PipelineResult:
     metric: str = ""  # the spec's primary metric, if it declares one
     goal: str = ""  # max or min
     unreachable: str = ""  # why the tracking server could not be reached mid-run (what is left is in the journal)
+    registered: str = ""  # `name:version` a pipeline of one's own registered (its steps handed no model on)
 
     @property
     def failed(self) -> StepResult | None:

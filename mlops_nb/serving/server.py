@@ -257,6 +257,11 @@ async def score(
         raise BadRequest(f"no model is loaded yet ({why}); GET /health says when it is ready.", 503)
     rows, params = parse_body(body, content_type, model.columns)
     proba = proba or str(params.get("proba", "")).lower() in ("1", "true", "yes")
+    if proba and not hasattr(model.model, "predict_proba"):
+        raise BadRequest(
+            f"proba=true asks for class probabilities, but {model.name or model.uri} predicts numbers (a regression "
+            "model): it has none. Leave proba out."
+        )
     model, rows, pred, p, fallback = await self._predict(model, rows, proba, fallback)
     if fallback:
         self.metrics.fallbacks.labels("load" if "loaded" in fallback else "error").inc()

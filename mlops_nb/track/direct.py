@@ -259,6 +259,18 @@ def get_run(self: DirectClient, run_id: str):
     data.metrics = {k: float(v) for k, v in data.metrics.items()}
     return SimpleNamespace(info=info, data=data)
 
+# %% ../../notebooks/track/06_direct.ipynb #ae9ffc51
+@patch
+def versions_of_runs(self: DirectClient, run_ids: list) -> list[tuple[str, str]]:
+    "(name, version) of the model versions runs `run_ids` created, oldest first (`track.registry.registered_by`)."
+    marks = ", ".join("?" * len(run_ids))
+    with self._sql() as con:
+        rows = con.execute(
+            f"SELECT name, version FROM model_versions WHERE run_id IN ({marks}) ORDER BY creation_time, version",
+            list(run_ids),
+        ).fetchall()
+    return [(name, str(version)) for name, version in rows]
+
 # %% ../../notebooks/track/06_direct.ipynb #d713f15b
 def _local_folder(uri: str) -> Path | None:
     "The folder of a `file:` artifact URI (or a plain path), else None."

@@ -184,6 +184,8 @@ def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_b
                         page.locator(".mlops-step .mlops-step-status").all_inner_texts()))
     assert statuses == {"ingest": "cached", "validate": "cached", "train": "done", "evaluate": "done", "register": "done",
                         "gate": "done"}, statuses
+    notes = page.locator(".mlops-notes").inner_text()  # what the steps said, and why train ran again
+    assert "validate: timestamp: expanded into year" in notes and "train ran: parameter model: 'hgb' -> 'rf'" in notes
     shot(page, "panel-progress")
     runs = project.pipeline_runs()
     assert len(runs) == before + 1 and runs[-1].data.params["model"] == "rf" and runs[-1].info.status == "FINISHED"

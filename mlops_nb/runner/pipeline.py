@@ -567,11 +567,9 @@ def _run_to_end(run: PipelineRun, started: float) -> PipelineResult:
 
 def _registered(run: PipelineRun) -> str:
     "`name:version` of what the run registered when no step handed a model on (a pipeline of one's own), else ''."
-    from mlops_nb.track.registry import registered_by
-
     if isinstance(run.client, journal.KeptClient) or any("model_uri" in s.outputs for s in run.result.steps):
         return ""
-    found = registered_by(run.client, [run.parent] + [s.run_id for s in run.result.steps if s.run_id])
+    found = tracking.registered_by(run.client, [run.parent] + [s.run_id for s in run.result.steps if s.run_id])
     return f"{found[-1][0]}:{found[-1][1]}" if found else ""
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #5706cae4

@@ -16,9 +16,9 @@ from ..core.errors import ConfigError, MlopsNbError
 __all__ = ['TAG', 'TRAINING', 'SERVER_PATIENCE', 'UNREACHABLE', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store',
            'ensure_store', 'creating', 'settle', 'connect', 'ensure_experiment', 'refusal', 'unreachable',
            'why_unreachable', 'unreached', 'check_access', 'user', 'is_measurement', 'start_run', 'log_values',
-           'finish_run', 'get_run', 'pipeline_runs', 'run_summary', 'step_runs', 'ui_page', 'version_page',
-           'relative_path', 'recorded_path', 'open_stores', 'mlflow_globals', 'git_state', 'environment',
-           'installed_packages', 'log_dataset']
+           'finish_run', 'get_run', 'pipeline_runs', 'registered_by', 'run_summary', 'step_runs', 'ui_page',
+           'version_page', 'relative_path', 'recorded_path', 'open_stores', 'mlflow_globals', 'git_state',
+           'environment', 'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
@@ -408,6 +408,20 @@ def pipeline_runs(
     "The newest pipeline runs of an experiment."
     flt = f"tags.{TAG}.kind = 'pipeline'" + (f" and tags.{TAG}.pipeline = '{pipeline}'" if pipeline else "")
     return client.search_runs([experiment_id], flt, order_by=["attributes.start_time DESC"], max_results=limit)
+
+# %% ../../notebooks/track/01_client.ipynb #fb7e2fb0
+def registered_by(
+    client,  # an MlflowClient, or a `track.direct.DirectClient` (which answers in SQL, without importing MLflow)
+    run_ids: list,  # a pipeline run and its step runs
+) -> list[tuple[str, str]]:
+    "(name, version) of the model versions runs `run_ids` created, oldest first: what a pipeline registered."
+    if not run_ids:
+        return []
+    if hasattr(client, "versions_of_runs"):
+        return client.versions_of_runs(run_ids)
+    quoted = ", ".join(f"'{r}'" for r in run_ids)
+    found = client.search_model_versions(f"run_id IN ({quoted})")
+    return [(v.name, str(v.version)) for v in sorted(found, key=lambda v: (v.creation_timestamp, int(v.version)))]
 
 # %% ../../notebooks/track/01_client.ipynb #5ca3e3f5
 def run_summary(

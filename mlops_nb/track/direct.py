@@ -262,7 +262,7 @@ def get_run(self: DirectClient, run_id: str):
 # %% ../../notebooks/track/06_direct.ipynb #ae9ffc51
 @patch
 def versions_of_runs(self: DirectClient, run_ids: list) -> list[tuple[str, str]]:
-    "(name, version) of the model versions runs `run_ids` created, oldest first (`track.registry.registered_by`)."
+    "(name, version) of the model versions runs `run_ids` created, oldest first (`track.client.registered_by`)."
     marks = ", ".join("?" * len(run_ids))
     with self._sql() as con:
         rows = con.execute(

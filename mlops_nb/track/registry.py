@@ -16,8 +16,7 @@ from .client import Tag, mlflow_globals
 # %% auto #0
 __all__ = ['ALIASES', 'MODEL_LOADERS', 'trusted_types', 'model_code', 'model_requirements', 'check_writable', 'register_model',
            'set_alias', 'alias_version', 'make_challenger', 'version_file', 'version_profile', 'version_schema',
-           'model_version', 'registered_model', 'list_versions', 'download_model', 'load_model', 'registered_by',
-           'aliases_by_version']
+           'model_version', 'registered_model', 'list_versions', 'download_model', 'load_model', 'aliases_by_version']
 
 # %% ../../notebooks/track/02_registry.ipynb #f83c2d91
 ALIASES = ("champion", "challenger", "previous")
@@ -332,20 +331,6 @@ def load_model(
     if Path(uri).is_dir():  # the MLmodel file itself: get_model_info would ask a tracking server about the logged model
         return mlflow.sklearn.load_model(uri), Model.load(str(Path(uri) / "MLmodel"))
     return mlflow.sklearn.load_model(uri), get_model_info(uri)
-
-# %% ../../notebooks/track/02_registry.ipynb #fb7e2fb0
-def registered_by(
-    client,  # an MlflowClient, or a `track.direct.DirectClient` (which answers in SQL, without importing MLflow)
-    run_ids: list,  # a pipeline run and its step runs
-) -> list[tuple[str, str]]:
-    "(name, version) of the model versions runs `run_ids` created, oldest first: what a pipeline registered."
-    if not run_ids:
-        return []
-    if hasattr(client, "versions_of_runs"):
-        return client.versions_of_runs(run_ids)
-    quoted = ", ".join(f"'{r}'" for r in run_ids)
-    found = client.search_model_versions(f"run_id IN ({quoted})")
-    return [(v.name, str(v.version)) for v in sorted(found, key=lambda v: (v.creation_timestamp, int(v.version)))]
 
 # %% ../../notebooks/track/02_registry.ipynb #cae99ad3
 def aliases_by_version(

@@ -6,13 +6,13 @@ Docs: https://mlops-nb.github.io/mlops-nb/core/packages.html.md"""
 
 # %% ../../notebooks/core/05_packages.ipynb #dd54a3f8
 from __future__ import annotations
-import hashlib, json, os, re, sys
+import hashlib, json, os, re, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 from .values import JsonValue, user_cache, write_atomic
 
 # %% auto #0
-__all__ = ['normalize', 'environment_key', 'Installed', 'installed']
+__all__ = ['STALE', 'normalize', 'environment_key', 'Installed', 'installed']
 
 # %% ../../notebooks/core/05_packages.ipynb #4c71aca0
 def normalize(
@@ -104,6 +104,7 @@ class Installed(JsonValue):
 
 # %% ../../notebooks/core/05_packages.ipynb #27f8e18b
 _READ: dict = {}
+STALE = 30 * 86_400  # seconds after which an environment's answer nobody read is forgotten
 
 
 def _read_installed() -> Installed:
@@ -119,6 +120,18 @@ def _read_installed() -> Installed:
     return Installed(versions, requires, modules)
 
 
+def _keep(path: Path, found: Installed) -> None:
+    "Keep `found` in `path`, and forget what environments unused for a month left beside it."
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(found.to_dict()))
+        for old in path.parent.glob("installed-*.json"):
+            if old.stat().st_mtime < time.time() - STALE:
+                old.unlink(missing_ok=True)
+    except OSError:  # a full or read-only disk: the cache only saves time
+        pass
+
+
 def installed(
     cache: Path | str | None = None,  # where to keep the answer if the user has no cache folder (`user_cache`)
 ) -> Installed:
@@ -130,15 +143,13 @@ def installed(
     kept = folder / f"installed-{key}.json" if folder else None
     try:
         found = Installed.read(kept) if kept else None
+        if found is not None:
+            os.utime(kept)  # in use: kept
     except (OSError, ValueError, TypeError):
         found = None
     if found is None:
         found = _read_installed()
         if kept is not None:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                write_atomic(kept, json.dumps(found.to_dict()))
-            except OSError:  # a full or read-only disk: the cache only saves time
-                pass
+            _keep(kept, found)
     _READ[key] = found
     return found

@@ -131,7 +131,7 @@ def _keep(path: Path, found: Installed) -> None:
     except OSError:  # a full or read-only disk: the cache only saves time
         pass
 
-
+# %% ../../notebooks/core/05_packages.ipynb #3e429638
 def installed(
     cache: Path | str | None = None,  # where to keep the answer if the user has no cache folder (`user_cache`)
 ) -> Installed:

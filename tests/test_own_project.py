@@ -117,6 +117,14 @@ def test_own_estimator_and_plain_steps_from_anywhere_served_scored_bundled_witho
     assert sorted(p.name for p in elsewhere.iterdir()) == []  # nothing written where the command was typed
     version = c.get_model_version_by_alias("acme", "champion")
     assert c.get_run(version.tags["pipeline_run_id"]).data.params["estimator"] == "acme.models:BlendClassifier"
+    # the estimator's module, named only by the parameter, edited: train and what follows run again, and say why
+    models = project / "acme" / "models.py"
+    models.write_text(models.read_text().replace("weight: float = 0.5", "weight: float = 0.6"))
+    r = sh([mlops_nb, "run", project / "pipelines" / "train.yaml", "-p", "n_rows=1500", "-p",
+            "estimator=acme.models:BlendClassifier"], cwd=elsewhere)
+    said = " ".join(r.stdout.split())
+    assert "train ran: project file acme/models.py changed" in said and "ingest ran" not in said, said
+    assert "↺ ingest" in r.stdout and "✓ train" in r.stdout
 
     # from here on the package cannot be imported: the model must carry it
     sh([wheel_venv / "bin" / "pip", "uninstall", "-y", "-q", "acme"], cwd=tmp_path)

@@ -426,7 +426,8 @@ def _print_reproduction(console, rep) -> None:
             "it is: no new version, no alias moved)"
         )
     for what, same, detail in rep.checks:
-        console.print(f"{'✓' if same else '✗'} {what}: {'same' if same else 'DIFFERS'} ({detail})")
+        mark, said = ("?", "unknown") if same is None else ("✓", "same") if same else ("✗", "DIFFERS")
+        console.print(f"{mark} {what}: {said} ({detail})")
     if rep.rerun.failed:
         raise PipelineFailed(
             f"the re-run failed at step '{rep.rerun.failed.name}': {rep.rerun.failed.error}. `mlops-nb show "

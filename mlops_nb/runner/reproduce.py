@@ -28,7 +28,7 @@ class Reproduction:
 
     original: str  # the recorded pipeline run id
     rerun: PipelineResult
-    checks: list[tuple[str, bool, str]]  # (what, same?, detail)
+    checks: list[tuple[str, bool | None, str]]  # (what, same? (None: unknown), detail)
     compared: int = 0  # metrics compared
     left_out: list[str] = field(default_factory=list)  # steps not re-run: they change the model registry
     differences: list[tuple[str, str, float, float]] = field(default_factory=list)  # (step, metric, original, re-run)
@@ -128,7 +128,7 @@ def _step_checks(client, run, spec, params: dict, steps: dict, settings: Setting
     recorded = {n: r.data.tags.get(tracking.Tag.key_parts) for n, r in steps.items()}
     recorded = {n: json.loads(v) for n, v in recorded.items() if v and n in {s.name for s in spec.steps}}
     if not recorded:
-        return [("steps' code and environment", False, "not recorded (a run made before the workbench recorded them)")]
+        return [("steps' code and environment", None, "not recorded: a run made before the workbench recorded them")]
     keys = StepKeys(spec, params, settings)
     now = {s.name: keys.parts(s, {}) for s in spec.steps if s.name in recorded}  # inputs: the re-run makes them
     return key_checks(recorded, now, _recorded_requirements(client, run.info.run_id))

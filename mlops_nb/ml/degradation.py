@@ -8,59 +8,12 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/degradation.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
-import pandas as pd
 from ..core.values import JsonValue
+from .evidence import metric_interval, metric_value
 from .metrics import higher_is_better
 
 # %% auto #0
-__all__ = ['one_metric', 'bootstrap_interval', 'Degradation', 'judge']
-
-# %% ../../notebooks/ml/09_degradation.ipynb #91560bf7
-def one_metric(
-    metric: str,  # rmse, mae, r2, accuracy, balanced_accuracy, f1_macro, roc_auc, pr_auc (others: computed in full)
-    y: np.ndarray,  # true values
-    pred: np.ndarray,  # predictions
-    proba: np.ndarray | None = None,  # class probabilities (one column per class), for the AUCs
-    classes=None,  # the model's classes, in `proba`'s order
-    task: str = "regression",  # binary, multiclass or regression
-) -> float:
-    "One metric, computed directly (fast enough to bootstrap)."
-    from sklearn import metrics as skm
-
-    y, pred = np.asarray(y), np.asarray(pred)
-    if metric == "rmse":
-        return float(np.sqrt(np.mean((y.astype(float) - pred.astype(float)) ** 2)))
-    if metric == "mae":
-        return float(np.mean(np.abs(y.astype(float) - pred.astype(float))))
-    if metric == "accuracy":
-        return float(np.mean(y == pred))
-    if metric in ("roc_auc", "pr_auc") and proba is not None:
-        yb = (y == (classes[1] if classes is not None else 1)).astype(int)
-        score = skm.roc_auc_score if metric == "roc_auc" else skm.average_precision_score
-        return float(score(yb, proba[:, 1])) if 0 < yb.sum() < len(yb) else float("nan")
-    from mlops_nb.ml.evaluate import compute_metrics
-
-    return float(compute_metrics(pd.Series(y), pred, proba, task, classes).get(metric, float("nan")))
-
-# %% ../../notebooks/ml/09_degradation.ipynb #9451b322
-def bootstrap_interval(
-    metric: str,  # the metric
-    y,  # true values
-    pred,  # predictions
-    proba=None,  # class probabilities, for the AUCs
-    classes=None,  # the model's classes
-    task: str = "regression",  # binary, multiclass or regression
-    n: int = 200,  # resamples
-    seed: int = 0,  # random seed
-) -> tuple[float, float]:
-    "The 2.5th and 97.5th percentiles of `metric` over `n` resamples of the rows (with replacement)."
-    y, pred = np.asarray(y), np.asarray(pred)
-    rng, values = np.random.default_rng(seed), []
-    for _ in range(n):
-        i = rng.integers(0, len(y), len(y))
-        values.append(one_metric(metric, y[i], pred[i], None if proba is None else proba[i], classes, task))
-    values = np.asarray(values)[~np.isnan(values)]
-    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))) if len(values) else (np.nan, np.nan)
+__all__ = ['Degradation', 'judge']
 
 # %% ../../notebooks/ml/09_degradation.ipynb #6ddc25ee
 @dataclass
@@ -114,6 +67,6 @@ def judge(
     task: str = "regression",  # binary, multiclass or regression
 ) -> Degradation:
     "The window's `metric` against `reference`, with its bootstrap interval."
-    current = one_metric(metric, y, pred, proba, classes, task)
-    interval = bootstrap_interval(metric, y, pred, proba, classes, task)
+    current = metric_value(metric, y, pred, proba, task, classes)
+    interval = metric_interval(metric, y, pred, proba, task, classes)
     return Degradation(metric, float(reference), current, interval, threshold, len(np.asarray(y)))

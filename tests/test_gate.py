@@ -1,5 +1,5 @@
 """The promotion gate as a team meets it: a better version is promoted, a worse one refused, and a rollback restores."""
-import json
+import json, re
 import pytest
 from conftest import make_project
 
@@ -42,6 +42,11 @@ def test_gate_promotes_a_better_version_refuses_a_worse_one_and_rollback_restore
     assert again.returncode == 0 and aliases(project) == {"champion": "2", "previous": "1", "challenger": "3"}
     missing = project.run("promote", "9", "--reason", "typo")
     assert missing.returncode == 2 and "has no version 9; its versions are: 1, 2, 3" in missing.stderr and "Traceback" not in missing.stderr
+    # the champion's own recipe, a hair apart: a gain inside the noise of these rows is not a promotion
+    noise = run("-p", "learning_rate=0.09", "-p", "min_confidence=0.95")
+    said = " ".join(noise.stdout.split())
+    assert "gate refused: champion is version 2" in said and "FAILED: no better than chance: roc_auc" in said, said
+    assert re.search(r"95 % interval [-+]\d\.\d{4} \.\. [-+]\d\.\d{4}; better with probability 0\.\d\d", said), said
 
 
 RACER = """

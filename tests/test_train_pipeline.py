@@ -1,6 +1,7 @@
 """The train pipeline end to end: what MLflow holds afterwards, and the registered model in a fresh process."""
 import json, subprocess, sys
 from pathlib import Path
+import pandas as pd
 import pytest
 from conftest import clean_env
 from mlops_nb.ml.data import content_hash, make_demo_data
@@ -74,6 +75,13 @@ def test_every_version_gets_a_model_card(trained):
         assert fact in card, fact
     gap = step_runs(project, run_id)["evaluate"].data.metrics["slice_gap"]  # the figure evaluate logged, not None
     assert f"Largest gap of the primary metric between slices: {gap:.4f}." in card
+    evaluate = step_runs(project, run_id)["evaluate"]
+    low, high = evaluate.data.metrics["test_roc_auc_low"], evaluate.data.metrics["test_roc_auc_high"]
+    assert low < evaluate.data.metrics["test_roc_auc"] < high and f"| roc_auc | {evaluate.data.metrics['test_roc_auc']:.4f} | {low:.4f} .. {high:.4f} |" in card
+    relies = pd.read_csv(c.download_artifacts(evaluate.info.run_id, "importance.csv"))  # in raw columns
+    planted = {"edge_score", "vibration", "temperature", "line", "pressure", "operator_certified", "shift"}
+    assert set(relies.column[:3]) <= planted and "brightness" not in set(relies.column[:3]), relies
+    assert "## What it relies on" in card and f"| {relies.column[0]} |" in card
 
 
 def test_registered_model_loads_and_predicts_in_a_fresh_process(trained, tmp_path):

@@ -6,12 +6,14 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/evidence.html.md"""
 
 # %% ../../notebooks/ml/10_evidence.ipynb #f4305eee
 from __future__ import annotations
+from pathlib import Path
 import numpy as np
 import pandas as pd
 from .metrics import higher_is_better
 
 # %% auto #0
-__all__ = ['SCORERS', 'fast_metrics', 'metric_value', 'metric_intervals', 'metric_interval', 'paired_difference', 'importance']
+__all__ = ['SCORERS', 'fast_metrics', 'metric_value', 'metric_intervals', 'metric_interval', 'paired_difference', 'importance',
+           'importance_plot', 'interval_table']
 
 # %% ../../notebooks/ml/10_evidence.ipynb #38310c6a
 def _confusion(y: np.ndarray, pred: np.ndarray, labels: list) -> np.ndarray:
@@ -236,3 +238,34 @@ def importance(
     r = permutation_importance(model, X, y, scoring=SCORERS.get(metric, None), n_repeats=repeats, random_state=seed)
     table = pd.DataFrame({"column": X.columns, "importance": r.importances_mean, "std": r.importances_std})
     return table.sort_values("importance", ascending=False, ignore_index=True)
+
+# %% ../../notebooks/ml/10_evidence.ipynb #4006cb43
+def importance_plot(
+    table: pd.DataFrame,  # `importance`
+    path: Path | str,  # the PNG file to write
+    top: int = 15,  # columns shown
+) -> Path:
+    "A bar per column (the most important on top), with its spread over the shuffles."
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = table.head(top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(t) + 1))
+    ax.barh(t.column.astype(str), t.importance, xerr=t["std"], color="#4c72b0")
+    ax.set_xlabel("fall of the metric when the column is shuffled")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)
+
+
+def interval_table(
+    metrics: dict,  # held-out metrics
+    intervals: dict,  # `metric_intervals`
+) -> pd.DataFrame:
+    "One row per metric: its value and bootstrap 95 % interval."
+    rows = [(k, v, *intervals.get(k, (float("nan"), float("nan")))) for k, v in metrics.items()]
+    return pd.DataFrame(rows, columns=["metric", "value", "low", "high"])

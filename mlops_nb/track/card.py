@@ -32,6 +32,8 @@ class CardFacts:
     params: dict = field(default_factory=dict)  # the pipeline run's parameters
     metrics: dict = field(default_factory=dict)  # held-out metrics
     slices: pd.DataFrame | None = None  # per-slice metrics
+    intervals: pd.DataFrame | None = None  # held-out metrics with their bootstrap 95 % intervals
+    importance: pd.DataFrame | None = None  # what the model relies on: permutation importance per raw column
     slice_column: str = ""
     schema: Schema | None = None
     events: list = field(default_factory=list)  # the registry history of this version
@@ -80,6 +82,9 @@ def card_facts(
             f.slice_column = ev.data.params.get("slice_column", "")
             if p := _artifact(client, ev.info.run_id, "slices.csv", d):
                 f.slices = pd.read_csv(p)
+            for name in ("intervals", "importance"):  # a run before they were kept has none
+                if p := _artifact(client, ev.info.run_id, f"{name}.csv", d):
+                    setattr(f, name, pd.read_csv(p))
     return f
 
 # %% ../../notebooks/track/04_card.ipynb #6a717b75
@@ -162,7 +167,10 @@ def _lineage(f: CardFacts) -> list[str]:
 def _figures(f: CardFacts) -> list[str]:
     "The held-out metrics, and the metrics by slice."
     md = []
-    if f.metrics:
+    if f.intervals is not None:
+        rows = [(r.metric, _num(r.value), f"{_num(r.low)} .. {_num(r.high)}") for r in f.intervals.itertuples()]
+        md += ["## Held-out metrics", "", _table(rows, ("metric", "value", "95 % interval (bootstrap)")), ""]
+    elif f.metrics:
         rows = [(k, _num(v)) for k, v in sorted(f.metrics.items()) if k != "slice_gap"]
         md += ["## Held-out metrics", "", _table(rows, ("metric", "value")), ""]
     if f.slices is not None:
@@ -175,6 +183,22 @@ def _figures(f: CardFacts) -> list[str]:
     return md
 
 # %% ../../notebooks/track/04_card.ipynb #488963a2
+def _reliance(f: CardFacts, top: int = 10) -> list[str]:
+    "What the model relies on: the columns whose shuffling costs the most, on held-out rows."
+    if f.importance is None or not len(f.importance):
+        return []
+    rows = [(r.column, _num(r.importance), _num(r.std)) for r in f.importance.head(top).itertuples()]
+    return [
+        "## What it relies on",
+        "",
+        "How much the primary metric fell when each column of the held-out rows was shuffled (permutation importance, "
+        "in the raw columns; the evaluate step's `importance.png` plots it).",
+        "",
+        _table(rows, ("column", "importance", "spread")),
+        "",
+    ]
+
+# %% ../../notebooks/track/04_card.ipynb #a40c0744
 def _inputs(f: CardFacts) -> list[str]:
     if f.schema is None:
         return []
@@ -214,7 +238,7 @@ def render_card(
     "The model card as Markdown."
     use = f.intended_use or "Not stated: set intended_use in settings.ini."
     md = [f"# Model card: {f.name} version {f.version}", "", f"**Intended use.** {use}", "", *_warnings(f)]
-    md += [*_lineage(f), *_figures(f), *_inputs(f), *_gate(f)]
+    md += [*_lineage(f), *_figures(f), *_reliance(f), *_inputs(f), *_gate(f)]
     md += ["## Limitations", "", *[f"- {x}" for x in _limitations(f)], ""]
     return "\n".join(md)
 

@@ -27,6 +27,7 @@ class GateRules:
     min_improvement: float = 0.0  # challenger minus champion (in the better direction) must be at least this
     floor: float | None = None  # absolute bar: at least this (or at most, for an error metric)
     max_slice_gap: float | None = None  # largest allowed metric gap between slices
+    min_confidence: float | None = None  # how sure the challenger must be better than the champion (paired, 0-1)
 
     @classmethod
     def for_task(
@@ -36,6 +37,7 @@ class GateRules:
         min_improvement: float = 0.0,
         floor: float = 0.0,
         max_slice_gap: float = 0.0,
+        min_confidence: float = 0.0,
     ):
         "Rules from pipeline parameters: metric 'auto' is the primary metric (declared, or the task's); 0 turns off."
         declared = os.environ.get("MLOPS_NB_PRIMARY_METRIC", "")  # the setting, or the spec's metric, as run
@@ -44,6 +46,7 @@ class GateRules:
             float(min_improvement),
             float(floor) or None,
             float(max_slice_gap) or None,
+            float(min_confidence) or None,
         )
 
 # %% ../../notebooks/track/03_gate.ipynb #30aeaecd
@@ -59,6 +62,7 @@ class GateDecision(JsonValue):
     slice_gap: float | None
     passed: bool = True
     reasons: list[str] = field(default_factory=list)
+    paired: dict | None = None  # the challenger against the champion on the same rows (`ml.evidence.paired_difference`)
 
     def __repr__(self):
         verdict = "PASSED" if self.passed else "REFUSED"
@@ -85,6 +89,24 @@ def _require_metric(m: str, scores: dict) -> None:
             "gate_metric=NAME."
         )
 
+
+def _judge_paired(d: GateDecision, rules: GateRules, paired: dict | None, rule) -> None:
+    "The difference on the same rows and its interval: a rule with `min_confidence`, else a note."
+    if paired is None:
+        return
+    d.paired = paired
+    said = (
+        f"{paired['metric']} {paired['difference']:+.4f} for the challenger on the same rows (95 % interval "
+        f"{paired['low']:+.4f} .. {paired['high']:+.4f}; better with probability {paired['confidence']:.2f}, "
+        f"{paired['test']})"
+    )
+    if rules.min_confidence is None:
+        d.reasons.append(f"note: {said}")
+    elif paired["confidence"] >= rules.min_confidence:
+        rule(True, f"{said} >= {rules.min_confidence:.2f}")
+    else:
+        rule(False, f"no better than chance: {said}, under {rules.min_confidence:.2f}")
+
 # %% ../../notebooks/track/03_gate.ipynb #db93ec2f
 def decide(
     rules: GateRules,  # the gate's rules (`GateRules`)
@@ -93,13 +115,13 @@ def decide(
     champion: str | None = None,  # the champion's version before the gate (None: none)
     champion_scores: dict | None = None,  # the champion's metrics on the same rows
     leaks: dict | None = None,  # the challenger's features that leak the target (`ml.validate.leaking_columns`)
+    paired: dict | None = None,  # the two on the same rows (`ml.evidence.paired_difference`), when both were scored
 ) -> GateDecision:
     "Apply `rules` to the challenger's `scores` (metrics plus 'slice_gap') and the champion's; a leak refuses it."
     m, up = rules.metric, higher_is_better(rules.metric)
     challenger, champion = str(challenger), None if champion is None else str(champion)
     _require_metric(m, scores)
-    new, old = scores[m], (champion_scores or {}).get(m)
-    gap = scores.get("slice_gap")
+    new, old, gap = scores[m], (champion_scores or {}).get(m), scores.get("slice_gap")
     d = GateDecision(challenger, champion, m, new, old, None if gap is None or math.isnan(gap) else gap)
 
     def rule(ok: bool, text: str):
@@ -128,6 +150,7 @@ def decide(
             gain >= rules.min_improvement,
             f"{m} {_fmt(new)} vs champion {_fmt(old)}: gain {gain:+.4f} >= {rules.min_improvement:.4f}",
         )
+        _judge_paired(d, rules, paired, rule)
     return d
 
 # %% ../../notebooks/track/03_gate.ipynb #2b7c25b9
@@ -318,14 +341,22 @@ def apply_decision(
     return promote(client, name, v, reason, run_id=run_id, by="gate", judged_against=decision.champion)
 
 # %% ../../notebooks/track/03_gate.ipynb #82c3ddde
-def _champion_scores(client, name: str, champ: str | None, challenger: str, X, y, task, slice_column, metric) -> dict:
-    "The champion's scores on the challenger's data, or why it cannot be scored there."
-    if champ is None or champ == challenger:
+def _champion_scores(client, name: str, champ: str | None, mine, X, y, task, slice_column, metric) -> dict:
+    "The champion's scores on the challenger's (`mine`'s) data and the two compared on its rows, or why it cannot be."
+    from mlops_nb.ml.evidence import paired_difference
+
+    if champ is None or champ == str(mine[0]):
         return {}
     try:
-        return {"champion": gate_scores(load_version(client, name, champ), X, y, task, slice_column, metric)}
+        model = load_version(client, name, champ)
+        scores = {"champion": gate_scores(model, X, y, task, slice_column, metric)}
     except Exception as e:  # e.g. trained on other columns: it cannot compete on this data
         return {"champion_error": f"{type(e).__name__}: {e}"[:300]}
+    both = [
+        (m.predict(X), m.predict_proba(X) if task != "regression" and hasattr(m, "predict_proba") else None)
+        for m in (model, mine[1])
+    ]
+    return scores | {"paired": paired_difference(metric, y, *both, task, getattr(mine[1], "classes_", None), n=500)}
 
 # %% ../../notebooks/track/03_gate.ipynb #ff830181
 def _leaks(client, name: str, version: str) -> dict:
@@ -355,15 +386,15 @@ def run_gate(
     If the champion moves meanwhile (a colleague's gate), the challenger is judged again against the new one."""
     challenger, notes = str(challenger), []
     with mlflow_globals(client):  # models:/ URIs resolve through MLflow's global store: the client's, in here only
-        mine = gate_scores(load_version(client, name, challenger), X, y, task, slice_column, rules.metric)
-        leaks = _leaks(client, name, challenger)
+        model = load_version(client, name, challenger)
+        mine, leaks = gate_scores(model, X, y, task, slice_column, rules.metric), _leaks(client, name, challenger)
         for _ in range(3):
             champ = _champion(client, name)
             scores = {
                 "challenger": mine,
-                **_champion_scores(client, name, champ, challenger, X, y, task, slice_column, rules.metric),
+                **_champion_scores(client, name, champ, (challenger, model), X, y, task, slice_column, rules.metric),
             }
-            decision = decide(rules, challenger, mine, champ, scores.get("champion"), leaks)
+            decision = decide(rules, challenger, mine, champ, scores.get("champion"), leaks, scores.get("paired"))
             if "champion_error" in scores:
                 decision.reasons.append(
                     f"note: champion {champ} could not be scored on this data ({scores['champion_error']})"

@@ -127,6 +127,8 @@ bench: setup
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/overload.py
+	$(BIN)/python bench/evidence_cost.py
+	$(BIN)/python bench/monitor_alarms.py
 
 # Ploomber and DVC (with papermill) in their own virtualenv, used only by this benchmark
 # and mlops-nb as it was at PEERS_BASELINE (the code before the work on these figures; empty: left out)

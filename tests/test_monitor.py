@@ -13,13 +13,14 @@ def test_monitor_a_file_flags_darker_lighting_and_passes_normal_data(trained, tm
     make_demo_data(2000, seed=12, drift=0.8).sample(800, random_state=0).to_csv(tmp_path / "dark.csv", index=False)
     ok = project.run("monitor", "--data", tmp_path / "normal.csv", "--label-column", "defect")  # same hours of the day as training
     assert ok.returncode == 0 and "OK: no drift" in ok.stdout, ok.stdout + ok.stderr
-    dark = project.run("monitor", "--data", tmp_path / "dark.csv", "--label-column", "defect")
+    dark = project.run("monitor", "--data", tmp_path / "dark.csv", "--label-column", "defect", "-p", "sensitive=line")
     assert dark.returncode == 1, dark.stdout + dark.stderr
     assert "ALERT" in dark.stdout and "brightness" in dark.stdout and "accuracy fell from" in dark.stdout
     c = project.client()
     runs = c.search_runs([c.get_experiment_by_name("mlops-nb").experiment_id], "tags.mlops_nb.step = 'monitor'", order_by=["attributes.start_time DESC"])
     latest = runs[0]
     assert latest.data.tags["mlops_nb.alert"] == "true" and latest.data.metrics["psi_brightness"] >= 0.2
+    assert "fairness_gap_line" in latest.data.metrics  # the per-group figures on the labelled window, as at training
     files = {f.path for f in c.list_artifacts(latest.info.run_id)} | {f.path for f in c.list_artifacts(latest.info.run_id, "plots")}
     assert {"drift.csv", "report.json", "plots/brightness.png", "notebook"} <= files
     # a window of consecutive traffic: one shift of parts (the README's hourly cron job meets nothing else)

@@ -128,6 +128,24 @@ def test_yes_no_labels_and_a_second_data_set_never_meet_another_champion(user):
     assert text.count("allow_schema_change") == 1 and text.count("model_name=NEW") == 1
 
 
+def test_fairness_per_group_on_the_card_a_gate_rule_and_a_missing_sensitive_column_said_in_one_line(user):
+    "Titanic by sex: fairlearn's per-group figures and differences in the run and on the card; a bound the gate keeps."
+    root, run = user
+    out, steps, pipeline = train(run, root, "titanic.csv", "survived", "-p", "sensitive=sex", "-p", "exclude=sex",
+                                 "-p", "max_fairness_gap=0.0001", "-p", "model_name=titanic-fair")
+    metrics = steps["evaluate"].data.metrics  # measured although left out of the features
+    assert {"fairness_gap_sex", "demographic_parity_difference_sex", "equalized_odds_difference_sex"} <= set(metrics)
+    table = pd.read_csv(client(root).download_artifacts(steps["evaluate"].info.run_id, "fairness.csv"))
+    assert sorted(table.group) == ["man", "women"] and {"selection_rate", "tpr", "fpr", "roc_auc"} <= set(table.columns)
+    said = " ".join(out.split())
+    assert "gate refused" in said and "largest gap of the metric between groups of a sensitive column" in said, said
+    card = client(root).get_model_version("titanic-fair", "1").description
+    assert "## Fairness" in card and "| demographic_parity_difference_sex |" in card
+    r = run("run", "pipelines/train.yaml", "-p", "data=titanic.csv", "-p", "target=survived", "-p", "sensitive=gender")
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1 and "sensitive column(s) gender not found in" in text and "Traceback" not in text
+
+
 def test_a_rare_positive_class_is_judged_by_precision_and_recall(user):
     root, run = user
     out, steps, _ = train(run, root, "Males.csv", "health")

@@ -51,6 +51,7 @@ class Settings:
     registry: str = "write"  # write, or read-only: no step may register a version or move an alias (reproduce)
     primary_metric: str = ""  # the metric that judges a model, e.g. test_mae; a spec's `metric` wins; empty: the task's
     keep_data: str = "no"  # yes: keep each input data file in the artifact store, once per version (runner.snapshots)
+    sensitive: str = ""  # columns whose groups a model's figures are compared across, comma-separated (ml.fairness)
 
     def __post_init__(self):
         if self.registry not in ("write", "read-only"):

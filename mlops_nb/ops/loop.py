@@ -62,10 +62,12 @@ def monitor_once(
     from mlops_nb.runner.pipeline import run_pipeline, raise_if_failed
     from mlops_nb.runner.results import RunOptions
     from mlops_nb.runner.spec import load_spec, resolve_params
+    from dataclasses import replace
     from mlops_nb.core.config import KEYS
 
     spec = load_spec(root / "pipelines" / "monitor.yaml")
-    values, _ = resolve_params(spec, params, KEYS)
+    values, overrides = resolve_params(spec, params, KEYS)
+    settings = replace(settings, **overrides)  # a setting given with -p (sensitive=COL, say) for this run
     _monitored(settings)
     result = run_pipeline(spec, values, settings, report=report, options=options or RunOptions())
     f = result.failed

@@ -17,7 +17,7 @@ from ..serving.predlog import FEEDBACK, feedback_folder, log_frame, read_log
 
 # %% auto #0
 __all__ = ['Window', 'log_window', 'join_labels', 'file_window', 'labelled_rows', 'labelled_pairs', 'original_training_data',
-           'drift_plots', 'monitor_status']
+           'labelled_groups', 'drift_plots', 'monitor_status']
 
 # %% ../../notebooks/ops/01_monitor.ipynb #15981d79
 @dataclass
@@ -141,6 +141,19 @@ def original_training_data(
     return make_demo_data(
         int(params.get("n_rows", 5000)), seed=int(params.get("seed", 42)), drift=float(params.get("drift", 0))
     )
+
+# %% ../../notebooks/ops/01_monitor.ipynb #34daf72a
+def labelled_groups(
+    window: Window,  # a monitoring `Window`
+    sensitive: str,  # the `sensitive` setting: column names, comma-separated
+) -> tuple[pd.DataFrame | None, list[str]]:
+    "The sensitive columns of the window's labelled rows (as `labelled_pairs` orders them), and those it lacks."
+    names = [c.strip() for c in (sensitive or "").split(",") if c.strip()]
+    have, lacking = [c for c in names if c in window.X], [c for c in names if c not in window.X]
+    if not have or window.labels is None or window.predictions is None:
+        return None, lacking
+    known = window.labels.notna().to_numpy()
+    return window.X.loc[known, have].reset_index(drop=True), lacking
 
 # %% ../../notebooks/ops/01_monitor.ipynb #972eb364
 def _shares(ref, values: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray]:

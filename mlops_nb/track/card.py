@@ -34,6 +34,8 @@ class CardFacts:
     slices: pd.DataFrame | None = None  # per-slice metrics
     intervals: pd.DataFrame | None = None  # held-out metrics with their bootstrap 95 % intervals
     importance: pd.DataFrame | None = None  # what the model relies on: permutation importance per raw column
+    fairness: pd.DataFrame | None = None  # the figures per group of each sensitive column (`ml.fairness`)
+    differences: dict = field(default_factory=dict)  # the fairness differences evaluate logged, by metric name
     slice_column: str = ""
     schema: Schema | None = None
     events: list = field(default_factory=list)  # the registry history of this version
@@ -82,7 +84,8 @@ def card_facts(
             f.slice_column = ev.data.params.get("slice_column", "")
             if p := _artifact(client, ev.info.run_id, "slices.csv", d):
                 f.slices = pd.read_csv(p)
-            for name in ("intervals", "importance"):  # a run before they were kept has none
+            f.differences = {k: v for k, v in ev.data.metrics.items() if k.startswith(_DIFFERENCES)}
+            for name in ("intervals", "importance", "fairness"):  # a run before they were kept has none
                 if p := _artifact(client, ev.info.run_id, f"{name}.csv", d):
                     setattr(f, name, pd.read_csv(p))
     return f
@@ -198,6 +201,28 @@ def _reliance(f: CardFacts, top: int = 10) -> list[str]:
         "",
     ]
 
+
+_DIFFERENCES = ("fairness_gap_", "demographic_parity_difference_", "equalized_odds_difference_")
+
+
+def _fairness(f: CardFacts) -> list[str]:
+    "The figures per group of each sensitive column, and the differences between groups."
+    if f.fairness is None or not len(f.fairness):
+        return []
+    shown = [c for c in f.fairness.columns if c not in ("small",)]
+    rows = [tuple(_num(r[c]) if isinstance(r[c], float) else r[c] for c in shown) for _, r in f.fairness.iterrows()]
+    diffs = [(k, _num(v)) for k, v in sorted(f.differences.items())]
+    small = f.fairness.loc[f.fairness.small.astype(bool), ["column", "group"]].astype(str).agg(" = ".join, axis=1)
+    md = [
+        "## Fairness",
+        "",
+        "Per group of each sensitive column, on the held-out rows (fairlearn's `MetricFrame`):",
+        "",
+    ]
+    md += [_table(rows, tuple(shown)), ""]
+    md += ["Differences between groups:", "", _table(diffs, ("difference", "value")), ""] if diffs else []
+    return md + ([f"Too few rows to compare (under 10): {', '.join(small)}.", ""] if len(small) else [])
+
 # %% ../../notebooks/track/04_card.ipynb #a40c0744
 def _inputs(f: CardFacts) -> list[str]:
     if f.schema is None:
@@ -238,7 +263,7 @@ def render_card(
     "The model card as Markdown."
     use = f.intended_use or "Not stated: set intended_use in settings.ini."
     md = [f"# Model card: {f.name} version {f.version}", "", f"**Intended use.** {use}", "", *_warnings(f)]
-    md += [*_lineage(f), *_figures(f), *_reliance(f), *_inputs(f), *_gate(f)]
+    md += [*_lineage(f), *_figures(f), *_reliance(f), *_fairness(f), *_inputs(f), *_gate(f)]
     md += ["## Limitations", "", *[f"- {x}" for x in _limitations(f)], ""]
     return "\n".join(md)
 

@@ -28,6 +28,7 @@ class GateRules:
     floor: float | None = None  # absolute bar: at least this (or at most, for an error metric)
     max_slice_gap: float | None = None  # largest allowed metric gap between slices
     min_confidence: float | None = None  # how sure the challenger must be better than the champion (paired, 0-1)
+    max_fairness_gap: float | None = None  # largest allowed gap of the metric between groups of a sensitive column
 
     @classmethod
     def for_task(
@@ -38,6 +39,7 @@ class GateRules:
         floor: float = 0.0,
         max_slice_gap: float = 0.0,
         min_confidence: float = 0.0,
+        max_fairness_gap: float = 0.0,
     ):
         "Rules from pipeline parameters: metric 'auto' is the primary metric (declared, or the task's); 0 turns off."
         declared = os.environ.get("MLOPS_NB_PRIMARY_METRIC", "")  # the setting, or the spec's metric, as run
@@ -47,6 +49,7 @@ class GateRules:
             float(floor) or None,
             float(max_slice_gap) or None,
             float(min_confidence) or None,
+            float(max_fairness_gap) or None,
         )
 
 # %% ../../notebooks/track/03_gate.ipynb #30aeaecd
@@ -107,6 +110,30 @@ def _judge_paired(d: GateDecision, rules: GateRules, paired: dict | None, rule) 
     else:
         rule(False, f"no better than chance: {said}, under {rules.min_confidence:.2f}")
 
+# %% ../../notebooks/track/03_gate.ipynb #68d7d6eb
+def _bounds(d: GateDecision, rules: GateRules, scores: dict, rule) -> None:
+    "The rules on the challenger alone: its floor, its slice gap, its fairness gap."
+    m, new, up = rules.metric, scores[rules.metric], higher_is_better(rules.metric)
+    if rules.floor is not None:
+        rule(
+            new >= rules.floor if up else new <= rules.floor,
+            f"{m} {_fmt(new)} {'>=' if up else '<='} floor {_fmt(rules.floor)}",
+        )
+    if rules.max_slice_gap is not None:
+        rule(
+            d.slice_gap is None or d.slice_gap <= rules.max_slice_gap,
+            f"largest slice gap {_fmt(d.slice_gap)} <= {_fmt(rules.max_slice_gap)}",
+        )
+    if rules.max_fairness_gap is not None:  # between the groups of the sensitive columns (`ml.fairness`)
+        fair = scores.get("fairness_gap")
+        rule(fair is not None and fair <= rules.max_fairness_gap, _fairness_reason(fair, rules.max_fairness_gap))
+
+
+def _fairness_reason(gap: float | None, bound: float) -> str:
+    if gap is None:
+        return "no sensitive column to measure fairness on (`sensitive` in settings.ini, or -p sensitive=COL)"
+    return f"largest gap of the metric between groups of a sensitive column {_fmt(gap)} <= {_fmt(bound)}"
+
 # %% ../../notebooks/track/03_gate.ipynb #db93ec2f
 def decide(
     rules: GateRules,  # the gate's rules (`GateRules`)
@@ -130,16 +157,7 @@ def decide(
 
     for text in _leak_reasons(leaks or {}):
         rule(False, text)
-    if rules.floor is not None:
-        rule(
-            new >= rules.floor if up else new <= rules.floor,
-            f"{m} {_fmt(new)} {'>=' if up else '<='} floor {_fmt(rules.floor)}",
-        )
-    if rules.max_slice_gap is not None:
-        rule(
-            d.slice_gap is None or d.slice_gap <= rules.max_slice_gap,
-            f"largest slice gap {_fmt(d.slice_gap)} <= {_fmt(rules.max_slice_gap)}",
-        )
+    _bounds(d, rules, scores, rule)
     if champion == challenger:
         rule(True, "it is the champion already")
     elif champion is None or old is None:
@@ -161,12 +179,20 @@ def gate_scores(
     task: str,  # binary, multiclass or regression
     slice_column: str | None,  # the column to compute per-slice metrics on (None: no slices)
     metric: str = "",  # the metric whose gap between slices is measured; default the task's primary one
+    sensitive=None,  # the sensitive columns of the same rows (a DataFrame), for the fairness gap; None: none
 ) -> dict:
-    "The metrics of `model` on `X`, `y`, plus the largest gap of `metric` between slices of `slice_column`."
+    "The metrics of `model` on `X`, `y`, the largest gap of `metric` between slices, and between sensitive groups."
     from mlops_nb.ml.evaluate import evaluate, slice_metrics, slice_gap
+    from mlops_nb.ml.fairness import fairness_report, largest_gap
 
     gap = slice_gap(slice_metrics(model, X, y, task, slice_column), task, metric=metric) if slice_column else None
-    return {**evaluate(model, X, y, task), "slice_gap": gap}
+    out = {**evaluate(model, X, y, task), "slice_gap": gap}
+    if sensitive is not None and len(sensitive.columns):
+        proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
+        m = metric or primary_metric(task)
+        report = fairness_report(y, model.predict(X), sensitive, task, m, proba, getattr(model, "classes_", None))
+        out["fairness_gap"] = largest_gap(report)
+    return out
 
 
 def load_version(
@@ -341,7 +367,7 @@ def apply_decision(
     return promote(client, name, v, reason, run_id=run_id, by="gate", judged_against=decision.champion)
 
 # %% ../../notebooks/track/03_gate.ipynb #82c3ddde
-def _champion_scores(client, name: str, champ: str | None, mine, X, y, task, slice_column, metric) -> dict:
+def _champion_scores(client, name: str, champ: str | None, mine, X, y, task, slice_column, metric, sensitive=None):
     "The champion's scores on the challenger's (`mine`'s) data and the two compared on its rows, or why it cannot be."
     from mlops_nb.ml.evidence import paired_difference
 
@@ -349,7 +375,7 @@ def _champion_scores(client, name: str, champ: str | None, mine, X, y, task, sli
         return {}
     try:
         model = load_version(client, name, champ)
-        scores = {"champion": gate_scores(model, X, y, task, slice_column, metric)}
+        scores = {"champion": gate_scores(model, X, y, task, slice_column, metric, sensitive)}
     except Exception as e:  # e.g. trained on other columns: it cannot compete on this data
         return {"champion_error": f"{type(e).__name__}: {e}"[:300]}
     both = [
@@ -381,18 +407,22 @@ def run_gate(
     task: str,  # binary, multiclass or regression
     slice_column: str | None = None,  # the column to compute per-slice metrics on (None: no slices)
     run_id: str | None = None,  # an MLflow run id
+    sensitive=None,  # the sensitive columns of the same rows (a DataFrame), for `max_fairness_gap`
 ) -> tuple[GateDecision, dict]:
     """Score the challenger and the champion on `X`, `y`, decide, apply; return the decision and the scores.
     If the champion moves meanwhile (a colleague's gate), the challenger is judged again against the new one."""
     challenger, notes = str(challenger), []
     with mlflow_globals(client):  # models:/ URIs resolve through MLflow's global store: the client's, in here only
         model = load_version(client, name, challenger)
-        mine, leaks = gate_scores(model, X, y, task, slice_column, rules.metric), _leaks(client, name, challenger)
+        mine = gate_scores(model, X, y, task, slice_column, rules.metric, sensitive)
+        leaks = _leaks(client, name, challenger)
         for _ in range(3):
             champ = _champion(client, name)
             scores = {
                 "challenger": mine,
-                **_champion_scores(client, name, champ, (challenger, model), X, y, task, slice_column, rules.metric),
+                **_champion_scores(
+                    client, name, champ, (challenger, model), X, y, task, slice_column, rules.metric, sensitive
+                ),
             }
             decision = decide(rules, challenger, mine, champ, scores.get("champion"), leaks, scores.get("paired"))
             if "champion_error" in scores:

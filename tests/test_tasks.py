@@ -29,7 +29,7 @@ def test_regression_target_from_csv_with_missing_values(project):
     df.loc[::7, "pressure"] = None
     df.to_csv(data, index=False)
     project.run("run", "pipelines/train.yaml", "-p", f"data={data}", "-p", "target=temperature", "-p", "model=linear",
-                "-p", "model_name=temperature-model", check=True)
+                "-p", "model_name=temperature-model", "-p", "cv=3", "-p", "group_by=line", check=True)
     metrics = finished_metrics(project, "temperature-model")
     assert metrics["test_rmse"] > 0
     run = project.pipeline_runs()[-1]
@@ -37,6 +37,9 @@ def test_regression_target_from_csv_with_missing_values(project):
     steps = project.client().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     ingest = next(s for s in steps if s.data.tags["mlops_nb.step"] == "ingest")
     assert ingest.data.params["resolved_task"] == "regression"
+    evaluate = next(s for s in steps if s.data.tags["mlops_nb.step"] == "evaluate")  # k-fold, no line on both sides
+    assert evaluate.data.params["cv_folds"] == "3 folds grouped by line" and evaluate.data.metrics["cv_rmse_std"] > 0
+    assert abs(evaluate.data.metrics["cv_rmse_mean"] - metrics["test_rmse"]) < metrics["test_rmse"]
 
 
 def test_a_declared_primary_metric_judges_the_run_the_gate_and_the_registry(project):

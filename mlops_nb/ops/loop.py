@@ -78,7 +78,7 @@ def monitor_once(
     raise_if_failed(result)
     return result, step_of(result, "monitor")
 
-
+# %% ../../notebooks/ops/02_loop.ipynb #2f50653f
 INPUT_ERRORS = ("DataError", "RegistryError", "ConfigError", "ParameterError", "ValidationFailed")
 
 

@@ -36,6 +36,8 @@ class CardFacts:
     importance: pd.DataFrame | None = None  # what the model relies on: permutation importance per raw column
     fairness: pd.DataFrame | None = None  # the figures per group of each sensitive column (`ml.fairness`)
     differences: dict = field(default_factory=dict)  # the fairness differences evaluate logged, by metric name
+    cv: pd.DataFrame | None = None  # cross-validation: each metric's mean and spread over the folds
+    cv_folds: str = ""  # how the folds were made
     slice_column: str = ""
     schema: Schema | None = None
     events: list = field(default_factory=list)  # the registry history of this version
@@ -85,7 +87,8 @@ def card_facts(
             if p := _artifact(client, ev.info.run_id, "slices.csv", d):
                 f.slices = pd.read_csv(p)
             f.differences = {k: v for k, v in ev.data.metrics.items() if k.startswith(_DIFFERENCES)}
-            for name in ("intervals", "importance", "fairness"):  # a run before they were kept has none
+            f.cv_folds = ev.data.params.get("cv_folds", "")
+            for name in ("intervals", "importance", "fairness", "cv"):  # a run before they were kept has none
                 if p := _artifact(client, ev.info.run_id, f"{name}.csv", d):
                     setattr(f, name, pd.read_csv(p))
     return f
@@ -186,6 +189,21 @@ def _figures(f: CardFacts) -> list[str]:
     return md
 
 # %% ../../notebooks/track/04_card.ipynb #488963a2
+def _crossval(f: CardFacts) -> list[str]:
+    "Each metric's mean and spread over the cross-validation folds (evaluate's `-p cv=5`)."
+    if f.cv is None or not len(f.cv):
+        return []
+    rows = [(r.metric, _num(r.mean), _num(r.std)) for r in f.cv.itertuples() if not str(r.metric).startswith("recall_")]
+    return [
+        "## Cross-validation",
+        "",
+        f"The recipe refitted on {f.cv_folds} of the training rows:",
+        "",
+        _table(rows, ("metric", "mean", "spread")),
+        "",
+    ]
+
+# %% ../../notebooks/track/04_card.ipynb #6d931a7c
 def _reliance(f: CardFacts, top: int = 10) -> list[str]:
     "What the model relies on: the columns whose shuffling costs the most, on held-out rows."
     if f.importance is None or not len(f.importance):
@@ -263,7 +281,7 @@ def render_card(
     "The model card as Markdown."
     use = f.intended_use or "Not stated: set intended_use in settings.ini."
     md = [f"# Model card: {f.name} version {f.version}", "", f"**Intended use.** {use}", "", *_warnings(f)]
-    md += [*_lineage(f), *_figures(f), *_reliance(f), *_fairness(f), *_inputs(f), *_gate(f)]
+    md += [*_lineage(f), *_figures(f), *_crossval(f), *_reliance(f), *_fairness(f), *_inputs(f), *_gate(f)]
     md += ["## Limitations", "", *[f"- {x}" for x in _limitations(f)], ""]
     return "\n".join(md)
 

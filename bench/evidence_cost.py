@@ -36,7 +36,7 @@ def main() -> None:
         ("bootstrap intervals of every metric (200)", lambda: metric_intervals(y, *scored(challenger), "binary", challenger.classes_)),
         ("the gate's paired test (500)", lambda: paired_difference("roc_auc", y, scored(champion), scored(challenger), "binary",
                                                                     challenger.classes_, n=500)),
-        ("permutation importance (5,000 rows, 3 shuffles)", lambda: importance(challenger, X, y, "roc_auc", repeats=3)),
+        ("permutation importance (5,000 rows, 3 shuffles)", lambda: importance(challenger, X, y, "roc_auc", "binary", repeats=3)),
     ]
     added = 0.0
     for name, fn in rows:

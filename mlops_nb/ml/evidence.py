@@ -12,7 +12,7 @@ import pandas as pd
 from .metrics import higher_is_better
 
 # %% auto #0
-__all__ = ['SCORERS', 'fast_metrics', 'metric_value', 'metric_intervals', 'metric_interval', 'paired_difference', 'importance',
+__all__ = ['fast_metrics', 'metric_value', 'metric_intervals', 'metric_interval', 'paired_difference', 'importance',
            'importance_plot', 'interval_table']
 
 # %% ../../notebooks/ml/10_evidence.ipynb #38310c6a
@@ -204,25 +204,12 @@ def _mcnemar(y, old_pred, new_pred) -> dict:
     return {"confidence": float(1 - p), "test": f"McNemar ({gained} rows gained, {lost} lost)"}
 
 # %% ../../notebooks/ml/10_evidence.ipynb #ab996610
-SCORERS = {
-    "roc_auc": "roc_auc",
-    "pr_auc": "average_precision",
-    "f1_macro": "f1_macro",
-    "accuracy": "accuracy",
-    "rmse": "neg_root_mean_squared_error",
-    "mae": "neg_mean_absolute_error",
-    "r2": "r2",
-    "f1": "f1",
-    "balanced_accuracy": "balanced_accuracy",
-    "log_loss": "neg_log_loss",
-}
-
-
 def importance(
     model,  # a fitted pipeline, taking the raw columns
     X: pd.DataFrame,  # held-out rows
     y,  # their true values
-    metric: str,  # the primary metric (`SCORERS` names scikit-learn's scorer for it)
+    metric: str,  # the primary metric (`metric_value` computes it, whatever the labels are)
+    task: str,  # binary, multiclass or regression
     repeats: int = 5,  # shuffles per column
     rows: int = 5000,  # at most this many rows are used
     seed: int = 0,  # random seed
@@ -230,12 +217,17 @@ def importance(
     "How much `metric` suffers when each raw column is shuffled: column, importance, std, most important first."
     from sklearn.inspection import permutation_importance
 
+    y = pd.Series(np.asarray(y), index=X.index)
     if len(X) > rows:
-        X, y = (
-            X.sample(rows, random_state=seed),
-            pd.Series(np.asarray(y), index=X.index).loc[X.sample(rows, random_state=seed).index],
-        )
-    r = permutation_importance(model, X, y, scoring=SCORERS.get(metric, None), n_repeats=repeats, random_state=seed)
+        X = X.sample(rows, random_state=seed)
+        y = y.loc[X.index]
+    sign, proba = (1 if higher_is_better(metric) else -1), task != "regression" and hasattr(model, "predict_proba")
+
+    def score(m, X, y):  # the metric as the evaluate step computes it, larger is better
+        p = m.predict_proba(X) if proba else None
+        return sign * metric_value(metric, y, m.predict(X), p, task, getattr(m, "classes_", None))
+
+    r = permutation_importance(model, X, y, scoring=score, n_repeats=repeats, random_state=seed)
     table = pd.DataFrame({"column": X.columns, "importance": r.importances_mean, "std": r.importances_std})
     return table.sort_values("importance", ascending=False, ignore_index=True)
 

@@ -120,7 +120,7 @@ def _start_step(self: PipelineRun, step: Step, r: StepResult, tags: dict) -> Non
     r.run_id = self.mlflow(tracking.start_run, self.client, self.exp_id, step.name, tags, self.parent)
     self.mlflow(tracking.log_values, self.client, r.run_id, params={k: self.params[k] for k in step.params})
 
-
+# %% ../../notebooks/runner/09_pipeline.ipynb #9786fb71
 @patch
 def run_step(
     self: PipelineRun,
@@ -128,6 +128,10 @@ def run_step(
 ) -> StepResult:
     "Run (or reuse) one step whose upstream steps are done."
     r = self.result.step(step.name)
+    if self.result.unreachable:  # the server went away as it was scheduled: it does not start
+        r.status = "skipped"
+        self.report(r)
+        return r
     r.parts = self.keys.parts(step, self.dirs)
     r.key = r.parts.key
     cached = self.options.cache and step.cache
@@ -250,7 +254,8 @@ def _record(self: PipelineRun, r: StepResult) -> None:
     "Log the executed notebook (and its HTML) and close the step's run."
     self._log_notebook(r)
     step = self.spec.step(r.name)
-    if r.status == "done" and self.options.cache and step.cache and shared.sharing(self.settings):
+    kept = isinstance(self.client, journal.KeptClient)  # the server is gone: nothing to share with colleagues now
+    if r.status == "done" and self.options.cache and step.cache and shared.sharing(self.settings) and not kept:
         uploaded = bool(r.worker)  # a Dask worker put the outputs up already (`runner.remote`)
         self.mlflow(shared.publish, self.client, r.run_id, r.out_dir, uploaded)  # for colleagues (`runner.shared`)
     logged = self.mlflow(tracking.get_run, self.client, r.run_id).data.metrics.get("peak_memory_mb")  # a StepContext's

@@ -44,6 +44,7 @@ class PipelineRun:
     def __init__(self, spec, params, settings, options, client, exp_id, parent_id, execute, report):
         self.spec, self.params, self.settings, self.options = spec, params, settings, options
         self.client, self.exp_id, self.parent, self.execute, self.report = client, exp_id, parent_id, execute, report
+        self.server = client  # the client of the store or server; `client` becomes a `journal.KeptClient` if it goes
         self.cache, self.keys, self.lock = (
             StepCache(settings.runs / ".cache"),
             StepKeys(spec, params, settings),
@@ -68,13 +69,16 @@ class PipelineRun:
     def mlflow(self, fn, *args, **kw):
         "Call the MLflow client under the run's lock; once its server stops answering, keep the call (`lose`)."
         with self.lock:
-            try:
-                return fn(*args, **kw)
-            except Exception as e:
-                if isinstance(self.client, journal.KeptClient) or not tracking.unreachable(e):
-                    raise
-                old = self.lose(e)
-            args = tuple(self.client if a is old else a for a in args)  # the call again, to the journal
+            if not isinstance(self.client, journal.KeptClient):
+                try:
+                    return fn(*args, **kw)
+                except Exception as e:
+                    if not tracking.unreachable(e):
+                        raise
+                    self.lose(e)
+            # to the journal: a call made with the server's client (taken before another thread lost it) too
+            old = self.server
+            args = tuple(self.client if a is old else a for a in args)
             fn = getattr(self.client, fn.__name__) if getattr(fn, "__self__", None) is old else fn
             return fn(*args, **kw)
 

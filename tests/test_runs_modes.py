@@ -162,7 +162,7 @@ def test_a_tracking_server_killed_mid_step_ends_the_run_and_the_next_command_sen
         assert r.returncode == 0, r.stdout + r.stderr
         c = MlflowClient(url)
         runs = c.search_runs([c.get_experiment_by_name("mlops-nb").experiment_id])
-        assert runs and not [x for x in runs if x.info.status == "RUNNING"], [(x.info.run_name, x.info.status) for x in runs]
+        assert runs and not [x for x in runs if x.info.status == "RUNNING"], ([(x.info.run_name, x.info.status) for x in runs], err[-2000:])
         parent = next(x for x in runs if x.data.tags.get("mlops_nb.kind") == "pipeline")
         assert parent.info.status == "FAILED" and parent.data.tags["mlops_nb.unreachable"] == "connection refused"
         assert not list((project.root / "runs" / ".journal" / "kept").glob("*.json"))

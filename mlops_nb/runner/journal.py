@@ -17,8 +17,8 @@ from ..core.values import JsonValue, write_atomic
 from ..track import direct
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'RunRecord', 'journal_dir', 'write_journal', 'flush_journals', 'KeptClient', 'send_kept', 'flush_direct',
-           'flush_in_background']
+__all__ = ['EXPERIMENT', 'RunRecord', 'journal_dir', 'write_journal', 'flush_journals', 'ServerGone', 'KeptClient', 'send_kept',
+           'flush_direct', 'flush_in_background']
 
 # %% ../../notebooks/runner/04_journal.ipynb #ea39f60b
 @dataclass
@@ -105,6 +105,10 @@ def _number(v) -> bool:
         return False
 
 # %% ../../notebooks/runner/04_journal.ipynb #b92198de
+class ServerGone(MlopsNbError):
+    "What a `KeptClient` cannot keep for later (a new run, a search): the server it stands in for is gone."
+
+# %% ../../notebooks/runner/04_journal.ipynb #4f1c2aa1
 class KeptClient:
     "Takes a run's records while its tracking server cannot be reached, and keeps them in the journal to send later."
 
@@ -118,7 +122,7 @@ class KeptClient:
     def __getattr__(self, name: str):  # anything else needs the server
         if name.startswith("_"):
             raise AttributeError(name)
-        raise MlopsNbError(f"the tracking server {self.tracking_uri} could not be reached ({self.why}); cannot {name}.")
+        raise ServerGone(f"the tracking server {self.tracking_uri} could not be reached ({self.why}); cannot {name}.")
 
     def _run(self, run_id: str) -> dict:
         return self.runs.setdefault(

@@ -23,7 +23,7 @@ from mlops_nb.runner.cache import (
 )
 from .render import render_html
 from ..core.config import Settings, exported
-from ..core.errors import PipelineFailed
+from ..core.errors import MlopsNbError, PipelineFailed
 from .spec import PipelineSpec, Step
 from .step import OUTPUTS, hand_on, runner_env
 from .results import PipelineResult, RunOptions, StepError, StepResult, check_options, run_note
@@ -139,14 +139,19 @@ def run_step(
     r.parts = self.keys.parts(step, self.dirs)
     r.key = r.parts.key
     cached = self.options.cache and step.cache
-    with self.cache.lock(r.key) if cached else ExitStack():
-        hit = self.cache.get(r.key) if cached and not self.options.forced(step.name) else None
-        if cached and hit is None and not self.options.forced(step.name) and shared.sharing(self.settings):
-            hit = self._from_server(step, r)
-        if hit:
-            return self._reuse(step, r, hit)
-        r.why = self._why(step, r.parts)
-        return self._execute(step, r)
+    try:
+        with self.cache.lock(r.key) if cached else ExitStack():
+            hit = self.cache.get(r.key) if cached and not self.options.forced(step.name) else None
+            if cached and hit is None and not self.options.forced(step.name) and shared.sharing(self.settings):
+                hit = self._from_server(step, r)
+            if hit:
+                return self._reuse(step, r, hit)
+            r.why = self._why(step, r.parts)
+            return self._execute(step, r)
+    except journal.ServerGone:  # lost as it started (another thread's call found no server): it does not start
+        r.status = "skipped"
+        self.report(r)
+        return r
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #e61dfd52
 @patch
@@ -231,7 +236,7 @@ def _execute(self: PipelineRun, step: Step, r: StepResult) -> StepResult:
         self.lose(r.error.evalue)  # the step's own MLflow calls found no server: the runner's would not either
     if r.status == "done":
         r.outputs = json.loads((r.out_dir / OUTPUTS).read_text())
-    self.records.submit(self._record, r)
+    self.records.submit(self._record_or_say, r)
     if r.status == "done" and self.options.cache and step.cache:
         self.cache.put(
             CacheEntry(r.key, step.name, str(r.out_dir), r.run_id, self.parent, time.time(), r.parts.to_dict())
@@ -261,7 +266,11 @@ def _record(self: PipelineRun, r: StepResult) -> None:
     kept = isinstance(self.client, journal.KeptClient)  # the server is gone: nothing to share with colleagues now
     if r.status == "done" and self.options.cache and step.cache and shared.sharing(self.settings) and not kept:
         uploaded = bool(r.worker)  # a Dask worker put the outputs up already (`runner.remote`)
-        self.mlflow(shared.publish, self.client, r.run_id, r.out_dir, uploaded)  # for colleagues (`runner.shared`)
+        try:
+            self.mlflow(shared.publish, self.client, r.run_id, r.out_dir, uploaded)  # for colleagues (`runner.shared`)
+        except MlopsNbError:  # the server went away as it was published: nothing is shared, the step's record goes on
+            if not isinstance(self.client, journal.KeptClient):
+                raise
     logged = self.mlflow(tracking.get_run, self.client, r.run_id).data.metrics.get("peak_memory_mb")  # a StepContext's
     memory = {} if logged or not r.peak_memory_mb else {"peak_memory_mb": r.peak_memory_mb}  # else the runner's
     self.mlflow(tracking.log_values, self.client, r.run_id, metrics={"step_seconds": r.seconds, **memory})
@@ -270,6 +279,21 @@ def _record(self: PipelineRun, r: StepResult) -> None:
     self.mlflow(tracking.finish_run, self.client, r.run_id, status)
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #4a7782d4
+@patch
+def _record_or_say(self: PipelineRun, r: StepResult) -> None:
+    "`_record`, in the background: a failure is said (it would be lost in the thread) and the step's run closed."
+    import sys
+
+    try:
+        self._record(r)
+    except Exception as e:
+        print(f"recording step '{r.name}' failed: {type(e).__name__}: {e}", file=sys.stderr)
+        try:
+            self.mlflow(tracking.finish_run, self.client, r.run_id, "FAILED")
+        except Exception:
+            pass  # said above; the next command closes runs left RUNNING by a runner that is gone
+
+
 @patch
 def _log_notebook(self: PipelineRun, r: StepResult) -> None:
     if not r.notebook or not r.notebook.is_file():

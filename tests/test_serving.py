@@ -225,8 +225,39 @@ def test_batch_scoring_matches_the_model(registry, tmp_path):
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert out.prediction.tolist() == mlflow_model(project, f"models:/{NAME}/1").predict(X).tolist()
     assert {"proba_0", "proba_1"} <= set(out.columns)
+    r = project.run("score", "--model", f"models:/{NAME}/1", "--explain", tmp_path / "in.csv", tmp_path / "why.csv", check=True)
+    why = pd.read_csv(tmp_path / "why.csv")
+    assert_explanations_add_up(why, why[[f"contribution_{c}" for c in X.columns]].sum(axis=1) + why.explained_base)
     bad = project.run("score", tmp_path / "missing.csv", tmp_path / "o.csv")
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+def assert_explanations_add_up(scored: pd.DataFrame, explained):
+    "Each row's base value plus its contributions is the model's own output: the log-odds of the class it predicted."
+    p = scored[["proba_0", "proba_1"]].to_numpy()[np.arange(len(scored)), scored.prediction.astype(int)]
+    assert np.allclose(1 / (1 + np.exp(-np.asarray(explained, dtype=float))), p, atol=2e-6)  # the server rounds to 1e-6
+
+
+def test_explanations_add_up_to_the_answer_and_a_model_without_background_says_why(registry, url):
+    "`?explain=true` answers each row's top contributions, from the model that scored it; they sum to its output."
+    project, X = registry
+    rows = X.head(4)
+    with server(project, "--model", f"models:/{NAME}/1", "--no-log") as one:
+        r = httpx.post(f"{one}/invocations?explain=true&proba=true&top=50", json={"dataframe_records": records(rows)}, timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        whys = body["explanations"]
+        assert [w["class"] for w in whys] == body["predictions"] and {t["column"] for t in whys[0]["top"]} <= set(X.columns)
+        assert whys[0]["output"] == "log-odds of the predicted class" and whys[0]["top"][0]["value"] is not None
+        scored = pd.DataFrame({"prediction": body["predictions"], "proba_0": [p[0] for p in body["probabilities"]],
+                               "proba_1": [p[1] for p in body["probabilities"]]})
+        assert_explanations_add_up(scored, [w["base"] + sum(t["contribution"] for t in w["top"]) for w in whys])
+        short = httpx.post(f"{one}/invocations?explain=true", json={"dataframe_records": records(rows)}, timeout=60).json()
+        assert [len(w["top"]) for w in short["explanations"]] == [5] * 4
+        bad = httpx.post(f"{one}/invocations?explain=true&top=x", json={"dataframe_records": records(rows)}, timeout=60)
+        assert bad.status_code == 400 and "top='x'" in bad.json()["message"]
+    old = post(url + "", {"dataframe_records": records(X.dropna().head(1))}, params={"explain": "true"})  # version 2
+    assert old.status_code == 422 and "carries no background rows" in old.json()["message"], old.text
 
 
 @pytest.mark.slow

@@ -104,6 +104,9 @@ def score(
     output: Path = typer.Argument(..., help="where to write it with predictions (.csv or .parquet)"),
     model: Optional[str] = typer.Option(None, "--model", help="model URI; default models:/<model_name>@champion"),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="rows in memory at once"),
+    explain: bool = typer.Option(
+        False, "--explain", help="also write each row's SHAP contribution per column (contribution_COLUMN)"
+    ),
 ):
     "Score a file of any size in chunks, with a progress bar; memory is bounded by --chunk-rows."
     from rich.progress import Progress
@@ -121,7 +124,7 @@ def score(
         task = bar.add_task(
             f"scoring {input.name} with {served.name or served.uri} v{served.version}", total=count_rows(input)
         )
-        n = score_file(served, input, output, chunk_rows, progress=lambda k: bar.advance(task, k))
+        n = score_file(served, input, output, chunk_rows, lambda k: bar.advance(task, k), explain)
     make_console().print(
         f"scored {n} rows with {served.name or served.uri} version {served.version or '?'} -> {output}"
     )

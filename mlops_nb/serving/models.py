@@ -6,13 +6,15 @@ Docs: https://mlops-nb.github.io/mlops-nb/serving/models.html.md"""
 
 # %% ../../notebooks/serving/03_models.ipynb #5ec0c956
 from __future__ import annotations
-import json, re
-from dataclasses import dataclass
+import json, re, threading
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from ..core.errors import RegistryError
-from .payload import InputColumn, signature_columns
+from fastcore.basics import patch
+from ..core.errors import BadRequest, RegistryError
+from .payload import InputColumn, signature_columns, to_frame
 from ..track.client import mlflow_globals
-from ..track.registry import alias_version, load_model
+from ..track.registry import BACKGROUND_FILE, alias_version, extra_text, load_model
 
 # %% auto #0
 __all__ = ['ALIAS_URI', 'VERSION_URI', 'BUNDLE_FILE', 'ServedModel', 'resolve', 'load_bundle', 'load_served']
@@ -30,6 +32,8 @@ class ServedModel:
     alias: str = ""
     run_id: str = ""
     data_version: str = ""
+    extras: object = field(default=None, repr=False, compare=False)  # name -> text of one of its extra files, or None
+    _explainer: object = field(default=None, init=False, repr=False, compare=False)
 
     def __repr__(self):
         return f"ServedModel({self.name or self.uri} v{self.version or '?'}{' @' + self.alias if self.alias else ''})"
@@ -53,6 +57,56 @@ class ServedModel:
             "uri": self.uri,
             "data_version": self.data_version,
         }
+
+# %% ../../notebooks/serving/03_models.ipynb #e3239e8e
+_EXPLAINING = threading.Lock()
+
+
+@patch
+def background(self: ServedModel):
+    "The rows registered with the model to explain against, typed by its signature (None: it has none)."
+    text = self.extras(BACKGROUND_FILE) if self.extras else None
+    if text is None:
+        return None
+    kept = json.loads(text)
+    at = {c: i for i, c in enumerate(kept["columns"])}
+    return to_frame(
+        [[r[at[c.name]] if c.name in at else None for c in self.columns] for r in kept["data"]], self.columns
+    )
+
+
+@patch
+def explainer(self: ServedModel):
+    "The model's `ml.explain.Explainer`, built at the first call; `BadRequest` if the model cannot be explained."
+    from mlops_nb.ml.explain import Explainer, kind_of
+
+    with _EXPLAINING:
+        if self._explainer is None:
+            background = None if kind_of(self.model) == "tree" else self.background()
+            if background is None and kind_of(self.model) != "tree":
+                raise BadRequest(
+                    f"{self.name or self.uri} version {self.version or '?'} carries no background rows to explain "
+                    "against (it was registered before explanations); train and register it again "
+                    "(`mlops-nb run pipelines/train.yaml`).",
+                    422,
+                )
+            self._explainer = Explainer(self.model, background)
+    return self._explainer
+
+# %% ../../notebooks/serving/03_models.ipynb #d86ebd1f
+@patch
+def explain(self: ServedModel, df, k: int = 5) -> list[dict]:
+    "Each row's explanation: the output explained, its base value, the class explained, its `k` top contributions."
+    ex = self.explainer()(df)
+    return [
+        {"output": ex.output, "base": round(float(ex.base[i]), 6), "top": ex.top(i, df.iloc[i], k)}
+        | ({"class": _json_value(ex.explained[i])} if ex.explained is not None else {})
+        for i in range(len(df))
+    ]
+
+
+def _json_value(v):
+    return v.item() if hasattr(v, "item") else v
 
 # %% ../../notebooks/serving/03_models.ipynb #bc968a5e
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)$")
@@ -105,7 +159,14 @@ def load_bundle(
         meta.get("alias", ""),
         meta.get("run_id", ""),
         meta.get("data_version", ""),
+        partial(_local_extra, folder / "model"),
     )
+
+
+def _local_extra(folder: Path, name: str) -> str | None:
+    "The text of a model folder's extra file `name`, or None."
+    path = folder / "extra_files" / name
+    return path.read_text() if path.is_file() else None
 
 # %% ../../notebooks/serving/03_models.ipynb #da5dc7a4
 def load_served(
@@ -132,4 +193,5 @@ def load_served(
         alias,
         info.run_id or "",
         tags.get("data_version", ""),
+        partial(_local_extra, Path(target)) if Path(target).is_dir() else partial(extra_text, client, target),
     )

@@ -44,7 +44,7 @@ def count_rows(
         return max(0, sum(buf.count(b"\n") for buf in iter(lambda: f.read(1 << 20), b"")) - 1)
 
 # %% ../../notebooks/serving/07_score.ipynb #ab1035ba
-def _scored(served, chunk: pd.DataFrame, offset: int) -> pd.DataFrame:
+def _scored(served, chunk: pd.DataFrame, offset: int, explain: bool = False) -> pd.DataFrame:
     from mlops_nb.core.errors import BadRequest
 
     missing = [c.name for c in served.columns if c.required and c.name not in chunk]
@@ -61,12 +61,22 @@ def _scored(served, chunk: pd.DataFrame, offset: int) -> pd.DataFrame:
         raise DataError(
             f"{str(e).replace('row ', 'row (in this chunk) ')} The chunk starts at data row {offset}."
         ) from None
-    pred, proba = served.predict(to_frame(rows, served.columns), proba=True)
+    frame = to_frame(rows, served.columns)
+    pred, proba = served.predict(frame, proba=True)
     out = chunk.copy()
     out["prediction"] = pred
     if proba is not None:
         for k, cls in enumerate(served.classes):
             out[f"proba_{cls}"] = proba[:, k]
+    return _with_explanations(out, served, frame) if explain else out
+
+
+def _with_explanations(out: pd.DataFrame, served, frame: pd.DataFrame) -> pd.DataFrame:
+    "`out` with each row's explanation: the output explained, its base value and each column's contribution."
+    ex = served.explainer()(frame)
+    out["explained_output"], out["explained_base"] = ex.output, ex.base
+    for c in ex.values.columns:
+        out[f"contribution_{c}"] = ex.values[c].to_numpy()
     return out
 
 # %% ../../notebooks/serving/07_score.ipynb #80ad6490
@@ -76,6 +86,7 @@ def score_file(
     target: Path | str,  # the output file of predictions
     chunk_rows: int = 50_000,  # rows read and scored at a time
     progress=None,  # a callback given the rows scored so far
+    explain: bool = False,  # also write each row's SHAP contributions (`contribution_COLUMN`) and base value
 ) -> int:
     "Score every row of `source` with `served` into `target` (CSV or Parquet); return the rows scored."
     source, target = Path(source), Path(target)
@@ -88,7 +99,7 @@ def score_file(
     tmp, writer, n = target.with_name(target.name + ".partial"), None, 0
     try:
         for chunk in read_chunks(source, chunk_rows):
-            out = _scored(served, chunk, n)
+            out = _scored(served, chunk, n, explain)
             if target.suffix.lower() == ".csv":
                 out.to_csv(tmp, mode="a" if n else "w", header=not n, index=False)
             else:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from ..core.errors import BadRequest, MlopsNbError, RegistryError
-from .payload import InputColumn, parse_body, parse_feedback
+from .payload import InputColumn, parse_body, parse_feedback, to_frame
 from .batching import MicroBatcher
 from .metrics import ServerMetrics
 from .models import ALIAS_URI, ServedModel, load_served, resolve
@@ -28,7 +28,8 @@ from fastapi import FastAPI, Request  # at module level: FastAPI resolves the ha
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ROLES', 'ServeOptions', 'ScoringService', 'choose_variant', 'Answer', 'create_app', 'run_server', 'post_feedback']
+__all__ = ['ROLES', 'MAX_EXPLAINED_ROWS', 'ServeOptions', 'ScoringService', 'choose_variant', 'Answer', 'create_app',
+           'run_server', 'post_feedback']
 
 # %% ../../notebooks/serving/06_server.ipynb #2a4265e3
 @dataclass
@@ -205,11 +206,14 @@ class Answer:
     predictions: list
     probabilities: list | None = None
     fallback: str = ""  # why the previous version answered, if it did
+    explanations: list | None = None  # each row's top contributions, when asked (`?explain=true`)
 
     def body(self) -> dict:
         out = {"predictions": self.predictions}
         if self.probabilities is not None:
             out |= {"probabilities": self.probabilities, "classes": np.asarray(self.model.classes).tolist()}
+        if self.explanations is not None:
+            out["explanations"] = self.explanations
         return out
 
     def headers(self) -> dict:
@@ -246,6 +250,7 @@ async def score(
     request_id: str,  # the request's id (X-Request-Id, or a new one)
     caller: str | None = None,  # the caller's id (X-Caller-Id), for sticky A/B routing
     proba: bool = False,  # also answer class probabilities
+    explain: int = 0,  # also answer each row's this many top contributions (`?explain=true`: 5; `&top=K`)
 ) -> Answer:
     "Score one request: route it, check it against its model, batch it, fall back if the model fails."
     variant = choose_variant(self.options.ab_fraction, caller) if self.models["challenger"] else "champion"
@@ -268,7 +273,23 @@ async def score(
     if self.log is not None:
         self.scored.update((request_id, i) for i in range(len(rows)))  # feedback may follow at once
     probabilities = None if p is None else np.round(p, 6).tolist()
-    return Answer(request_id, model, variant, rows, np.asarray(pred).tolist(), probabilities, fallback)
+    explain = explain or (5 if str(params.get("explain", "")).lower() in ("1", "true", "yes") else 0)
+    why = await self._explained(model, rows, explain) if explain else None
+    return Answer(request_id, model, variant, rows, np.asarray(pred).tolist(), probabilities, fallback, why)
+
+# %% ../../notebooks/serving/06_server.ipynb #4a683559
+MAX_EXPLAINED_ROWS = 100  # rows one request may ask explanations for (a sampled explainer takes ~0.1 s a row)
+
+
+@patch
+async def _explained(self: ScoringService, model, rows: list, top: int) -> list:
+    "Each row's explanation by the model that answered, off the event loop."
+    if len(rows) > MAX_EXPLAINED_ROWS:
+        raise BadRequest(
+            f"explain=true explains at most {MAX_EXPLAINED_ROWS} rows a request; this one has {len(rows)}. Send fewer "
+            "rows, or score the file with `mlops-nb score FILE --explain`."
+        )
+    return await asyncio.to_thread(model.explain, to_frame(rows, model.columns), top)
 
 # %% ../../notebooks/serving/06_server.ipynb #f4aea281
 @patch
@@ -317,11 +338,24 @@ async def record(
 
 # %% ../../notebooks/serving/06_server.ipynb #33d90d54
 _RID = re.compile(r"^[\w.:-]{1,100}$")
+
+
+def _explain_top(query) -> int:
+    "How many top contributions a request asks per row: 0 without `explain=true`, else `top` (default 5, 1 to 50)."
+    if query.get("explain", "").lower() not in ("1", "true", "yes"):
+        return 0
+    top = query.get("top", "5")
+    if not top.isdigit() or not 1 <= int(top) <= 50:
+        raise BadRequest(f"top={top[:20]!r}: give the number of contributions per row, 1 to 50 (default 5).")
+    return int(top)
+
+# %% ../../notebooks/serving/06_server.ipynb #c3f6aeb0
 _CODES = {
     400: "BAD_REQUEST",
     401: "UNAUTHENTICATED",
     413: "REQUEST_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "UNPROCESSABLE",
     500: "INTERNAL_ERROR",
     503: "NOT_READY",
 }
@@ -403,6 +437,7 @@ def _scoring_route(app: FastAPI, service: ScoringService):
                 rid,
                 request.headers.get("x-caller-id"),
                 request.query_params.get("proba", "").lower() in ("1", "true", "yes"),
+                _explain_top(request.query_params),
             )
         except BadRequest as e:
             service.metrics.requests.labels("champion", "client_error" if e.status < 500 else "server_error").inc()

@@ -34,6 +34,7 @@ class CardFacts:
     slices: pd.DataFrame | None = None  # per-slice metrics
     intervals: pd.DataFrame | None = None  # held-out metrics with their bootstrap 95 % intervals
     importance: pd.DataFrame | None = None  # what the model relies on: permutation importance per raw column
+    shap: pd.DataFrame | None = None  # the mean absolute SHAP value per raw column (`ml.explain.shap_table`)
     fairness: pd.DataFrame | None = None  # the figures per group of each sensitive column (`ml.fairness`)
     differences: dict = field(default_factory=dict)  # the fairness differences evaluate logged, by metric name
     cv: pd.DataFrame | None = None  # cross-validation: each metric's mean and spread over the folds
@@ -88,7 +89,7 @@ def card_facts(
                 f.slices = pd.read_csv(p)
             f.differences = {k: v for k, v in ev.data.metrics.items() if k.startswith(_DIFFERENCES)}
             f.cv_folds = ev.data.params.get("cv_folds", "")
-            for name in ("intervals", "importance", "fairness", "cv"):  # a run before they were kept has none
+            for name in ("intervals", "importance", "shap", "fairness", "cv"):  # a run before they were kept has none
                 if p := _artifact(client, ev.info.run_id, f"{name}.csv", d):
                     setattr(f, name, pd.read_csv(p))
     return f
@@ -208,14 +209,22 @@ def _reliance(f: CardFacts, top: int = 10) -> list[str]:
     "What the model relies on: the columns whose shuffling costs the most, on held-out rows."
     if f.importance is None or not len(f.importance):
         return []
+    shap = {} if f.shap is None else dict(zip(f.shap.column, f.shap.mean_abs_shap))
     rows = [(r.column, _num(r.importance), _num(r.std)) for r in f.importance.head(top).itertuples()]
+    head, said = ("column", "importance", "spread"), ""
+    if shap:
+        rows, head = [(*r, _num(shap.get(r[0], float("nan")))) for r in rows], (*head, "mean abs SHAP")
+        said = (
+            " The last column is the mean size of each column's SHAP contribution to a held-out row's output "
+            "(`shap.png` plots them row by row; the server gives them per request with `?explain=true`)."
+        )
     return [
         "## What it relies on",
         "",
         "How much the primary metric fell when each column of the held-out rows was shuffled (permutation importance, "
-        "in the raw columns; the evaluate step's `importance.png` plots it).",
+        f"in the raw columns; the evaluate step's `importance.png` plots it).{said}",
         "",
-        _table(rows, ("column", "importance", "spread")),
+        _table(rows, head),
         "",
     ]
 

@@ -16,8 +16,8 @@ from ..core.errors import ConfigError, MlopsNbError
 __all__ = ['TAG', 'TRAINING', 'SERVER_PATIENCE', 'UNREACHABLE', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store',
            'ensure_store', 'creating', 'settle', 'connect', 'ensure_experiment', 'refusal', 'unreachable',
            'why_unreachable', 'unreached', 'check_access', 'user', 'is_measurement', 'start_run', 'log_values',
-           'finish_run', 'get_run', 'pipeline_runs', 'registered_by', 'run_summary', 'step_runs', 'ui_page',
-           'version_page', 'relative_path', 'recorded_path', 'open_stores', 'mlflow_globals', 'git_state',
+           'log_series', 'finish_run', 'get_run', 'pipeline_runs', 'registered_by', 'run_summary', 'step_runs',
+           'ui_page', 'version_page', 'relative_path', 'recorded_path', 'open_stores', 'mlflow_globals', 'git_state',
            'environment', 'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
@@ -56,6 +56,9 @@ class Tag(_CacheTags):
     grid = f"{TAG}.grid"  # a sweep's grid
     best_run = f"{TAG}.best_run"  # a sweep's best member
     best_params = f"{TAG}.best_params"  # ... and its values
+    search = f"{TAG}.search"  # a search's Optuna study; on the pipeline run it chose: how its values were found (JSON)
+    trial = f"{TAG}.trial"  # a search trial's number
+    trial_state = f"{TAG}.trial_state"  # ... and how it ended: COMPLETE, PRUNED or FAIL
     html_error = f"{TAG}.html_error"  # why a step's HTML page could not be made
     git_dirty = f"{TAG}.git_dirty"  # uncommitted changes when the run started
     python = f"{TAG}.python"  # Python version
@@ -358,6 +361,19 @@ def log_values(
         )
     if len(ms) > 100:
         client.log_batch(run_id, metrics=ms[100:])
+
+
+def log_series(
+    client,  # an MlflowClient (`track.client.connect`)
+    run_id: str,  # an MLflow run id
+    key: str,  # the metric's name
+    values: list,  # its values, logged as steps 0, 1, ... (a history MLflow plots)
+) -> None:
+    "Log a metric's history in one batch; non-finite values are skipped."
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(key, float(v), now, i) for i, v in enumerate(values) if _finite(v)])
 
 
 def _text(v) -> str:

@@ -14,9 +14,10 @@ from ..ml.validate import Schema
 from .client import Tag, mlflow_globals
 
 # %% auto #0
-__all__ = ['ALIASES', 'MODEL_LOADERS', 'trusted_types', 'model_code', 'model_requirements', 'check_writable', 'register_model',
-           'set_alias', 'alias_version', 'make_challenger', 'version_file', 'version_profile', 'version_schema',
-           'model_version', 'registered_model', 'list_versions', 'download_model', 'load_model', 'aliases_by_version']
+__all__ = ['ALIASES', 'MODEL_LOADERS', 'BACKGROUND_FILE', 'trusted_types', 'model_code', 'model_requirements', 'check_writable',
+           'write_rows', 'register_model', 'set_alias', 'alias_version', 'make_challenger', 'version_file',
+           'extra_text', 'version_profile', 'version_schema', 'model_version', 'registered_model', 'list_versions',
+           'download_model', 'load_model', 'aliases_by_version']
 
 # %% ../../notebooks/track/02_registry.ipynb #f83c2d91
 ALIASES = ("champion", "challenger", "previous")
@@ -122,6 +123,18 @@ def _new_version(client, name: str, model_info, run_id: str):
         client.log_outputs(run_id, [LoggedModelOutput(model_info.model_id, 0)])
     return mv
 
+# %% ../../notebooks/track/02_registry.ipynb #f6b9159b
+BACKGROUND_FILE = "background.json"  # rows like the training data, in a model's extra files: `ml.explain` needs them
+
+
+def write_rows(
+    rows,  # a DataFrame
+    path: Path | str,  # the JSON file to write: {"columns": [...], "data": [[...], ...]}, dates in ISO 8601
+) -> Path:
+    "Write `rows` as JSON that a scoring request could carry (the server reads them back with the model's signature)."
+    Path(path).write_text(rows.to_json(orient="split", index=False, date_format="iso", date_unit="us"))
+    return Path(path)
+
 # %% ../../notebooks/track/02_registry.ipynb #901558ef
 def register_model(
     client,  # an MlflowClient (`track.client.connect`)
@@ -135,6 +148,7 @@ def register_model(
     root: Path | str | None = None,  # the project, whose own code the model carries; default: found from here
     metric: tuple | None = None,  # (name, value) of the primary metric, shown by `mlops-nb registry` and the card
     version_run: str | None = None,  # the run the version is credited to; default: the pipeline run of `run_id`, if any
+    background=None,  # a DataFrame of rows like the training data, kept to explain predictions against
 ):
     "Log `model` to run `run_id` (with schema, `profile` and the project code it needs); register a version of `name`."
     check_writable(f"registering a new version of '{name}'")
@@ -147,6 +161,8 @@ def register_model(
         extra = [str(schema.write(Path(d) / "schema.json"))]
         if profile is not None:
             extra.append(str(profile.write(Path(d) / "profile.json")))
+        if background is not None:
+            extra.append(str(write_rows(background, Path(d) / BACKGROUND_FILE)))
         info = _log_model(client, run_id, name, model, example, extra, code, model_requirements(model, root))
         version = str(_new_version(client, name, info, version_run).version)
     tags = {**(tags or {}), Tag.schema: json.dumps({"target": schema.target, "task": schema.task})}
@@ -229,6 +245,22 @@ def version_file(
             f"{name} version {version} has no readable {path} ({type(e).__name__}). Register it again with `mlops-nb "
             "run pipelines/train.yaml`."
         ) from None
+
+# %% ../../notebooks/track/02_registry.ipynb #078e3c32
+def extra_text(
+    client,  # an MlflowClient (`track.client.connect`)
+    uri: str,  # the model: models:/NAME/VERSION or runs:/RUN/PATH
+    name: str,  # one of its extra files, e.g. background.json
+) -> str | None:
+    "The text of one of a logged model's extra files, or None when it has none (logged before it was kept)."
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            with mlflow_globals(client):
+                return Path(mlflow.artifacts.download_artifacts(f"{uri}/extra_files/{name}", dst_path=d)).read_text()
+        except Exception:
+            return None
 
 
 def version_profile(

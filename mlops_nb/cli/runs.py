@@ -253,6 +253,10 @@ def run(
     sweep: list[str] = typer.Option(
         [], "--sweep", help="NAME=V1,V2: run the grid of values as child pipeline runs (repeatable)"
     ),
+    tune: list[str] = typer.Option(
+        [], "--tune", help="search with Optuna: n_trials=40, sampler=random, cv=5, or NAME='int 2..12' (repeatable)"
+    ),
+    resume: bool = typer.Option(False, "--resume", help="with --tune: continue the last unfinished search"),
     events: Optional[Path] = typer.Option(
         None, "--events", help="write each step's progress to FILE as JSON lines (for a tool that watches the run)"
     ),
@@ -272,6 +276,8 @@ def run(
         return print_explanation(console, spec, values, settings, options)
     if sweep:
         return _run_sweep(spec, values, settings, options, sweep, console, events)
+    if tune or resume:
+        return _run_search(spec, values, settings, options, tune, resume, console, events, sweep)
     _run_one(console, spec, values, settings, options, events, notes)
 
 # %% ../../notebooks/cli/02_runs.ipynb #e61780f2
@@ -330,6 +336,51 @@ def _run_sweep(spec, values, settings, options, sweep, console, events=None):
             f"{len(failed)} sweep member(s) failed; `mlops-nb show RUN_ID` shows why: "
             f"{', '.join(r.run_id for r in failed)}"
         )
+
+# %% ../../notebooks/cli/02_runs.ipynb #68722192
+def _run_search(spec, values, settings, options, tune, resume, console, events=None, sweep=()):
+    from rich.table import Table
+    from mlops_nb.core.errors import ConfigError
+    from mlops_nb.ml.metrics import higher_is_better
+    from mlops_nb.runner.pipeline import raise_if_failed
+    from mlops_nb.runner.search import run_search
+    from mlops_nb.runner.spec import search_plan
+
+    if events or sweep:
+        raise ConfigError("--tune runs a search: leave out --events and --sweep.")
+    plan = search_plan(spec, tune)
+    space = ", ".join(f"{s.name} {s}" for s in plan.spaces)
+    n = max(1, min(options.n_workers, plan.n_trials))
+    console.print(
+        f"[bold]{spec.name}[/] search: {plan.n_trials} trials of {space}; {plan.sampler}, {plan.cv} folds, "
+        f"{n} process(es){' (resumed)' if resume else ''}  (MLflow: {settings.tracking})"
+    )
+    result = run_search(spec, values, settings, plan, report_step(console), options, resume)
+    table = Table(
+        title=f"search run {result.run_id}: best trials by cv {result.metric} ({result.seconds:.1f}s)",
+        title_justify="left",
+    )
+    done = sorted((r for r in result.records if r.state == "COMPLETE"), key=lambda r: r.value)
+    done = done[::-1] if higher_is_better(result.metric) else done  # best first
+    for col in ("trial", *result.best.params, "mean", "spread", "seconds"):
+        table.add_column(col)
+    for r in done[:10]:
+        table.add_row(
+            str(r.number),
+            *[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.params.values()],
+            f"{r.value:.4f}",
+            f"{r.spread:.4f}",
+            f"{r.seconds:.1f}",
+        )
+    console.print(table)
+    f = result.found
+    counts = f"{f['trials']} trials: {f['complete']} complete, {f['pruned']} pruned, {f['failed']} failed"
+    best = f"cv {result.metric} {f['best']:.4f} ± {f['spread']:.4f}"
+    console.print(f"{counts}. Best: {f['params']} ({best}); trained with them:")
+    print_summary(console, result.pipeline, settings)
+    if result.pipeline.failed:
+        print_failure(make_console(stderr=True), result.pipeline)
+    raise_if_failed(result.pipeline)
 
 # %% ../../notebooks/cli/02_runs.ipynb #0a12574a
 @app.command(rich_help_panel="Pipelines and runs")

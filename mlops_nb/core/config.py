@@ -52,6 +52,7 @@ class Settings:
     primary_metric: str = ""  # the metric that judges a model, e.g. test_mae; a spec's `metric` wins; empty: the task's
     keep_data: str = "no"  # yes: keep each input data file in the artifact store, once per version (runner.snapshots)
     sensitive: str = ""  # columns whose groups a model's figures are compared across, comma-separated (ml.fairness)
+    search_storage: str = ""  # Optuna's study database (`--tune`); empty: optuna.db beside the embedded store
 
     def __post_init__(self):
         if self.registry not in ("write", "read-only"):

@@ -16,7 +16,7 @@ from ..runner.spec import prepare_run
 from ..track import client as tracking
 
 # %% auto #0
-__all__ = ['ui_url', 'run', 'runs', 'RunView', 'show']
+__all__ = ['ui_url', 'run', 'search', 'runs', 'RunView', 'show']
 
 # %% ../../notebooks/lab/01_api.ipynb #59f1e2e5
 class _Board:
@@ -113,6 +113,44 @@ def _say(text: str, url: str) -> None:
         display(HTML(f'{html.escape(text)} (<a href="{url}" target="_blank">MLflow</a>)'))
     else:
         print(f"{text} ({url})")
+
+# %% ../../notebooks/lab/01_api.ipynb #a091ab59
+def search(
+    pipeline: Path | str,  # the pipeline spec, e.g. "pipelines/train.yaml"
+    tune: tuple | list = (),  # KEY=VALUE items, as `--tune`: n_trials=40, sampler=random, "max_depth=int 2..8"
+    resume: bool = False,  # continue the last unfinished search of the pipeline
+    workers: int = 0,  # processes running trials at once; 0 for the number of cores
+    quiet: bool = False,  # draw no progress
+    **params,  # pipeline parameters (and settings keys) by name
+):
+    "Search the pipeline's `search:` spaces with Optuna and train the best values, as `mlops-nb run --tune` does."
+    from mlops_nb.ml.metrics import higher_is_better
+    from mlops_nb.ml.search import trials_table
+    from mlops_nb.runner.search import run_search
+    from mlops_nb.runner.spec import search_plan
+
+    spec, values, settings = prepare_run(pipeline, [f"{k}={v}" for k, v in params.items()])
+    plan = search_plan(spec, list(tune))  # checked before anything runs
+    board = _Board([s.name for s in spec.steps], settings, quiet)
+    result = run_search(spec, values, settings, plan, board, RunOptions(workers=workers), resume)
+    if not quiet:
+        f = result.found
+        what = (
+            f"search run {result.run_id}: {f['trials']} trials, best {f['params']} (cv {result.metric} {f['best']:.4f})"
+        )
+        _say(what, ui_url(result.run_id, settings, result.pipeline.experiment_id))
+        best_first = trials_table(result.records).sort_values("mean", ascending=not higher_is_better(result.metric))
+        _show(best_first.head(10))
+    return result
+
+
+def _show(table) -> None:
+    if _in_notebook():
+        from IPython.display import display
+
+        display(table)
+    else:
+        print(table.to_string(index=False))
 
 # %% ../../notebooks/lab/01_api.ipynb #703f91e2
 def runs(

@@ -13,7 +13,8 @@ __all__ = ['USAGE', 'parse_run', 'mlops', 'load_ipython_extension']
 
 # %% ../../notebooks/lab/02_magics.ipynb #8721a3c7
 USAGE = (
-    "%mlops run SPEC [-p KEY=VALUE ...] [--force STEP] [--no-cache] [--cold]  |  %mlops runs [N]  |  %mlops show RUN_ID"
+    "%mlops run SPEC [-p KEY=VALUE ...] [--force STEP] [--no-cache] [--cold] [--tune KEY=VALUE ...] [--resume]  |  "
+    "%mlops runs [N]  |  %mlops show RUN_ID"
 )
 
 
@@ -30,9 +31,11 @@ def parse_run(
         if w in ("-p", "--param") and i + 1 < len(words):
             params.append(words[i + 1])
             i += 1
-        elif w == "--force" and i + 1 < len(words):
-            options["force"].append(words[i + 1])
+        elif w in ("--force", "--tune") and i + 1 < len(words):
+            options.setdefault(w[2:], []).append(words[i + 1])
             i += 1
+        elif w == "--resume":
+            options["resume"] = True
         elif w in ("--no-cache", "--cold"):
             options["cache" if w == "--no-cache" else "warm"] = False
         elif spec is None and not w.startswith("-"):
@@ -58,6 +61,8 @@ def mlops(
             raise MlopsNbError(f"Usage: {USAGE}")
         if words[0] == "run":
             spec, params, options = parse_run(words[1:])
+            if options.get("tune") or options.get("resume"):  # a search: trials, then the best values trained
+                return api.search(spec, options.get("tune", []), options.get("resume", False), **params)
             return api.run(spec, **options, **params)
         if words[0] == "runs":
             return api.runs(int(words[1]) if len(words) > 1 else 20)

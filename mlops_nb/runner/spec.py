@@ -11,11 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from ..core.errors import ConfigError, ParameterError
+from ..ml.search import SAMPLERS, Space, parse_space
 from .params import ParamType, declared_type, parse_value
 
 # %% auto #0
-__all__ = ['RUNNER_PARAMS', 'Param', 'read_parameters', 'Step', 'PipelineSpec', 'load_spec', 'parse_assignments',
-           'read_params_file', 'resolve_params', 'check_files', 'model_name_for', 'prepare_run']
+__all__ = ['RUNNER_PARAMS', 'SEARCH_KEYS', 'Param', 'read_parameters', 'Step', 'PipelineSpec', 'load_spec', 'parse_assignments',
+           'read_params_file', 'resolve_params', 'check_files', 'model_name_for', 'prepare_run', 'SearchPlan',
+           'search_plan']
 
 # %% ../../notebooks/runner/01_spec.ipynb #5ece3fe7
 RUNNER_PARAMS = ("out_dir", "upstream", "mlflow_run_id")
@@ -131,6 +133,7 @@ class PipelineSpec:
     description: str = ""
     metric: str = ""  # the primary metric: one the pipeline run records (a value under a step's `summary`)
     goal: str = ""  # max or min: which way that metric is better
+    search: str = ""  # the spec's `search:` block, as JSON (`runner.search.search_plan` reads and checks it)
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -142,7 +145,7 @@ class PipelineSpec:
 
 # %% ../../notebooks/runner/01_spec.ipynb #d45cee33
 _SPEC_KEYS, _STEP_KEYS, _PARAM_KEYS = (
-    {"name", "description", "steps", "params", "metric"},
+    {"name", "description", "steps", "params", "metric", "search"},
     {"name", "notebook", "needs", "cache", "registry"},
     {"default", "help", "required", "choices", "file"},
 )
@@ -275,7 +278,14 @@ def load_spec(
     d = _read_yaml(path)
     steps, params = _merge_params(_read_steps(d, path), d.get("params") or {}, path)
     name, description = str(d.get("name") or path.stem), str(d.get("description") or "")
-    return PipelineSpec(name, path, tuple(steps), params, description, *_read_metric(d.get("metric"), path))
+    search = d.get("search")
+    if search is not None and not isinstance(search, dict):
+        raise ConfigError(f"search in {path} must be a mapping (space, n_trials, sampler, cv, seed, pruner, step).")
+    spec = PipelineSpec(name, path, tuple(steps), params, description, *_read_metric(d.get("metric"), path))
+    if search:
+        spec = replace(spec, search=json.dumps(search, default=str))
+        search_plan(spec)  # checked with the spec, like every parameter: a mistake is said before anything runs
+    return spec
 
 # %% ../../notebooks/runner/01_spec.ipynb #79971ff9
 def _read_metric(m, path: Path) -> tuple[str, str]:
@@ -411,3 +421,113 @@ def prepare_run(
                 f"model '{overrides['model_name']}', named after the data file (choose another: -p model_name=NAME)"
             )
     return spec, values, load_settings(spec.path, overrides=overrides)  # the spec's project, wherever we are
+
+# %% ../../notebooks/runner/01_spec.ipynb #062b6ba4
+SEARCH_KEYS = ("space", "n_trials", "sampler", "cv", "seed", "pruner", "step")
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    "What a search tries, and how."
+
+    spaces: tuple  # `ml.search.Space`s
+    n_trials: int = 20
+    sampler: str = "tpe"
+    cv: int = 3
+    seed: int = 42
+    pruner: str = "median"
+    step: str = "train"  # the step that fits the model: the search scores its recipe
+
+    def describe(self) -> dict:
+        "The plan as the search run records it."
+        space = {s.name: str(s) for s in self.spaces}
+        return {
+            "space": space,
+            "n_trials": self.n_trials,
+            "sampler": self.sampler,
+            "cv": self.cv,
+            "pruner": self.pruner,
+        }
+
+
+def _checked_space(spec: PipelineSpec, step, name: str, text) -> Space:
+    "The space `text` for parameter `name` of `step`, checked against the parameter's type and choices."
+    if name not in step.params:
+        raise ParameterError(
+            f"search space '{name}': step '{step.name}' of '{spec.name}' takes no such parameter; it takes: "
+            f"{', '.join(step.params)}."
+        )
+    p, s = spec.params[name], parse_space(name, text)
+    kind = str(p.type).split(" ")[0]
+    if s.kind == "int" and kind not in ("int", "float") or s.kind == "float" and kind != "float":
+        raise ParameterError(f"search space '{name}': {s.kind} values for a parameter of type {p.type}.")
+    if s.kind == "choice":
+        s = replace(s, choices=tuple(p.parse(v) for v in s.choices))  # each checked like -p name=value
+    return s
+
+# %% ../../notebooks/runner/01_spec.ipynb #e307f3c5
+def _number(block: dict, key: str, default: int, low: int) -> int:
+    v = block.get(key, default)
+    try:
+        v = int(v)
+    except (TypeError, ValueError):
+        v = None
+    if v is None or v < low:
+        raise ParameterError(f"search {key} = {block.get(key)!r}: give a whole number, {low} or more.")
+    return v
+
+# %% ../../notebooks/runner/01_spec.ipynb #b81f0c2e
+def _tuned(spec: PipelineSpec, block: dict, tune: list[str]) -> tuple[dict, dict]:
+    "(the search settings, the spaces): the spec's block with `--tune`'s items on top."
+    block, space = dict(block), dict(block.get("space") or {})
+    for item in tune:
+        k, eq, v = str(item).partition("=")
+        if not eq:
+            raise ParameterError(
+                f"--tune {item!r} is not KEY=VALUE: e.g. --tune n_trials=40 or --tune 'max_depth=int 2..8'."
+            )
+        if k.strip() in SEARCH_KEYS[1:]:  # a setting, even where a parameter has its name (evaluate's cv)
+            block[k.strip()] = v
+        elif k.strip() in spec.params:
+            space[k.strip()] = v
+        else:
+            raise ParameterError(
+                f"--tune {k}: neither a search setting ({', '.join(SEARCH_KEYS[1:])}) nor a parameter of '{spec.name}'."
+            )
+    return block, space
+
+# %% ../../notebooks/runner/01_spec.ipynb #aafb0592
+def search_plan(
+    spec: PipelineSpec,  # the pipeline spec (`load_spec`)
+    tune: list[str] = (),  # KEY=VALUE items of `--tune`: a search setting, or a parameter's space
+) -> SearchPlan:
+    "The spec's `search:` block with `tune` on top, checked against the step's parameters."
+    block = json.loads(spec.search) if spec.search else {}
+    unknown = sorted(set(block) - set(SEARCH_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"search in {spec.path} has unknown key(s) {', '.join(unknown)}; known: {', '.join(SEARCH_KEYS)}."
+        )
+    block, space = _tuned(spec, block, tune)
+    step = str(block.get("step", "train"))
+    if step not in [s.name for s in spec.steps]:
+        raise ConfigError(f"search step '{step}': '{spec.name}' has no such step; name the step that fits the model.")
+    if not {"model", "estimator"} & set(spec.step(step).params):
+        raise ConfigError(
+            f"search step '{step}' takes neither model nor estimator: a search scores the workbench's recipes "
+            "(`ml.models.build_model`), so the step must be one that fits one (like pipelines/train.ipynb)."
+        )
+    if not space:
+        raise ConfigError(
+            f"--tune: '{spec.name}' declares no search space. Add one to {spec.path.name} (search: space: max_depth: "
+            "int 2..12), or name one: --tune 'max_depth=int 2..12'."
+        )
+    sampler, pruner = str(block.get("sampler", "tpe")), str(block.get("pruner", "median"))
+    if sampler not in SAMPLERS or pruner not in ("median", "none"):
+        raise ParameterError(
+            f"search sampler {sampler!r} / pruner {pruner!r}: samplers are {', '.join(SAMPLERS)}; "
+            "pruners median or none."
+        )
+    spaces = tuple(_checked_space(spec, spec.step(step), k, v) for k, v in space.items())
+    n, cv, seed = _number(block, "n_trials", 20, 1), _number(block, "cv", 3, 2), _number(block, "seed", 42, 0)
+    return SearchPlan(spaces, n, sampler, cv, seed, pruner, step)

@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/track/card.html.md"""
 
 # %% ../../notebooks/track/04_card.ipynb #c09e67c8
 from __future__ import annotations
-import math, tempfile
+import json, math, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
@@ -39,6 +39,7 @@ class CardFacts:
     differences: dict = field(default_factory=dict)  # the fairness differences evaluate logged, by metric name
     cv: pd.DataFrame | None = None  # cross-validation: each metric's mean and spread over the folds
     cv_folds: str = ""  # how the folds were made
+    search: dict = field(default_factory=dict)  # how its values were found, when a search chose them (`runner.search`)
     slice_column: str = ""
     schema: Schema | None = None
     events: list = field(default_factory=list)  # the registry history of this version
@@ -76,8 +77,8 @@ def card_facts(
             f.schema = Schema.read(s)
         if not f.pipeline_run_id:
             return f
-        f.params = client.get_run(f.pipeline_run_id).data.params
         pipeline = client.get_run(f.pipeline_run_id)
+        f.params, f.search = pipeline.data.params, json.loads(pipeline.data.tags.get(Tag.search, "{}") or "{}")
         ev = step_runs(client, pipeline, producers=True).get("evaluate")
         if ev is None:  # a pipeline of its own: the metrics its run recorded
             f.metrics = {k: v for k, v in pipeline.data.metrics.items() if not is_measurement(k)}
@@ -205,6 +206,25 @@ def _crossval(f: CardFacts) -> list[str]:
     ]
 
 # %% ../../notebooks/track/04_card.ipynb #6d931a7c
+def _found(f: CardFacts) -> list[str]:
+    "How the model's values were found, when an Optuna search chose them."
+    s = f.search
+    if not s or not isinstance(s, dict) or "trials" not in s:
+        return []
+    values = ", ".join(
+        f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in s.get("params", {}).items()
+    )
+    return [
+        "## How it was found",
+        "",
+        f"An Optuna search (run {s.get('search_run', '?')}) of {s['trials']} trials ({s.get('complete', 0)} complete, "
+        f"{s.get('pruned', 0)} pruned, {s.get('failed', 0)} failed) chose {values}: cross-validated "
+        f"{s.get('metric', '')} {_num(s.get('best'))} ± {_num(s.get('spread'))} (mean ± spread over the folds). "
+        f"Its space: {', '.join(f'{k} {v}' for k, v in s.get('space', {}).items()) or 'see the search run'}.",
+        "",
+    ]
+
+# %% ../../notebooks/track/04_card.ipynb #0fd35021
 def _reliance(f: CardFacts, top: int = 10) -> list[str]:
     "What the model relies on: the columns whose shuffling costs the most, on held-out rows."
     if f.importance is None or not len(f.importance):
@@ -290,7 +310,7 @@ def render_card(
     "The model card as Markdown."
     use = f.intended_use or "Not stated: set intended_use in settings.ini."
     md = [f"# Model card: {f.name} version {f.version}", "", f"**Intended use.** {use}", "", *_warnings(f)]
-    md += [*_lineage(f), *_figures(f), *_crossval(f), *_reliance(f), *_fairness(f), *_inputs(f), *_gate(f)]
+    md += [*_lineage(f), *_found(f), *_figures(f), *_crossval(f), *_reliance(f), *_fairness(f), *_inputs(f), *_gate(f)]
     md += ["## Limitations", "", *[f"- {x}" for x in _limitations(f)], ""]
     return "\n".join(md)
 

@@ -1,0 +1,111 @@
+"""An Optuna search as a user runs it: `mlops-nb run pipelines/train.yaml --tune ...` in a project of their own, every
+trial a nested MLflow run, one registered version of the best values, a killed search resumed."""
+import json, os, signal, subprocess, time
+import pytest
+from conftest import MLOPS_NB, clean_env, kill_left_behind, make_project
+
+SEARCH = "tags.mlops_nb.kind = 'search'"
+
+
+def children(client, run_id: str, kind: str):
+    exp = client.get_run(run_id).info.experiment_id
+    return client.search_runs([exp], f"tags.mlflow.parentRunId = '{run_id}' and tags.mlops_nb.kind = '{kind}'")
+
+
+def study(project, name: str):
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{project.root / 'optuna.db'}")
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("search"))
+    r = project.run("run", "pipelines/train.yaml", "-p", "n_rows=1200", "--tune", "n_trials=6", "--tune", "cv=3",
+                    "--workers", "2", check=True)
+    return project, r
+
+
+def test_a_search_nests_its_trials_and_registers_the_best_values_once(searched):
+    project, r = searched
+    c = project.client()
+    exp = c.get_experiment_by_name("mlops-nb").experiment_id
+    [search] = c.search_runs([exp], SEARCH)
+    assert search.info.status == "FINISHED" and "6 trials:" in r.stdout
+    trials = children(c, search.info.run_id, "trial")
+    assert len(trials) == 6  # two processes, one study: n_trials in all
+    states = {t.data.tags["mlops_nb.trial_state"] for t in trials}
+    assert states <= {"COMPLETE", "PRUNED"} and "COMPLETE" in states
+    for t in trials:
+        folds = c.get_metric_history(t.info.run_id, "cv_roc_auc")
+        done = t.data.tags["mlops_nb.trial_state"] == "COMPLETE"
+        assert len(folds) == 3 if done else 1 <= len(folds) < 3  # a pruned trial stopped after its first folds
+        assert {"model", "max_depth", "learning_rate", "n_estimators"} <= set(t.data.params)
+    best = json.loads(search.data.tags["mlops_nb.best_params"])
+    best_trial = max((t for t in trials if t.data.tags["mlops_nb.trial_state"] == "COMPLETE"),
+                     key=lambda t: t.data.metrics["cv_roc_auc_mean"])
+    assert best == {k: type(best[k])(v) for k, v in best_trial.data.params.items() if k in best}
+    assert search.data.metrics["best_cv_roc_auc"] == pytest.approx(best_trial.data.metrics["cv_roc_auc_mean"])
+    names = {a.path for a in c.list_artifacts(search.info.run_id)} | {a.path for a in c.list_artifacts(search.info.run_id, "plots")}
+    assert {"trials.csv", "plots/search_history.png", "plots/search_slices.png"} <= names
+    [trained] = [p for p in children(c, search.info.run_id, "pipeline") if "mlops_nb.search" in p.data.tags]
+    assert {k: trained.data.params[k] for k in best} == {k: str(v) for k, v in best.items()}
+    assert project.versions() == [1]  # one registered version per search, not one per trial
+    found = json.loads(trained.data.tags["mlops_nb.search"])
+    assert found["trials"] == 6 and found["search_run"] == search.info.run_id
+    card = (project.root / "runs" / trained.info.run_id / "gate" / "card.md").read_text()  # the gate writes it
+    assert "## How it was found" in card and "6 trials" in card
+    assert len(study(project, search.data.tags["mlops_nb.search"]).trials) == 6  # the study beside the store
+
+
+def test_a_killed_search_resumes_without_redoing_its_finished_trials(tmp_path):
+    project = make_project(tmp_path / "p")
+    args = [MLOPS_NB, "run", "pipelines/train.yaml", "-p", "n_rows=1200", "--tune", "n_trials=14", "--workers", "1"]
+    proc = subprocess.Popen(args, cwd=project.root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (project.root / "optuna.db").is_file():
+                try:
+                    name = next(iter(_studies(project)), None)
+                    if name and sum(t.state.name in ("COMPLETE", "PRUNED") for t in study(project, name).trials) >= 3:
+                        break
+                except Exception:  # the database is being created
+                    pass
+            time.sleep(0.2)
+        assert proc.poll() is None, "the search ended before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        kill_left_behind(proc.pid)
+    before = {t.number: t.params for t in study(project, name).trials if t.state.name in ("COMPLETE", "PRUNED")}
+    r = project.run("run", "pipelines/train.yaml", "-p", "n_rows=1200", "--tune", "n_trials=14", "--resume", check=True)
+    s = study(project, name)
+    kept = {t.number: t.params for t in s.trials if t.number in before}
+    assert kept == before  # the finished trials are kept as they were
+    counted = [t for t in s.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(counted) == 14 and "resumed" in r.stdout
+    c = project.client()
+    [search] = c.search_runs([c.get_experiment_by_name("mlops-nb").experiment_id], SEARCH)
+    assert search.info.status == "FINISHED" and search.data.tags["mlops_nb.search"] == name
+    assert len(children(c, search.info.run_id, "trial")) == 14 and project.versions() == [1]
+
+
+def _studies(project):
+    import optuna
+    return [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{project.root / 'optuna.db'}")]
+
+
+@pytest.mark.parametrize("tune, message", [
+    (["--tune", "max_depth=float 0.5..2"], "float values for a parameter of type int"),
+    (["--tune", "model=choice rf,xgb"], "must be one of linear, rf, hgb"),
+    (["--tune", "trials=5"], "neither a search setting"),
+    (["--resume"], "no unfinished search of 'train'"),
+])
+def test_a_bad_search_is_refused_before_anything_runs(searched, tune, message):
+    project, _ = searched
+    runs = len(project.pipeline_runs())
+    r = project.run("run", "pipelines/train.yaml", *tune)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert len(project.pipeline_runs()) == runs

@@ -22,7 +22,7 @@ def study(project, name: str):
 def searched(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("search"))
     r = project.run("run", "pipelines/train.yaml", "-p", "n_rows=1200", "--tune", "n_trials=6", "--tune", "cv=3",
-                    "--workers", "2", check=True)
+                    "--tune", "n_estimators=int 20..60", "--workers", "2", check=True)
     return project, r
 
 
@@ -60,7 +60,8 @@ def test_a_search_nests_its_trials_and_registers_the_best_values_once(searched):
 
 def test_a_killed_search_resumes_without_redoing_its_finished_trials(tmp_path):
     project = make_project(tmp_path / "p")
-    args = [MLOPS_NB, "run", "pipelines/train.yaml", "-p", "n_rows=1200", "--tune", "n_trials=14", "--workers", "1"]
+    tune = ["--tune", "n_trials=14", "--tune", "n_estimators=int 20..60"]
+    args = [MLOPS_NB, "run", "pipelines/train.yaml", "-p", "n_rows=1200", *tune, "--workers", "1"]
     proc = subprocess.Popen(args, cwd=project.root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -80,7 +81,7 @@ def test_a_killed_search_resumes_without_redoing_its_finished_trials(tmp_path):
         proc.wait(30)
         kill_left_behind(proc.pid)
     before = {t.number: t.params for t in study(project, name).trials if t.state.name in ("COMPLETE", "PRUNED")}
-    r = project.run("run", "pipelines/train.yaml", "-p", "n_rows=1200", "--tune", "n_trials=14", "--resume", check=True)
+    r = project.run("run", "pipelines/train.yaml", "-p", "n_rows=1200", *tune, "--resume", check=True)
     s = study(project, name)
     kept = {t.number: t.params for t in s.trials if t.number in before}
     assert kept == before  # the finished trials are kept as they were

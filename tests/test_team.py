@@ -196,7 +196,7 @@ def cluster(stack, tmp_path_factory):
         folder.mkdir()
         workers[name] = subprocess.Popen([dask, "worker", address, "--name", name, "--nthreads", "1", "--no-nanny",
                                           "--no-dashboard", "--local-directory", folder, "--host", "127.0.0.1"],
-                                         cwd=folder, env=clean_env(), stdout=subprocess.DEVNULL,
+                                         cwd=folder, env=clean_env(PGPASSWORD=_password(stack)), stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         with Client(address, timeout="120s") as c:
@@ -239,6 +239,46 @@ def test_a_sweep_spreads_over_a_dask_cluster_that_shares_no_folder(stack, cluste
     assert (project.root / best.data.tags["mlops_nb.run_dir"] / "train" / "outputs.json").is_file()  # landed here
     for _, _, folder in workers.values():  # a worker keeps no step's copy of the project once it is done
         assert not [p for p in folder.iterdir() if p.name.startswith(("ingest-", "train-", "evaluate-"))]
+
+
+def _password(stack) -> str:
+    "The team database's password: a team's workers have it in their environment (or ~/.pgpass), as these do."
+    from pathlib import Path
+    return (Path(stack.folder) / "db-password").read_text().strip()
+
+
+def test_a_search_runs_its_trials_on_the_teams_workers_with_its_study_in_postgresql(stack, cluster, tmp_path):
+    "`--tune` against the team's server: the study in a database of the team's PostgreSQL, trials on workers that share no folder."
+    import optuna
+    from mlflow import MlflowClient
+    from sqlalchemy import create_engine, text
+    address, workers = cluster
+    admin = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{stack.db_port}/mlflow", isolation_level="AUTOCOMMIT",
+                          connect_args={"password": _password(stack)})
+    with admin.connect() as db:
+        db.execute(text("CREATE DATABASE optuna"))  # Optuna's tables beside MLflow's would share alembic's version table
+    admin.dispose()
+    project = user_project(tmp_path / "gus", stack.url)
+    ini = project.root / "settings.ini"
+    import re
+    ini.write_text(re.sub(r"(?m)^search_storage\s*=.*$", f"search_storage = postgresql://postgres@127.0.0.1:{stack.db_port}/optuna",
+                          ini.read_text()))
+    r = subprocess.run([MLOPS_NB, "run", "pipelines/train.yaml", "-p", "n_rows=800", "-p", "seed=37", "--tune", "n_trials=4",
+                        "--tune", "cv=2", "--tune", "n_estimators=int 20..40", "--executor", "dask", "--scheduler", address,
+                        "--workers", "2"], cwd=project.root, env=clean_env(MLOPS_NB_USER="gus", COLUMNS="200", PGPASSWORD=_password(stack)),
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert _password(stack) not in r.stdout + r.stderr
+    c = MlflowClient(stack.url, stack.url)
+    exp = c.get_experiment_by_name("mlops-nb").experiment_id
+    [search] = c.search_runs([exp], "tags.mlops_nb.kind = 'search' and tags.`mlflow.user` = 'gus'")
+    trials = c.search_runs([exp], f"tags.mlflow.parentRunId = '{search.info.run_id}' and tags.mlops_nb.kind = 'trial'")
+    assert search.info.status == "FINISHED" and len(trials) == 4
+    assert {t.data.tags["mlops_nb.worker"] for t in trials} <= {a for _, a, _ in workers.values()}  # on the workers
+    storage = f"postgresql+psycopg://postgres:{_password(stack)}@127.0.0.1:{stack.db_port}/optuna"
+    study = optuna.load_study(study_name=search.data.tags["mlops_nb.search"], storage=storage)
+    assert len(study.trials) == 4 and study.best_trial.params == json.loads(search.data.tags["mlops_nb.best_params"])
+    assert not (project.root / "optuna.db").exists()
 
 
 HOLD_SPEC = """name: hold

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['TREE_MODELS', 'feature_origins', 'kind_of', 'Explanation', 'Explainer', 'explain', 'shap_table', 'summary_plot']
+__all__ = ['TREE_MODELS', 'feature_origins', 'kind_of', 'Explanation', 'Explainer', 'explain', 'shap_table', 'summary_plot',
+           'try_explain']
 
 # %% ../../notebooks/ml/13_explain.ipynb #99b9568b
 TREE_MODELS = ("Forest", "ExtraTrees", "GradientBoosting", "DecisionTree")  # estimators shap's TreeExplainer reads
@@ -248,3 +249,24 @@ def summary_plot(
     plt.gcf().savefig(path, dpi=90, bbox_inches="tight")
     plt.close("all")
     return Path(path)
+
+# %% ../../notebooks/ml/13_explain.ipynb #d6f16b63
+def try_explain(
+    model,  # a fitted pipeline, taking the raw columns
+    background: pd.DataFrame,  # rows like the training data
+    X: pd.DataFrame,  # rows to explain
+    toward=None,  # a classifier's class to explain for every row (default: each row's predicted class)
+    sampled_rows: int = 40,  # at most this many rows when only the sampled explainer reads the model (~0.1 s a row)
+) -> tuple[Explanation | None, pd.DataFrame, str]:
+    "(explanation, the rows explained, '') or, when SHAP cannot explain the model, (None, rows, why, in one line)."
+    try:
+        explainer = Explainer(model, background)
+        shown = X.sample(min(len(X), sampled_rows), random_state=0) if explainer.kind == "sampled" else X
+        return explainer(shown, toward=toward), shown, ""
+    except Exception as e:  # a model shap cannot read: the permutation importance still says what it relies on
+        name = type(model[-1] if feature_origins(model) else model).__name__
+        return (
+            None,
+            X,
+            f"SHAP could not explain {name} ({type(e).__name__}: {str(e)[:200]}); permutation importance stands.",
+        )

@@ -16,7 +16,7 @@ from ..core.values import JsonValue, write_atomic
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['RECORDS', 'RUNS_FIRST', 'notebook_fingerprint', 'file_digest', 'folder_digest', 'code_fingerprint',
+__all__ = ['RECORDS', 'RUNS_FIRST', 'NOT_IN_KEY', 'notebook_fingerprint', 'file_digest', 'folder_digest', 'code_fingerprint',
            'library_fingerprint', 'code_digests', 'python_version', 'KeyParts', 'what_changed', 'CacheEntry',
            'StepCache', 'step_place', 'StepKeys', 'explain']
 
@@ -271,6 +271,9 @@ def step_place(
     return f"{spec.path}:{step.name}"
 
 
+NOT_IN_KEY = ("search_storage",)  # settings that change no step's result: where Optuna keeps studies (perhaps a URL)
+
+
 class StepKeys:
     "Computes the cache keys of one pipeline run's steps, and the parts they are made of."
 
@@ -282,7 +285,8 @@ class StepKeys:
     ):
         self.spec, self.params, self.root = spec, params, settings.root
         self.library, self.python = library_fingerprint(), python_version()
-        self.settings = {k: settings.tracking if k == "tracking_uri" else getattr(settings, k) for k in KEYS}
+        kept = [k for k in KEYS if k not in NOT_IN_KEY]
+        self.settings = {k: settings.tracking if k == "tracking_uri" else getattr(settings, k) for k in kept}
         self._digests, self._lock = {}, threading.Lock()
 
     def _digest(self, what: str, compute):

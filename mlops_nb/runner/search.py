@@ -35,6 +35,8 @@ def _rdb(url: str):
     import optuna
 
     kw = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {"pool_pre_ping": True}
+    if url.startswith(("postgresql://", "postgres://")):  # SQLAlchemy's default driver is psycopg2; ours is psycopg 3
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return optuna.storages.RDBStorage(url, engine_kwargs=kw)
 
 
@@ -54,8 +56,8 @@ class SearchJob:
     study: str  # the study's name
     search_run: str  # the MLflow run the trials nest under
     experiment: str
-    data: str  # the training rows (Parquet)
-    schema: str  # the training data's schema (JSON)
+    data: bytes  # the training rows, as Parquet: carried whole to a worker that shares no folder with the project
+    schema: str  # the training data's schema, as JSON
     target: str
     task: str
     metric: str
@@ -86,9 +88,22 @@ def _done(study, running: bool = False) -> int:
     return sum(t.state in states or t.state == S.FAIL and not t.user_attrs.get("killed") for t in trials)
 
 
+def _where() -> str:
+    "The Dask worker this runs on, or this process's id."
+    import os
+
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"pid {os.getpid()}"
+
+
 def _log_trial(client, job: SearchJob, rec: TrialRecord, how: str) -> None:
     "One trial as an MLflow run nested under the search run."
     tags = {tracking.Tag.kind: "trial", tracking.Tag.trial: rec.number, tracking.Tag.trial_state: rec.state}
+    tags[f"{tracking.TAG}.worker"] = _where()
     run = tracking.start_run(client, job.experiment, f"trial {rec.number}", tags, parent_run_id=job.search_run)
     m = job.metric
     metrics = {
@@ -107,13 +122,13 @@ def run_trials(
     job: SearchJob,  # the search
 ) -> int:
     "Run trials of `job`'s study until it has `n_trials` that count; return how many this process ran."
-    import optuna, pandas as pd
+    import io, optuna, pandas as pd
     from mlops_nb.ml.crossval import folds
     from mlops_nb.ml.search import cv_objective, make_sampler
     from mlops_nb.ml.validate import Schema
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    schema, rows = Schema.read(job.schema), pd.read_parquet(job.data)
+    schema, rows = Schema.from_dict(json.loads(job.schema)), pd.read_parquet(io.BytesIO(job.data))
     X, y = schema.select(rows), rows[job.target]
     p, plan = job.params, job.plan
     how, parts = folds(X, y, job.task, plan.cv, p.get("time_column", ""), p.get("group_by", ""), plan.seed)
@@ -200,7 +215,7 @@ def _workers(job: SearchJob, options: RunOptions, n: int) -> list[int]:
 
 # %% ../../notebooks/runner/18_search.ipynb #ef9d61dc
 def _on_dask(job: SearchJob, options: RunOptions, n: int) -> list[int]:
-    "Trials on Dask workers: a LocalCluster, or `--scheduler`'s (whose workers see the project folder and the study)."
+    "Trials on Dask workers: a LocalCluster, or `--scheduler`'s (whose workers reach the tracking server and study)."
     from contextlib import ExitStack
 
     try:
@@ -208,7 +223,7 @@ def _on_dask(job: SearchJob, options: RunOptions, n: int) -> list[int]:
     except ImportError:
         raise ConfigError("--executor dask needs dask.distributed: pip install 'mlops-nb[dask]'.") from None
     with ExitStack() as stack:
-        if options.scheduler:
+        if options.scheduler:  # the job carries the rows: its workers need only the tracking server and the study
             client = stack.enter_context(Client(options.scheduler, timeout="30s"))
         else:
             kw = dict(threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1")
@@ -310,7 +325,7 @@ def _trials(spec, params, settings, plan, options, report, result: SearchResult,
     study = optuna.create_study(study_name=result.study, storage=_rdb(storage), direction=way, load_if_exists=True)
     _forget_killed(study)
     keys = tuple(k for k in spec.step(plan.step).params if k not in ("model", "estimator", "seed"))
-    where = (settings, storage, result.study, result.run_id, experiment, str(data), str(schema))
+    where = (settings, storage, result.study, result.run_id, experiment, data.read_bytes(), schema.read_text())
     job = SearchJob(*where, info["target"], info["task"], result.metric, params, keys, plan)
     _workers(job, options, max(1, min(options.n_workers, plan.n_trials)))
     result.records = trial_records(study)

@@ -65,6 +65,7 @@ class SearchJob:
     model_keys: tuple  # the step's parameters the recipe takes (n_estimators, max_depth, ...)
     plan: SearchPlan
     worker: int = 0  # which of the processes: each seeds its sampler apart
+    threads: int = 0  # OpenMP/BLAS threads of each process (its share of the cores when several share a machine)
 
 
 def _build(job: SearchJob, schema):
@@ -88,6 +89,16 @@ def _done(study, running: bool = False) -> int:
     return sum(t.state in states or t.state == S.FAIL and not t.user_attrs.get("killed") for t in trials)
 
 
+_CLIENTS = {}  # one MLflow client per store and process: connecting checks the store's schema (~1-2 s)
+
+
+def _client(settings: Settings):
+    "This process's client of the settings' tracking store."
+    if settings.tracking not in _CLIENTS:
+        _CLIENTS[settings.tracking] = tracking.connect(settings)
+    return _CLIENTS[settings.tracking]
+
+
 def _where() -> str:
     "The Dask worker this runs on, or this process's id."
     import os
@@ -99,7 +110,7 @@ def _where() -> str:
     except (ImportError, ValueError):
         return f"pid {os.getpid()}"
 
-
+# %% ../../notebooks/runner/18_search.ipynb #280bd245
 def _log_trial(client, job: SearchJob, rec: TrialRecord, how: str) -> None:
     "One trial as an MLflow run nested under the search run."
     tags = {tracking.Tag.kind: "trial", tracking.Tag.trial: rec.number, tracking.Tag.trial_state: rec.state}
@@ -123,6 +134,7 @@ def run_trials(
 ) -> int:
     "Run trials of `job`'s study until it has `n_trials` that count; return how many this process ran."
     import io, optuna, pandas as pd
+    from threadpoolctl import threadpool_limits
     from mlops_nb.ml.crossval import folds
     from mlops_nb.ml.search import cv_objective, make_sampler
     from mlops_nb.ml.validate import Schema
@@ -132,7 +144,7 @@ def run_trials(
     X, y = schema.select(rows), rows[job.target]
     p, plan = job.params, job.plan
     how, parts = folds(X, y, job.task, plan.cv, p.get("time_column", ""), p.get("group_by", ""), plan.seed)
-    client, ran = tracking.connect(job.settings), []
+    client, ran = _client(job.settings), []
     sampler = make_sampler(plan.sampler, plan.seed + job.worker)
     study = optuna.load_study(
         study_name=job.study, storage=_rdb(job.storage), sampler=sampler, pruner=_pruner(plan.pruner)
@@ -143,8 +155,9 @@ def run_trials(
         _log_trial(client, job, rec, how)
 
     objective = cv_objective(X, y, job.task, job.metric, list(plan.spaces), _build(job, schema), parts, log)
-    while _done(study, running=True) < plan.n_trials:  # the other processes' trials, and those they run, count
-        study.optimize(objective, n_trials=1)
+    with threadpool_limits(job.threads or None):  # two processes of two threads on two cores: each spins at barriers
+        while _done(study, running=True) < plan.n_trials:  # the other processes' trials, and those they run, count
+            study.optimize(objective, n_trials=1)
     return len(ran)
 
 # %% ../../notebooks/runner/18_search.ipynb #8a421abc
@@ -207,7 +220,9 @@ def _workers(job: SearchJob, options: RunOptions, n: int) -> list[int]:
         return _on_dask(job, options, n)
     if n == 1:
         return [run_trials(job)]
-    import multiprocessing
+    import multiprocessing, os
+
+    job = replace(job, threads=max(1, (os.cpu_count() or 1) // n))
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -216,6 +231,7 @@ def _workers(job: SearchJob, options: RunOptions, n: int) -> list[int]:
 # %% ../../notebooks/runner/18_search.ipynb #ef9d61dc
 def _on_dask(job: SearchJob, options: RunOptions, n: int) -> list[int]:
     "Trials on Dask workers: a LocalCluster, or `--scheduler`'s (whose workers reach the tracking server and study)."
+    import os
     from contextlib import ExitStack
 
     try:
@@ -226,6 +242,7 @@ def _on_dask(job: SearchJob, options: RunOptions, n: int) -> list[int]:
         if options.scheduler:  # the job carries the rows: its workers need only the tracking server and the study
             client = stack.enter_context(Client(options.scheduler, timeout="30s"))
         else:
+            job = replace(job, threads=max(1, (os.cpu_count() or 1) // n))
             kw = dict(threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1")
             client = stack.enter_context(Client(stack.enter_context(LocalCluster(n_workers=n, **kw))))
         jobs = [replace(job, worker=i) for i in range(n)]
@@ -345,10 +362,12 @@ def run_search(
     resume: bool = False,  # continue the last unfinished search of `spec` instead of starting one
 ) -> SearchResult:
     "Search `plan`'s spaces with Optuna, every trial nested under one search run; then run `spec` with the best values."
+    import optuna
     from mlops_nb.runner.pipeline import run_pipeline
 
     options, started = options or RunOptions(), time.time()
-    client = tracking.connect(settings)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is a run; Optuna's own lines say nothing more
+    client = _client(settings)
     experiment = tracking.ensure_experiment(client, settings)
     result, status = SearchResult(*_open_search(client, experiment, spec, settings, plan, params, resume), ""), "FAILED"
     result.space = plan.describe()["space"]

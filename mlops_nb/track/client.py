@@ -99,7 +99,10 @@ def _alive(pid: int) -> bool:
 
 def _build(uri: str) -> None:
     "Build MLflow's (per-process, cached) stores for `uri`, creating its schema if new; close pooled connections."
+    import logging
     from mlflow import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # set again: importing MLflow sets its own ("Creating ...")
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     for store in (client._tracking_client.store, client._get_registry_client().store):

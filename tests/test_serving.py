@@ -238,7 +238,7 @@ def assert_explanations_add_up(scored: pd.DataFrame, explained):
     assert np.allclose(1 / (1 + np.exp(-np.asarray(explained, dtype=float))), p, atol=2e-6)  # the server rounds to 1e-6
 
 
-def test_explanations_add_up_to_the_answer_and_a_model_without_background_says_why(registry, url):
+def test_explanations_add_up_to_the_answer_and_a_model_without_background_says_why(registry, tmp_path):
     "`?explain=true` answers each row's top contributions, from the model that scored it; they sum to its output."
     project, X = registry
     rows = X.head(4)
@@ -256,8 +256,9 @@ def test_explanations_add_up_to_the_answer_and_a_model_without_background_says_w
         assert [len(w["top"]) for w in short["explanations"]] == [5] * 4
         bad = httpx.post(f"{one}/invocations?explain=true&top=x", json={"dataframe_records": records(rows)}, timeout=60)
         assert bad.status_code == 400 and "top='x'" in bad.json()["message"]
-    old = post(url + "", {"dataframe_records": records(X.dropna().head(1))}, params={"explain": "true"})  # version 2
-    assert old.status_code == 422 and "carries no background rows" in old.json()["message"], old.text
+    X.dropna().head(3).to_csv(tmp_path / "rows.csv", index=False)  # version 2: a linear model registered without them
+    old = project.run("score", "--model", f"models:/{NAME}/2", "--explain", tmp_path / "rows.csv", tmp_path / "out.csv")
+    assert old.returncode == 2 and "carries no background rows" in old.stderr, old.stderr
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ def test_each_step_is_a_finished_nested_run_with_its_executed_notebook(trained):
     assert 0 < steps["evaluate"].data.metrics["test_accuracy"] <= 1
     assert "slice_gap" in steps["evaluate"].data.metrics
     plots = {f.path for f in project.client().list_artifacts(steps["evaluate"].info.run_id, "plots")}
-    assert plots == {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/importance.png"}
+    assert plots == {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/importance.png", "plots/shap.png"}
     assert steps["validate"].data.metrics["validation_errors"] == 0
 
 

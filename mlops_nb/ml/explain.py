@@ -6,10 +6,12 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/explain.html.md"""
 
 # %% ../../notebooks/ml/13_explain.ipynb #ced311e8
 from __future__ import annotations
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
+import shap  # at the top: the kernels' zygote imports it (~3 s) while the steps before the evaluate step run
 
 # %% auto #0
 __all__ = ['TREE_MODELS', 'feature_origins', 'kind_of', 'Explanation', 'Explainer', 'explain', 'shap_table', 'summary_plot',
@@ -143,8 +145,6 @@ class Explainer:
         max_background: int = 100,  # at most this many background rows are used
         seed: int = 0,  # random seed of the background sample and of the sampled explainer
     ):
-        import shap
-
         self.model, self.kind, self.seed, self.origins = model, kind_of(model), seed, feature_origins(model)
         if background is not None and len(background) > max_background:
             background = background.sample(max_background, random_state=seed)
@@ -171,8 +171,6 @@ def _raw(self: Explainer, values: np.ndarray, columns) -> pd.DataFrame:
 
 def _sampled(self: Explainer, X: pd.DataFrame, samples: int):
     "shap's KernelExplainer of the whole pipeline over the raw columns (non-numeric ones as indices into their values)."
-    import shap
-
     both = pd.concat([self.background[X.columns], X], ignore_index=True)
     values = {
         c: pd.unique(both[c].dropna())
@@ -182,7 +180,9 @@ def _sampled(self: Explainer, X: pd.DataFrame, samples: int):
     proba = hasattr(self.model, "predict_proba")
     f = lambda a: (self.model.predict_proba if proba else self.model.predict)(_decoded(a, X, values))
     e = shap.KernelExplainer(f, _codes(self.background[X.columns], values), seed=self.seed)
-    out = e.shap_values(_codes(X, values), nsamples=samples or "auto", silent=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # it seeds NumPy's global RNG, which NumPy will change
+        out = e.shap_values(_codes(X, values), nsamples=samples or "auto", silent=True)
     out = np.stack(out, axis=-1) if isinstance(out, list) else out
     return out, np.broadcast_to(e.expected_value, (len(X), *np.shape(e.expected_value)))
 
@@ -237,13 +237,19 @@ def summary_plot(
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt, shap
+    import matplotlib.pyplot as plt
 
     shown = X[explanation.values.columns]
     numbers = shown.apply(lambda s: s.astype(float) if pd.api.types.is_numeric_dtype(s) else s.map(lambda _: np.nan))
-    shap.summary_plot(
-        explanation.values.to_numpy(), numbers.to_numpy(dtype=float), list(shown.columns), max_display=top, show=False
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # shap's plot seeds NumPy's global RNG, and NumPy warns of it (in future)
+        shap.summary_plot(
+            explanation.values.to_numpy(),
+            numbers.to_numpy(dtype=float),
+            list(shown.columns),
+            max_display=top,
+            show=False,
+        )
     plt.xlabel(f"contribution to the {explanation.output}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     plt.gcf().savefig(path, dpi=90, bbox_inches="tight")

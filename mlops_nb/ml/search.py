@@ -6,12 +6,17 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/search.html.md"""
 
 # %% ../../notebooks/ml/14_search.ipynb #ff50defd
 from __future__ import annotations
-import math, time
+import math, statistics, time
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 from ..core.errors import ParameterError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# numpy, pandas and Optuna are imported where they are used: `runner.spec` reads search spaces with this module, and a
+# run taken whole from the cache imports no heavy library
 
 # %% auto #0
 __all__ = ['SAMPLERS', 'Space', 'parse_space', 'suggest', 'make_sampler', 'TrialRecord', 'cv_objective', 'search_plots',
@@ -104,11 +109,11 @@ class TrialRecord:
 
     @property
     def value(self) -> float:
-        return float(np.mean(self.folds)) if self.folds else math.nan
+        return float(statistics.fmean(self.folds)) if self.folds else math.nan
 
     @property
     def spread(self) -> float:
-        return float(np.std(self.folds)) if len(self.folds) > 1 else math.nan
+        return float(statistics.pstdev(self.folds)) if len(self.folds) > 1 else math.nan
 
 # %% ../../notebooks/ml/14_search.ipynb #464599eb
 def cv_objective(
@@ -180,17 +185,19 @@ def search_plots(
                 ax = plot(study)
         except (ValueError, RuntimeError, ZeroDivisionError):  # too few trials for this one
             continue
-        fig = np.ravel(ax)[0].figure
+        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
         fig.savefig(folder / f"search_{name}.png", dpi=80, bbox_inches="tight")
         plt.close(fig)
         out.append(folder / f"search_{name}.png")
     return out
 
-
+# %% ../../notebooks/ml/14_search.ipynb #13f35a6e
 def trials_table(
     records: list[TrialRecord],  # the search's trials
 ) -> pd.DataFrame:
     "One row per trial: number, values, state, folds scored, mean and spread of the metric, seconds, error."
+    import pandas as pd
+
     rows = [
         {"trial": r.number, **r.params, "state": r.state, "folds": len(r.folds), "mean": r.value}
         | {"spread": r.spread, "seconds": round(r.seconds, 3), "error": r.error}

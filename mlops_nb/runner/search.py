@@ -150,14 +150,15 @@ def run_trials(
         study_name=job.study, storage=_rdb(job.storage), sampler=sampler, pruner=_pruner(plan.pruner)
     )
 
-    def log(rec):
-        ran.append(rec.number)
-        _log_trial(client, job, rec, how)
+    def logged(study, frozen):  # once Optuna has stored the trial: its run says what the study holds
+        ran.append(frozen.number)
+        _log_trial(client, job, _record(frozen), how)
 
-    objective = cv_objective(X, y, job.task, job.metric, list(plan.spaces), _build(job, schema), parts, log)
+    study.set_user_attr("cv_folds", how)
+    objective = cv_objective(X, y, job.task, job.metric, list(plan.spaces), _build(job, schema), parts)
     with threadpool_limits(job.threads or None):  # two processes of two threads on two cores: each spins at barriers
         while _done(study, running=True) < plan.n_trials:  # the other processes' trials, and those they run, count
-            study.optimize(objective, n_trials=1)
+            study.optimize(objective, n_trials=1, callbacks=[logged])
     return len(ran)
 
 # %% ../../notebooks/runner/18_search.ipynb #8a421abc
@@ -260,21 +261,31 @@ def _forget_killed(study) -> int:
     return len(left)
 
 
+def _record(t) -> TrialRecord:
+    "A stored trial as the process that ran it recorded it."
+    a = t.user_attrs
+    return TrialRecord(
+        t.number, t.params, t.state.name, list(a.get("folds", [])), a.get("seconds", 0.0), a.get("error", "")
+    )
+
+
 def trial_records(
     study,  # an Optuna study a search ran
 ) -> list[TrialRecord]:
     "Each trial of `study` as its process recorded it (killed ones left out)."
-    out = []
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("killed") or t.state.name == "RUNNING":
-            continue
-        a = t.user_attrs
-        out.append(
-            TrialRecord(
-                t.number, t.params, t.state.name, list(a.get("folds", [])), a.get("seconds", 0.0), a.get("error", "")
-            )
-        )
-    return out
+    trials = study.get_trials(deepcopy=False)
+    return [_record(t) for t in trials if not t.user_attrs.get("killed") and t.state.name != "RUNNING"]
+
+
+def _log_missing(client, job, study) -> int:
+    "Log the trials whose runs a killed process never logged (it died between storing and logging): one run a trial."
+    T = tracking.Tag
+    where = f"tags.mlflow.parentRunId = '{job.search_run}' and tags.`{T.kind}` = 'trial'"
+    logged = {r.data.tags.get(T.trial) for r in client.search_runs([job.experiment], where, max_results=50_000)}
+    missing = [r for r in trial_records(study) if str(r.number) not in logged]
+    for r in missing:
+        _log_trial(client, job, r, study.user_attrs.get("cv_folds", ""))
+    return len(missing)
 
 # %% ../../notebooks/runner/18_search.ipynb #e7f75d86
 @dataclass
@@ -345,6 +356,7 @@ def _trials(spec, params, settings, plan, options, report, result: SearchResult,
     where = (settings, storage, result.study, result.run_id, experiment, data.read_bytes(), schema.read_text())
     job = SearchJob(*where, info["target"], info["task"], result.metric, params, keys, plan)
     _workers(job, options, max(1, min(options.n_workers, plan.n_trials)))
+    _log_missing(_client(settings), job, study)
     result.records = trial_records(study)
     if not any(r.state == "COMPLETE" for r in result.records):
         raise _no_trial_completed(result)

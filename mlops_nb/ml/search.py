@@ -9,11 +9,7 @@ from __future__ import annotations
 import math, statistics, time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 from ..core.errors import ParameterError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 # numpy, pandas and Optuna are imported where they are used: `runner.spec` reads search spaces with this module, and a
 # run taken whole from the cache imports no heavy library
@@ -117,8 +113,8 @@ class TrialRecord:
 
 # %% ../../notebooks/ml/14_search.ipynb #464599eb
 def cv_objective(
-    X: pd.DataFrame,  # the training rows (raw columns)
-    y: pd.Series,  # their targets
+    X,  # the training rows (a DataFrame of the raw columns)
+    y,  # their targets (a Series)
     task: str,  # binary, multiclass or regression
     metric: str,  # the primary metric (`ml.evidence.metric_value` computes it)
     spaces: list[Space],  # the search spaces
@@ -194,7 +190,7 @@ def search_plots(
 # %% ../../notebooks/ml/14_search.ipynb #13f35a6e
 def trials_table(
     records: list[TrialRecord],  # the search's trials
-) -> pd.DataFrame:
+):
     "One row per trial: number, values, state, folds scored, mean and spread of the metric, seconds, error."
     import pandas as pd
 

@@ -234,6 +234,7 @@ def _on_dask(job: SearchJob, options: RunOptions, n: int) -> list[int]:
     "Trials on Dask workers: a LocalCluster, or `--scheduler`'s (whose workers reach the tracking server and study)."
     import os
     from contextlib import ExitStack
+    from mlops_nb.runner.execute import _connect
 
     try:
         from distributed import Client, LocalCluster
@@ -241,7 +242,7 @@ def _on_dask(job: SearchJob, options: RunOptions, n: int) -> list[int]:
         raise ConfigError("--executor dask needs dask.distributed: pip install 'mlops-nb[dask]'.") from None
     with ExitStack() as stack:
         if options.scheduler:  # the job carries the rows: its workers need only the tracking server and the study
-            client = stack.enter_context(Client(options.scheduler, timeout="30s"))
+            client = stack.enter_context(_connect(Client, options.scheduler))  # unreachable: one line saying so
         else:
             job = replace(job, threads=max(1, (os.cpu_count() or 1) // n))
             kw = dict(threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1")

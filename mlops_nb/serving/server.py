@@ -289,7 +289,15 @@ async def _explained(self: ScoringService, model, rows: list, top: int) -> list:
             f"explain=true explains at most {MAX_EXPLAINED_ROWS} rows a request; this one has {len(rows)}. Send fewer "
             "rows, or score the file with `mlops-nb score FILE --explain`."
         )
-    return await asyncio.to_thread(model.explain, to_frame(rows, model.columns), top)
+    try:
+        return await asyncio.to_thread(model.explain, to_frame(rows, model.columns), top)
+    except BadRequest:
+        raise
+    except Exception as e:  # the predictions stand; the explanation could not be made: said, not a traceback
+        self.metrics.errors.labels("model_error").inc()
+        raise BadRequest(
+            f"the model answered, but explaining it failed: {type(e).__name__}: {str(e)[:300]}", 500
+        ) from None
 
 # %% ../../notebooks/serving/06_server.ipynb #f4aea281
 @patch

@@ -1,6 +1,6 @@
 """An Optuna search as a user runs it: `mlops-nb run pipelines/train.yaml --tune ...` in a project of their own, every
 trial a nested MLflow run, one registered version of the best values, a killed search resumed."""
-import json, os, signal, subprocess, time
+import contextlib, json, os, signal, subprocess, time
 import pytest
 from conftest import MLOPS_NB, clean_env, kill_left_behind, make_project
 
@@ -62,22 +62,21 @@ def test_a_killed_search_resumes_without_redoing_its_finished_trials(tmp_path):
     project = make_project(tmp_path / "p")
     tune = ["--tune", "n_trials=14", "--tune", "n_estimators=int 20..60"]
     args = [MLOPS_NB, "run", "pipelines/train.yaml", "-p", "n_rows=1200", *tune, "--workers", "1"]
-    proc = subprocess.Popen(args, cwd=project.root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log = tmp_path / "search.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=project.root, env=clean_env(), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
-        deadline = time.monotonic() + 300
+        deadline, name = time.monotonic() + 300, None
         while time.monotonic() < deadline and proc.poll() is None:
-            if (project.root / "optuna.db").is_file():
-                try:
-                    name = next(iter(_studies(project)), None)
-                    if name and sum(t.state.name in ("COMPLETE", "PRUNED") for t in study(project, name).trials) >= 3:
-                        break
-                except Exception:  # the database is being created
-                    pass
+            name, finished = _finished(project)
+            if finished >= 3:
+                break
             time.sleep(0.2)
-        assert proc.poll() is None, "the search ended before it could be killed"
+        assert proc.poll() is None, f"the search ended before it could be killed:\n{log.read_text()[-3000:]}"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
         kill_left_behind(proc.pid)
     before = {t.number: t.params for t in study(project, name).trials if t.state.name in ("COMPLETE", "PRUNED")}
@@ -93,9 +92,19 @@ def test_a_killed_search_resumes_without_redoing_its_finished_trials(tmp_path):
     assert len(children(c, search.info.run_id, "trial")) == 14 and project.versions() == [1]
 
 
-def _studies(project):
-    import optuna
-    return [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{project.root / 'optuna.db'}")]
+def _finished(project) -> tuple[str | None, int]:
+    "The study in the project's optuna.db and how many of its trials finished, read only (a reader creates nothing)."
+    import sqlite3
+    db = project.root / "optuna.db"
+    if not db.is_file():
+        return None, 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+            [name] = con.execute("SELECT study_name FROM studies").fetchone() or [None]
+            [n] = con.execute("SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')").fetchone()
+        return name, n
+    except sqlite3.OperationalError:  # the search is still creating the tables
+        return None, 0
 
 
 @pytest.mark.parametrize("tune, message", [

@@ -37,7 +37,12 @@ def _rdb(url: str):
     kw = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {"pool_pre_ping": True}
     if url.startswith(("postgresql://", "postgres://")):  # SQLAlchemy's default driver is psycopg2; ours is psycopg 3
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return optuna.storages.RDBStorage(url, engine_kwargs=kw)
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kw)
+        except Exception as e:  # another process (a worker, a reader) created the new database's tables first
+            if attempt == 4 or not any(s in str(e) for s in ("already exists", "UNIQUE constraint", "duplicate key")):
+                raise
 
 
 def _pruner(name: str):

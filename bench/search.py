@@ -70,13 +70,17 @@ def project(root: Path) -> Path:
     return root
 
 
-def best_of_last_search(root: Path) -> dict:
-    "The best values the project's last search recorded."
+def last_search(root: Path) -> tuple[dict, dict]:
+    "The best values the project's last search recorded, and the seconds of its parts (its run's metrics)."
     from mlflow import MlflowClient
     c = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     exp = c.get_experiment_by_name("mlops-nb").experiment_id
-    last = c.search_runs([exp], "tags.mlops_nb.kind = 'search'", order_by=["attributes.start_time DESC"], max_results=1)
-    return json.loads(last[0].data.tags["mlops_nb.best_params"])
+    last = c.search_runs([exp], "tags.mlops_nb.kind = 'search'", order_by=["attributes.start_time DESC"], max_results=1)[0]
+    trained = c.search_runs([exp], f"tags.mlflow.parentRunId = '{last.info.run_id}' and tags.mlops_nb.kind = 'pipeline'",
+                            order_by=["attributes.start_time DESC"], max_results=1)[0]
+    parts = {k[: -len("_seconds")]: v for k, v in last.data.metrics.items() if k.endswith("_seconds") and k != "search_seconds"}
+    parts["train..gate"] = (trained.info.end_time - trained.info.start_time) / 1000
+    return json.loads(last.data.tags["mlops_nb.best_params"]), parts
 
 
 def main() -> None:
@@ -97,16 +101,16 @@ def main() -> None:
         run = lambda root, workers: [BIN / "mlops-nb", "run", "pipelines/train.yaml", "-p", f"n_rows={a.rows}", *tune,
                                      "--workers", str(workers)]
         times = {"plain": [], "--tune, 1 worker": [], "--tune, 2 workers": []}
-        best = {}
+        best, parts = {}, {}
         for r in range(a.rounds):  # interleaved: each round runs each once
             times["--tune, 1 worker"].append(timed(run(one, 1), one, env, 3600))
-            best["--tune, 1 worker"] = best_of_last_search(one)
+            best["--tune, 1 worker"], parts["--tune, 1 worker"] = last_search(one)
             data = sorted(one.glob("runs/*/ingest/train.parquet"))[0]
             schema = sorted(one.glob("runs/*/validate/schema.json"))[0]
             t = timed([sys.executable, script, data, schema, a.trials, a.folds, d / "plain.json"], d, env, 3600)
             times["plain"].append(t)
             times["--tune, 2 workers"].append(timed(run(two, 2), two, env, 3600))
-            best["--tune, 2 workers"] = best_of_last_search(two)
+            best["--tune, 2 workers"], parts["--tune, 2 workers"] = last_search(two)
         best["plain"] = json.loads((d / "plain.json").read_text())["best"]
     plain = statistics.median(t["done"] for t in times["plain"])
     print(f"{a.trials} trials of hgb, {a.folds} folds, demo data of {a.rows:,} rows; medians of {a.rounds} round(s)")
@@ -116,6 +120,10 @@ def main() -> None:
         print(f"{name:<20} {done:>10.1f} {cpu:>8.1f} {done / plain:>8.2f}x")
     w1, w2 = (statistics.median(t["done"] for t in times[k]) for k in ("--tune, 1 worker", "--tune, 2 workers"))
     print(f"2 workers: {w1 / w2:.2f}x faster than 1 (goal >= 1.7x); --tune: {w1 / plain:.2f}x plain (goal <= 1.15x)")
+    for name, p in parts.items():  # the last round's: where the time of --tune went
+        rest = statistics.median(t["done"] for t in times[name]) - sum(p.values())
+        print(f"{name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in p.items()) + f", the rest (start, MLflow) {rest:.1f}s; "
+              f"its trials {p['trials'] / plain:.2f}x the plain script")
     same = {k: round(v, 6) if isinstance(v, float) else v for k, v in best["plain"].items()}
     tuned = {k: round(v, 6) if isinstance(v, float) else v for k, v in best["--tune, 1 worker"].items()}
     print(f"best values, plain: {best['plain']}\n           --tune: {best['--tune, 1 worker']} "

@@ -241,6 +241,45 @@ def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_b
     page.close()
 
 
+
+def test_the_panel_searches_with_optuna_and_shows_the_trials_as_they_finish(lab, browser):
+    import optuna
+    project, url, token = lab
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    open_panel(page, url, token)
+    page.fill('.mlops-field[data-param="n_rows"] input', "2000")
+    page.click(".mlops-search > summary")
+    space = lambda name: f'.mlops-field[data-space="{name}"] input'
+    assert page.input_value(space("max_depth")) == "int 2..12"  # the spec's search block fills the form
+    # a space outside the parameter's type: the CLI's message, its field marked, nothing started
+    page.fill(space("max_depth"), "float 0.5..2")
+    page.click(".mlops-search-run")
+    error = page.locator(".mlops-runbar .mlops-error")
+    error.wait_for()
+    assert "float values for a parameter of type int" in error.inner_text()
+    assert page.locator('.mlops-field.mlops-invalid[data-space="max_depth"]').count() == 1
+    # 4 trials of hgb over max_depth and n_estimators; learning_rate emptied: not searched
+    page.fill(space("model"), "choice hgb")
+    page.fill(space("max_depth"), "int 2..6")
+    page.fill(space("learning_rate"), "")
+    page.fill('.mlops-setting-input[data-setting="n_trials"]', "4")
+    page.click(".mlops-search-run")
+    page.locator(".mlops-trial").first.wait_for(timeout=600_000)  # live: a trial shows as soon as it is stored
+    live = page.locator('.mlops-job[data-state="running"]').count()
+    page.locator('.mlops-job[data-state="finished"]').wait_for(timeout=600_000)
+    assert live == 1, "the first trial showed only after the search had ended"
+    assert page.locator(".mlops-trial-count").inner_text() == "4 of 4 trials"
+    assert page.locator(".mlops-trial.mlops-best").count() == 1
+    shot(page, "panel-search")
+    study_name = page.locator(".mlops-trials").get_attribute("data-study")
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{project.root / 'optuna.db'}")
+    assert len(study.trials) == 4 and all(set(t.params) == {"model", "max_depth", "n_estimators"} for t in study.trials)
+    best = page.locator(".mlops-trial.mlops-best").get_attribute("data-trial")
+    assert int(best) == study.best_trial.number
+    runs = project.pipeline_runs()  # the best values trained, registered, gated: the newest pipeline run
+    assert runs[-1].data.params["max_depth"] == str(study.best_params["max_depth"])
+    page.close()
+
 def test_the_wheel_alone_gives_a_working_panel_on_a_project_jupyterlab_was_started_on_from_elsewhere(wheel_venv, tmp_path, browser):
     "pip install of the wheel, nothing else: JupyterLab started from another folder on a user's new project shows the panel."
     bin_ = wheel_venv / "bin"

@@ -47,7 +47,12 @@ def test_a_search_nests_its_trials_and_registers_the_best_values_once(searched):
     assert best == {k: type(best[k])(v) for k, v in best_trial.data.params.items() if k in best}
     assert search.data.metrics["best_cv_roc_auc"] == pytest.approx(best_trial.data.metrics["cv_roc_auc_mean"])
     names = {a.path for a in c.list_artifacts(search.info.run_id)} | {a.path for a in c.list_artifacts(search.info.run_id, "plots")}
-    assert {"trials.csv", "plots/search_history.png", "plots/search_slices.png"} <= names
+    assert {"trials.csv", "search.ipynb", "plots/search_history.png", "plots/search_slices.png"} <= names
+    executed = json.loads((project.root / "runs" / search.info.run_id / "search.ipynb").read_text())  # its notebook
+    outputs = [o for cell in executed["cells"] if cell["cell_type"] == "code" for o in cell["outputs"]]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2 and not any(o["output_type"] == "error" for o in outputs)
+    assert any(f"6 trials; the best is trial {best_trial.data.tags['mlops_nb.trial']}" in "".join(o.get("text", ""))
+               for o in outputs)
     [trained] = [p for p in children(c, search.info.run_id, "pipeline") if "mlops_nb.search" in p.data.tags]
     assert {k: trained.data.params[k] for k in best} == {k: str(v) for k, v in best.items()}
     assert project.versions() == [1]  # one registered version per search, not one per trial

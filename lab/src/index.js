@@ -156,28 +156,65 @@ class Panel extends Widget {
       h('p.mlops-description', {}, spec.description || ''),
       h('div.mlops-steps-line', {}, spec.steps.join(' → ')),
       ...fields,
-      h('div.mlops-runbar', {}, h('button.mlops-run.jp-mod-styled.jp-mod-accept', { onclick: () => this.run(spec) }, 'Run'), this.message)
+      h('div.mlops-runbar', {}, h('button.mlops-run.jp-mod-styled.jp-mod-accept', { onclick: () => this.run(spec) }, 'Run'), this.message),
+      this.searchForm(spec)
     );
   }
 
-  async run(spec) {
+  // A search (Optuna): a space for each parameter it may vary (the spec's search block fills them in), how many trials
+  // and processes; the form's values above fix the others. Its trials then show live under the run's steps.
+  searchForm(spec) {
+    const block = spec.search || {};
+    const spaces = block.space || {};
+    const searchable = spec.params.filter(p => p.name in spaces || p.type === 'int' || p.type === 'float' || (p.choices && p.name === 'model'));
+    if (!spec.search && !spec.params.some(p => p.name === 'model' || p.name === 'estimator')) return null;
+    const setting = (name, value, help) => h('label.mlops-field', { dataset: { setting: name } },
+      h('span.mlops-name', {}, name), h('input.mlops-setting-input', { type: 'text', value: String(value), dataset: { setting: name } }),
+      h('span.mlops-help', {}, help));
+    return h('details.mlops-search', { open: false },
+      h('summary', {}, 'Search (Optuna)'),
+      h('div.mlops-hint', {}, 'A space per parameter: int 2..12, float 0.01..0.3 log, choice rf,hgb; empty: not searched (its value above is used).'),
+      searchable.map(p => h('label.mlops-field', { dataset: { space: p.name } },
+        h('span.mlops-name', {}, p.name, h('span.mlops-type', {}, ` ${p.type}`)),
+        h('input.mlops-space-input', { type: 'text', value: spaces[p.name] || '', dataset: { space: p.name }, placeholder: 'not searched' }))),
+      setting('n_trials', block.n_trials || 20, 'trials in all'),
+      setting('workers', 1, 'processes running trials at once'),
+      h('div.mlops-runbar', {}, h('button.mlops-search-run.jp-mod-styled.jp-mod-accept', { onclick: () => this.run(spec, true) }, 'Search')));
+  }
+
+  // The form's values that differ from the defaults; with `search`, also the spaces and settings that differ from the spec's.
+  values(spec, search) {
     const params = {};
-    for (const el of this.form.querySelectorAll('[name]')) {
+    for (const el of this.form.querySelectorAll('.mlops-field [name]')) {
       const p = spec.params.find(q => q.name === el.name);
       const changed = el.tagName === 'SELECT' ? el.value !== String(p.default) : el.value.trim() !== '';
       if (changed) params[el.name] = el.value.trim();
     }
+    if (!search) return { pipeline: spec.path, params };
+    const block = spec.search || {};
+    const tune = {};
+    for (const el of this.form.querySelectorAll('.mlops-space-input')) {
+      const was = (block.space || {})[el.dataset.space] || '';
+      if (el.value.trim() !== was) tune[el.dataset.space] = el.value.trim();
+    }
+    const setting = name => this.form.querySelector(`.mlops-setting-input[data-setting="${name}"]`).value.trim();
+    tune.n_trials = setting('n_trials');
+    return { pipeline: spec.path, params, tune, workers: Number(setting('workers')) };
+  }
+
+  async run(spec, search = false) {
     fill(this.message);
     this.form.querySelectorAll('.mlops-invalid').forEach(f => f.classList.remove('mlops-invalid'));
     try {
-      const job = await post('jobs', { pipeline: spec.path, params });
+      const job = await post('jobs', this.values(spec, search));
       this.watch(job);
       this.progress.scrollIntoView({ block: 'start' });
     } catch (e) {
       fill(this.message, h('div.mlops-error', {}, e.message));
       // the CLI's message names the parameter ("parameter 'n_rows' expects int"): mark its field
-      const named = /parameter '([^']+)'/.exec(e.message);
-      const field = named && this.form.querySelector(`.mlops-field[data-param="${CSS.escape(named[1])}"]`);
+      // a search's ("search space 'max_depth': ..."): its space's field
+      const named = /(search space|parameter) '([^']+)'/.exec(e.message);
+      const field = named && this.form.querySelector(`.mlops-field[data-${named[1] === 'parameter' ? 'param' : 'space'}="${CSS.escape(named[2])}"]`);
       if (field) field.classList.add('mlops-invalid');
     }
   }
@@ -222,10 +259,34 @@ class Panel extends Widget {
       job.state === 'failed' && !failed ? h('pre.mlops-log', {}, job.log) : null,
       // what the steps said about the data (leakage, columns left out, free text) and why a step ran again
       notes(job.steps).length ? h('ul.mlops-notes', {}, notes(job.steps).map(n => h('li', {}, n))) : null,
+      job.search ? this.renderTrials(job.search) : null,
       Object.keys(job.summary || {}).length
         ? h('div.mlops-summary', {}, Object.entries(job.summary).map(([k, v]) => `${k}=${number(v)}`).join(', '))
         : null
     );
+  }
+
+  // A search's trials as its processes finish them: values, state, the mean and spread of the fold scores; the best marked.
+  renderTrials(search) {
+    const trials = search.trials;
+    const names = [...new Set(trials.flatMap(t => Object.keys(t.params)))];
+    const count = state => trials.filter(t => t.state === state).length;
+    const best = trials.find(t => t.number === search.best);
+    return h('div.mlops-trials', { dataset: { study: search.study } },
+      h('div.mlops-line', {},
+        h('b', {}, `search ${search.run_id.slice(0, 8)}: `),
+        h('span.mlops-trial-count', {}, `${trials.length} of ${search.n_trials} trials`),
+        ` (${count('COMPLETE')} complete, ${count('PRUNED')} pruned, ${count('FAIL')} failed)`,
+        best ? h('span.mlops-best-line', {}, ` — best: trial ${best.number}, ${search.metric} ${number(best.value)}`) : null),
+      h('table.mlops-table.mlops-trial-table', {},
+        h('tr', {}, ['#', ...names, 'state', search.metric || 'score', 'folds', 'time'].map(c => h('th', {}, c))),
+        trials.map(t => h(`tr.mlops-trial${t.number === search.best ? '.mlops-best' : ''}`, { dataset: { trial: t.number, state: t.state } },
+          h('td', {}, t.number),
+          names.map(n => h('td', {}, number(t.params[n]))),
+          h('td', { title: t.error || '' }, t.state.toLowerCase()),
+          h('td', {}, t.value === null || t.value === undefined ? '' : `${number(t.value)} ± ${number(t.spread)}`),
+          h('td', {}, t.folds),
+          h('td', {}, seconds(t.seconds))))));
   }
 
   // Runs: the newest runs; pick two to compare their parameters and metrics; open a run to reach its notebooks.

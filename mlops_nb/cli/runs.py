@@ -254,7 +254,9 @@ def run(
         [], "--sweep", help="NAME=V1,V2: run the grid of values as child pipeline runs (repeatable)"
     ),
     tune: list[str] = typer.Option(
-        [], "--tune", help="search with Optuna: n_trials=40, sampler=random, cv=5, or NAME='int 2..12' (repeatable)"
+        [],
+        "--tune",
+        help="an Optuna search: n_trials=40, sampler=random, cv=5, NAME='int 2..12', NAME= (not searched)",
     ),
     resume: bool = typer.Option(False, "--resume", help="with --tune: continue the last unfinished search"),
     events: Optional[Path] = typer.Option(
@@ -337,25 +339,12 @@ def _run_sweep(spec, values, settings, options, sweep, console, events=None):
             f"{', '.join(r.run_id for r in failed)}"
         )
 
-# %% ../../notebooks/cli/02_runs.ipynb #68722192
-def _run_search(spec, values, settings, options, tune, resume, console, events=None, sweep=()):
+# %% ../../notebooks/cli/02_runs.ipynb #87a68e32
+def _print_search(console, result, settings) -> None:
+    "The search's best trials, its counts, where its notebook is, and its warnings."
     from rich.table import Table
-    from mlops_nb.core.errors import ConfigError
     from mlops_nb.ml.metrics import higher_is_better
-    from mlops_nb.runner.pipeline import raise_if_failed
-    from mlops_nb.runner.search import run_search
-    from mlops_nb.runner.spec import search_plan
 
-    if events or sweep:
-        raise ConfigError("--tune runs a search: leave out --events and --sweep.")
-    plan = search_plan(spec, tune)
-    space = ", ".join(f"{s.name} {s}" for s in plan.spaces)
-    n = max(1, min(options.n_workers, plan.n_trials))
-    console.print(
-        f"[bold]{spec.name}[/] search: {plan.n_trials} trials of {space}; {plan.sampler}, {plan.cv} folds, "
-        f"{n} process(es){' (resumed)' if resume else ''}  (MLflow: {settings.tracking})"
-    )
-    result = run_search(spec, values, settings, plan, report_step(console), options, resume)
     table = Table(
         title=f"search run {result.run_id}: best trials by cv {result.metric} ({result.seconds:.1f}s)",
         title_justify="left",
@@ -376,7 +365,35 @@ def _run_search(spec, values, settings, options, tune, resume, console, events=N
     f = result.found
     counts = f"{f['trials']} trials: {f['complete']} complete, {f['pruned']} pruned, {f['failed']} failed"
     best = f"cv {result.metric} {f['best']:.4f} ± {f['spread']:.4f}"
-    console.print(f"{counts}. Best: {f['params']} ({best}); trained with them:")
+    console.print(
+        f"{counts}. Best: {f['params']} ({best}); its notebook: {settings.runs / result.run_id / 'search.ipynb'}"
+    )
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+
+# %% ../../notebooks/cli/02_runs.ipynb #68722192
+def _run_search(spec, values, settings, options, tune, resume, console, events=None, sweep=()):
+    from mlops_nb.core.errors import ConfigError
+    from mlops_nb.runner.pipeline import raise_if_failed
+    from mlops_nb.runner.results import EventLog
+    from mlops_nb.runner.search import run_search
+    from mlops_nb.runner.spec import search_plan
+
+    if sweep:
+        raise ConfigError("--tune runs a search: leave out --sweep.")
+    plan = search_plan(spec, tune)
+    space = ", ".join(f"{s.name} {s}" for s in plan.spaces)
+    n = max(1, min(options.n_workers, plan.n_trials))
+    console.print(
+        f"[bold]{spec.name}[/] search: {plan.n_trials} trials of {space}; {plan.sampler}, {plan.cv} folds, "
+        f"{n} process(es){' (resumed)' if resume else ''}  (MLflow: {settings.tracking})"
+    )
+    log = EventLog(events, then=report_step(console)) if events else None
+    result = run_search(spec, values, settings, plan, log or report_step(console), options, resume, log and log.search)
+    if log:
+        log.end(result.pipeline)
+    _print_search(console, result, settings)
+    console.print("trained with them:")
     print_summary(console, result.pipeline, settings)
     if result.pipeline.failed:
         print_failure(make_console(stderr=True), result.pipeline)

@@ -17,9 +17,9 @@ from ..runner.spec import RUNNER_PARAMS, load_spec, prepare_run
 from ..track import client as tracking
 
 # %% auto #0
-__all__ = ['MAX_RUNNING', 'MAX_BODY', 'STATE', 'pipelines', 'assignments', 'NotFound', 'Jobs', 'lab_path', 'recent_runs',
-           'run_detail', 'models', 'model_detail', 'move_champion', 'ProjectHandler', 'JobsHandler', 'JobHandler',
-           'RunsHandler', 'RunHandler', 'ModelsHandler', 'ModelHandler', 'MoveHandler', 'mlflow_ui']
+__all__ = ['MAX_RUNNING', 'MAX_BODY', 'STATE', 'pipelines', 'assignments', 'searching', 'NotFound', 'Jobs', 'lab_path',
+           'recent_runs', 'run_detail', 'models', 'model_detail', 'move_champion', 'ProjectHandler', 'JobsHandler',
+           'JobHandler', 'RunsHandler', 'RunHandler', 'ModelsHandler', 'ModelHandler', 'MoveHandler', 'mlflow_ui']
 
 # %% ../../notebooks/lab/03_server.ipynb #597e6e08
 def _param(p) -> dict:
@@ -49,7 +49,7 @@ def pipelines(
         params = [_param(p) for p in spec.params.values() if p.name not in RUNNER_PARAMS]
         steps = [s.name for s in spec.steps]
         out.append({**entry, "name": spec.name, "description": spec.description, "steps": steps, "params": params})
-        out[-1].update(metric=spec.metric, goal=spec.goal)
+        out[-1].update(metric=spec.metric, goal=spec.goal, search=json.loads(spec.search) if spec.search else None)
     return out
 
 # %% ../../notebooks/lab/03_server.ipynb #2cf3465f
@@ -68,6 +68,23 @@ def assignments(
     prepare_run(spec, given, cwd=root)  # raises with the message `mlops-nb run` gives
     return given
 
+# %% ../../notebooks/lab/03_server.ipynb #8ce5eac2
+def searching(
+    root: Path | str,  # the project folder
+    pipeline: str,  # the spec, relative to `root`
+    tune: dict,  # search setting (n_trials, sampler, cv) or parameter's space -> the form's text; empty: not searched
+    workers: int = 1,  # processes running trials at once
+) -> list[str]:
+    "The `--tune` (and `--workers`) arguments of a search of `pipeline`, checked as `mlops-nb run --tune` checks them."
+    from mlops_nb.core.errors import ConfigError
+    from mlops_nb.runner.spec import search_plan
+
+    if not isinstance(workers, int) or not 1 <= workers <= (os.cpu_count() or 1):
+        raise ConfigError(f"workers {workers!r}: a search runs trials in 1 to {os.cpu_count() or 1} processes here.")
+    items = [f"{k}={str(v).strip()}" for k, v in tune.items()]
+    search_plan(load_spec(Path(root, pipeline)), items)  # raises with the message `mlops-nb run --tune` gives
+    return [a for kv in items for a in ("--tune", kv)] + ["--workers", str(workers)]
+
 # %% ../../notebooks/lab/03_server.ipynb #866ac96a
 MAX_RUNNING = 2  # pipeline runs the panel starts at once
 
@@ -76,10 +93,10 @@ class NotFound(MlopsNbError):
     "The job, run or model a request names does not exist (the API answers 404)."
 
 
-def _spawn(root: Path, pipeline: str, given: list[str], folder: Path) -> subprocess.Popen:
-    "A `mlops-nb run` of `pipeline` in `root` with `given` values, its events and output in `folder`."
+def _spawn(root: Path, pipeline: str, given: list[str], folder: Path, search: list[str] = ()) -> subprocess.Popen:
+    "`mlops-nb run` of `pipeline` in `root` with `given` values (and `search`'s options); events, output in `folder`."
     cmd = [str(Path(sys.executable).parent / "mlops-nb"), "run", pipeline, "--events", str(folder / "events.jsonl")]
-    cmd += [a for kv in given for a in ("-p", kv)]  # each value one argument: data, never code
+    cmd += [a for kv in given for a in ("-p", kv)] + list(search)  # each value one argument: data, never code
     env = {**os.environ, "MLOPS_NB_ROOT": str(root), "COLUMNS": "100", "NO_COLOR": "1"}
     with open(folder / "log.txt", "wb") as log:
         return subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -97,11 +114,12 @@ class Jobs:
         self.jobs: dict[str, dict] = {}
         self._lock = threading.Lock()  # two requests at once must not both pass the MAX_RUNNING check
 
-    def start(self, pipeline: str, values: dict) -> str:
-        "Check `values`, start a run of `pipeline` with them; its job id."
+    def start(self, pipeline: str, values: dict, tune: dict | None = None, workers: int = 1) -> str:
+        "Check `values` (and a search's `tune`), start a run (or a search) of `pipeline` with them; its job id."
         from mlops_nb.core.errors import ConfigError
 
         given = assignments(self.root, pipeline, values)
+        search = searching(self.root, pipeline, tune, workers) if tune is not None else []
         with self._lock:
             if sum(j["proc"].poll() is None for j in self.jobs.values()) >= MAX_RUNNING:
                 raise ConfigError(f"{MAX_RUNNING} runs are going already; wait for one to end, or stop one.")
@@ -109,7 +127,7 @@ class Jobs:
             folder = load_settings(self.root).runs / ".lab" / job
             folder.mkdir(parents=True)
             self.jobs[job] = {
-                "proc": _spawn(self.root, pipeline, given, folder),
+                "proc": _spawn(self.root, pipeline, given, folder, search),
                 "folder": folder,
                 "pipeline": pipeline,
             }
@@ -160,6 +178,7 @@ def status(self: Jobs, job: str) -> dict:
         "steps": steps,
         "summary": (end or {}).get("summary", {}),
         "log": "\n".join(log.splitlines()[-30:]),
+        "search": self.trials(job),
     }
 
 
@@ -168,6 +187,32 @@ def _step_names(spec: Path) -> list[str]:
         return [s.name for s in load_spec(spec).steps]
     except MlopsNbError:
         return []
+
+# %% ../../notebooks/lab/03_server.ipynb #d8cabbcd
+@patch
+def trials(self: Jobs, job: str) -> dict | None:
+    "A search job's trials so far, read from its study's database (None for a plain run, or before the search began)."
+    from mlops_nb.core.errors import ConfigError
+    from mlops_nb.runner.results import search_event
+    from mlops_nb.runner.search import open_study, trial_records
+
+    j = self._get(job)
+    began = search_event(j["folder"] / "events.jsonl")
+    if not began:
+        return None
+    if "study" not in j:
+        try:  # the study exists once the data steps the search needs have run
+            j["study"] = open_study(load_settings(self.root), began["study"])
+        except ConfigError:
+            return {**began, "trials": [], "best": None}
+    rows = [
+        {"number": r.number, "params": r.params, "state": r.state, "value": r.value, "spread": r.spread}
+        | {"folds": len(r.folds), "seconds": round(r.seconds, 2), "error": r.error}
+        for r in trial_records(j["study"])
+    ]
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    best = j["study"].best_trial.number if complete else None
+    return {**began, "trials": rows, "best": best, "metric": j["study"].user_attrs.get("metric", "")}
 
 # %% ../../notebooks/lab/03_server.ipynb #b8d381c7
 def recent_runs(
@@ -352,13 +397,17 @@ class JobsHandler(_Handler):
     @tornado.web.authenticated
     async def post(self):
         b = self.body()
-        values = b.get("params") or {}
-        if not isinstance(b.get("pipeline"), str) or not isinstance(values, dict):
-            raise tornado.web.HTTPError(400, 'send {"pipeline": "pipelines/NAME.yaml", "params": {"KEY": "VALUE"}}')
+        values, tune, workers = b.get("params") or {}, b.get("tune"), b.get("workers", 1)
+        if not isinstance(b.get("pipeline"), str) or not isinstance(values, dict) or not isinstance(tune, dict | None):
+            raise tornado.web.HTTPError(
+                400,
+                'send {"pipeline": "pipelines/NAME.yaml", "params": {"KEY": "VALUE"}}, and for a search '
+                '"tune": {"n_trials": "20", "KEY": "int 2..12"} and "workers": 1',
+            )
+        text = lambda d: {str(k): str(v) for k, v in d.items()}
         jobs = self.state["jobs"]
-        await self.answer(
-            lambda: jobs.status(jobs.start(b["pipeline"], {str(k): str(v) for k, v in values.items()})), status=201
-        )
+        started = lambda: jobs.start(b["pipeline"], text(values), None if tune is None else text(tune), workers)
+        await self.answer(lambda: jobs.status(started()), status=201)
 
     @tornado.web.authenticated
     async def get(self):

@@ -14,7 +14,7 @@ from .spec import PipelineSpec
 
 # %% auto #0
 __all__ = ['EXECUTORS', 'StepError', 'StepResult', 'PipelineResult', 'step_figures', 'primary_result', 'run_note', 'RunOptions',
-           'check_options', 'EventLog', 'read_events']
+           'check_options', 'EventLog', 'read_events', 'search_event']
 
 # %% ../../notebooks/runner/07_results.ipynb #082e5c14
 @dataclass
@@ -231,6 +231,10 @@ class EventLog:
         "The last line: the pipeline run's id, status and figures."
         self._write({"end": True, "run_id": result.run_id, "status": result.status, "summary": result.summary})
 
+    def search(self, run_id: str, study: str, n_trials: int) -> None:
+        "A search began: its run and its Optuna study (a watcher reads the trials from the study's database)."
+        self._write({"search": True, "run_id": run_id, "study": study, "n_trials": n_trials})
+
 # %% ../../notebooks/runner/07_results.ipynb #dab1ce64
 def read_events(
     path: Path | str,  # a file an `EventLog` writes
@@ -241,6 +245,14 @@ def read_events(
         e = json.loads(line)
         if e.get("end"):
             end = e
-        else:
+        elif "step" in e:  # not a search's line (`search_event`)
             steps[e["step"]] = e
     return steps, end
+
+
+def search_event(
+    path: Path | str,  # a file an `EventLog` writes
+) -> dict | None:
+    "The search a run's events announced (`EventLog.search`): its run, its study and how many trials; None if none."
+    lines = Path(path).read_text().splitlines() if Path(path).is_file() else []
+    return next((e for e in map(json.loads, lines) if e.get("search")), None)

@@ -17,7 +17,8 @@ from .spec import PipelineSpec, SearchPlan
 from ..track import client as tracking
 
 # %% auto #0
-__all__ = ['study_storage', 'SearchJob', 'run_trials', 'trial_records', 'SearchResult', 'run_search']
+__all__ = ['study_storage', 'open_study', 'SearchJob', 'run_trials', 'trial_records', 'SearchResult', 'report_template',
+           'run_search']
 
 # %% ../../notebooks/runner/18_search.ipynb #b9633d32
 def study_storage(
@@ -50,6 +51,22 @@ def _pruner(name: str):
 
     # a trial is judged from its first fold on, against the trials before it once three have finished
     return optuna.pruners.MedianPruner(n_startup_trials=3) if name == "median" else optuna.pruners.NopPruner()
+
+# %% ../../notebooks/runner/18_search.ipynb #6352e230
+def open_study(
+    settings: Settings,  # the workbench settings: they name the database (`study_storage`)
+    name: str,  # the study: a search run's tag `mlops_nb.search`
+):
+    "The Optuna study `name` from the settings' database, to read while its search runs or after."
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=_rdb(study_storage(settings)))
+    except KeyError:
+        raise ConfigError(
+            f"no study {name!r} in {study_storage(settings)}: name one a search run has (its tag mlops_nb.search)."
+        ) from None
 
 # %% ../../notebooks/runner/18_search.ipynb #b9e7011a
 @dataclass
@@ -160,6 +177,7 @@ def run_trials(
         _log_trial(client, job, _record(frozen), how)
 
     study.set_user_attr("cv_folds", how)
+    study.set_user_attr("metric", job.metric)
     objective = cv_objective(X, y, job.task, job.metric, list(plan.spaces), _build(job, schema), parts)
     with threadpool_limits(job.threads or None):  # two processes of two threads on two cores: each spins at barriers
         while _done(study, running=True) < plan.n_trials:  # the other processes' trials, and those they run, count
@@ -306,6 +324,8 @@ class SearchResult:
     pipeline: object = None  # the `PipelineResult` of the best values
     space: dict = field(default_factory=dict)  # each searched parameter's space, as written
     seconds: float = 0.0
+    warnings: list = field(default_factory=list)  # what went wrong without stopping the search
+    phases: dict = field(default_factory=dict)  # seconds of each part: prepare (the data steps), trials, report
 
     @property
     def found(self) -> dict:
@@ -326,20 +346,26 @@ class SearchResult:
         }
 
 # %% ../../notebooks/runner/18_search.ipynb #5083796d
-def _record_search(client, result: SearchResult, study, folder: Path) -> None:
-    "The search run's figures and files: every trial, the best values and score, Optuna's plots."
+def _record_search(client, result: SearchResult, study, settings: Settings) -> None:
+    "The search run's notebook, figures and files: every trial, the best values and score, Optuna's plots."
     from mlops_nb.ml.search import search_plots, trials_table
 
+    folder = settings.runs / result.run_id
     folder.mkdir(parents=True, exist_ok=True)
     trials_table(result.records).to_csv(folder / "trials.csv", index=False)
     client.log_artifact(result.run_id, str(folder / "trials.csv"))
-    for png in search_plots(study, folder / "plots"):
+    began = time.time()
+    if not _report(result, settings, folder):  # the notebook draws the figures; without it, this process does
+        search_plots(study, folder / "plots")
+    result.phases["report"] = time.time() - began
+    for png in sorted((folder / "plots").glob("*.png")):
         client.log_artifact(result.run_id, str(png), "plots")
     f, m = result.found, result.metric
     metrics = {"trials": f["trials"], "trials_complete": f["complete"], "trials_pruned": f["pruned"]}
     metrics |= {"trials_failed": f["failed"], f"best_cv_{m}": f["best"], f"best_cv_{m}_std": f["spread"]}
     tags = {tracking.Tag.best_params: json.dumps(f["params"], default=str)}
-    tracking.log_values(client, result.run_id, metrics=metrics | {"search_seconds": result.seconds}, tags=tags)
+    metrics |= {"search_seconds": result.seconds} | {f"{k}_seconds": v for k, v in result.phases.items()}
+    tracking.log_values(client, result.run_id, metrics=metrics, tags=tags)
 
 
 def _no_trial_completed(result: SearchResult) -> PipelineFailed:
@@ -347,13 +373,47 @@ def _no_trial_completed(result: SearchResult) -> PipelineFailed:
     why = f" The first error: {errors[0]}" if errors else " Every trial was pruned or failed; widen the space."
     return PipelineFailed(f"search {result.study}: no trial completed, so there are no values to train with.{why}")
 
+# %% ../../notebooks/runner/18_search.ipynb #2f8194e5
+def _report(result: SearchResult, settings: Settings, folder: Path) -> bool:
+    "Run the search's notebook (a cold kernel) into `folder`/search.ipynb, log it; False (and a warning) if it failed."
+    from mlops_nb.runner.execute import execute_notebook
+
+    notebook, out = report_template(), folder / "search.ipynb"
+    params = {"study": result.study, "project": str(settings.root), "plots": str(folder / "plots")}
+    error = execute_notebook(notebook, out, params, env=settings.as_env())
+    if out.is_file():
+        _client(settings).log_artifact(result.run_id, str(out))
+    if error:
+        result.warnings.append(
+            f"the search's notebook failed ({error.ename}: {error.evalue}); its figures were drawn without it"
+        )
+    return error is None
+
+
+def report_template() -> Path:
+    "The search report notebook inside the installed package, or in a source checkout."
+    import mlops_nb
+
+    pkg = Path(mlops_nb.__file__).parent
+    for notebook in (
+        pkg / "templates" / "reports" / "search.ipynb",
+        pkg.parent / "templates" / "reports" / "search.ipynb",
+    ):
+        if notebook.is_file():
+            return notebook
+    raise ConfigError(
+        f"the search report notebook is missing from this installation of mlops-nb ({pkg}); reinstall it."
+    )
+
 # %% ../../notebooks/runner/18_search.ipynb #3ce61147
 def _trials(spec, params, settings, plan, options, report, result: SearchResult, experiment: str):
     "Prepare the data, run the trials on one study, and set `result`'s trials and best one; return the study."
     import optuna
     from mlops_nb.ml.metrics import higher_is_better, primary_metric
 
+    began = time.time()
     data, schema, info = _prepare(spec, params, settings, report, options, plan, result.run_id)
+    result.phases["prepare"] = time.time() - began
     result.metric = primary_metric(info["task"], spec.metric or settings.primary_metric, info.get("positive_share"))
     way, storage = "maximize" if higher_is_better(result.metric) else "minimize", study_storage(settings)
     study = optuna.create_study(study_name=result.study, storage=_rdb(storage), direction=way, load_if_exists=True)
@@ -361,8 +421,10 @@ def _trials(spec, params, settings, plan, options, report, result: SearchResult,
     keys = tuple(k for k in spec.step(plan.step).params if k not in ("model", "estimator", "seed"))
     where = (settings, storage, result.study, result.run_id, experiment, data.read_bytes(), schema.read_text())
     job = SearchJob(*where, info["target"], info["task"], result.metric, params, keys, plan)
+    began = time.time()
     _workers(job, options, max(1, min(options.n_workers, plan.n_trials)))
     _log_missing(_client(settings), job, study)
+    result.phases["trials"] = time.time() - began
     result.records = trial_records(study)
     if not any(r.state == "COMPLETE" for r in result.records):
         raise _no_trial_completed(result)
@@ -378,6 +440,7 @@ def run_search(
     report=None,  # a callback given each step's `StepResult` as it starts and ends
     options: RunOptions | None = None,  # how to run: workers (processes running trials), executor, cache
     resume: bool = False,  # continue the last unfinished search of `spec` instead of starting one
+    on_study=None,  # called with (the search run's id, the study's name, n_trials) once both exist
 ) -> SearchResult:
     "Search `plan`'s spaces with Optuna, every trial nested under one search run; then run `spec` with the best values."
     import optuna
@@ -389,10 +452,12 @@ def run_search(
     experiment = tracking.ensure_experiment(client, settings)
     result, status = SearchResult(*_open_search(client, experiment, spec, settings, plan, params, resume), ""), "FAILED"
     result.space = plan.describe()["space"]
+    if on_study:
+        on_study(result.run_id, result.study, plan.n_trials)
     try:
         study = _trials(spec, params, settings, plan, options, report, result, experiment)
         result.seconds = time.time() - started
-        _record_search(client, result, study, settings.runs / result.run_id / "search")
+        _record_search(client, result, study, settings)
         values, tags = {**params, **result.best.params}, {tracking.Tag.search: json.dumps(result.found, default=str)}
         result.pipeline = run_pipeline(spec, values, settings, report, options, parent_of=result.run_id, tags=tags)
         status = result.pipeline.status

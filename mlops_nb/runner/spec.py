@@ -488,6 +488,8 @@ def _tuned(spec: PipelineSpec, block: dict, tune: list[str]) -> tuple[dict, dict
             )
         if k.strip() in SEARCH_KEYS[1:]:  # a setting, even where a parameter has its name (evaluate's cv)
             block[k.strip()] = v
+        elif k.strip() in spec.params and not v.strip():  # `--tune max_depth=`: not searched after all
+            space.pop(k.strip(), None)
         elif k.strip() in spec.params:
             space[k.strip()] = v
         else:

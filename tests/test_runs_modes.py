@@ -71,6 +71,8 @@ def test_reproduce_gives_identical_metrics_and_names_a_changed_data_file(project
     before = registry()
     r = project.run("reproduce", original, check=True)
     assert "identical" in r.stdout and "✓ data (data): same" in r.stdout and "✓ git commit: same" in r.stdout
+    tables = re.search(r"all \d+ metrics and (\d+) evidence tables", " ".join(r.stdout.split()))
+    assert tables and int(tables[1]) >= 4, r.stdout  # evaluate's intervals, importance, SHAP values, slices: each compared
     for part in ("step notebooks", "project code", "Python", "packages", "settings"):  # as the step cache compares
         assert f"✓ {part}: same" in r.stdout, r.stdout
     assert "not re-run: register, gate" in " ".join(r.stdout.split())
@@ -83,6 +85,7 @@ def test_reproduce_gives_identical_metrics_and_names_a_changed_data_file(project
     r = project.run("reproduce", original)
     out = " ".join(r.stdout.split())
     assert r.returncode == 1 and "✗ data (data): DIFFERS" in out and "metrics differ" in out
+    assert "evidence tables differ" in out and "importance.csv" in out  # the evidence moved with the data
 
 
 def test_dask_executor_runs_steps_on_a_local_cluster(project):

@@ -503,20 +503,27 @@ def _print_reproduction(console, rep) -> None:
         )
     if rep.identical:
         console.print(
-            f"[bold green]identical[/]: all {rep.compared} metrics of {len(rep.rerun.steps)} steps match (re-run "
-            f"{rep.rerun.run_id})"
+            f"[bold green]identical[/]: all {rep.compared} metrics and {rep.tables} evidence tables of "
+            f"{len(rep.rerun.steps)} steps match (re-run {rep.rerun.run_id})"
         )
         return
-    t = Table(
-        title=f"{len(rep.differences)} of {rep.compared} metrics differ (re-run {rep.rerun.run_id})",
-        title_justify="left",
+    if rep.differences:
+        t = Table(title=f"{len(rep.differences)} of {rep.compared} metrics differ", title_justify="left")
+        for col in ("step", "metric", "recorded", "re-run", "difference"):
+            t.add_column(col)
+        for step, name, a, b in rep.differences:
+            t.add_row(step, name, f"{a:.6g}", f"{b:.6g}", f"{b - a:+.3g}")
+        console.print(t)
+    if rep.evidence:
+        t = Table(title=f"{len(rep.evidence)} of {rep.tables} evidence tables differ", title_justify="left")
+        for col in ("step", "table", "what differs"):
+            t.add_column(col)
+        for row in rep.evidence:
+            t.add_row(*row)
+        console.print(t)
+    raise PipelineFailed(
+        f"the re-run (run {rep.rerun.run_id}) differs from the recorded run (see the tables and the checks above)."
     )
-    for col in ("step", "metric", "recorded", "re-run", "difference"):
-        t.add_column(col)
-    for step, name, a, b in rep.differences:
-        t.add_row(step, name, f"{a:.6g}", f"{b:.6g}", f"{b - a:+.3g}")
-    console.print(t)
-    raise PipelineFailed("the re-run's metrics differ from the recorded run's (see the table and the checks above).")
 
 # %% ../../notebooks/cli/02_runs.ipynb #663d7b31
 @app.command(rich_help_panel="Pipelines and runs")

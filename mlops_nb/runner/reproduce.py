@@ -19,7 +19,7 @@ from .spec import load_spec
 from ..track import client as tracking
 
 # %% auto #0
-__all__ = ['Reproduction', 'key_checks', 'compare_metrics', 'reproduce']
+__all__ = ['Reproduction', 'key_checks', 'compare_metrics', 'compare_tables', 'reproduce']
 
 # %% ../../notebooks/runner/11_reproduce.ipynb #ada49ce9
 @dataclass
@@ -32,10 +32,12 @@ class Reproduction:
     compared: int = 0  # metrics compared
     left_out: list[str] = field(default_factory=list)  # steps not re-run: they change the model registry
     differences: list[tuple[str, str, float, float]] = field(default_factory=list)  # (step, metric, original, re-run)
+    tables: int = 0  # evidence tables compared (a step's CSV artifacts: intervals, importance, SHAP, slices, fairness)
+    evidence: list[tuple[str, str, str]] = field(default_factory=list)  # (step, table, what differs)
 
     @property
     def identical(self) -> bool:
-        return self.rerun.status == "FINISHED" and not self.differences
+        return self.rerun.status == "FINISHED" and not self.differences and not self.evidence
 
 
 def _results(metrics: dict) -> dict:
@@ -161,6 +163,32 @@ def compare_metrics(
                 differences.append((name, k, x, y))
     return compared, differences
 
+# %% ../../notebooks/runner/11_reproduce.ipynb #5336ec28
+def compare_tables(
+    original,  # a table as recorded (a pandas DataFrame)
+    rerun,  # the same table from the re-run
+    rel_tol: float = 1e-9,  # relative tolerance for numbers
+) -> str:
+    "What differs between two tables, in one line; empty when they match."
+    import numpy as np
+    import pandas as pd
+
+    if list(original.columns) != list(rerun.columns):
+        return f"columns {list(original.columns)} -> {list(rerun.columns)}"
+    if len(original) != len(rerun):
+        return f"{len(original)} rows -> {len(rerun)}"
+    out = []
+    for col in original.columns:
+        a, b = original[col].reset_index(drop=True), rerun[col].reset_index(drop=True)
+        if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+            same = np.isclose(a.astype(float), b.astype(float), rtol=rel_tol, atol=0.0, equal_nan=True)
+        else:
+            same = (a.astype(str) == b.astype(str)).to_numpy()
+        if not same.all():
+            i = int(np.flatnonzero(~same)[0])
+            out.append(f"{col}: {int((~same).sum())} row(s), first row {i}: {a[i]} -> {b[i]}")
+    return "; ".join(out)
+
 # %% ../../notebooks/runner/11_reproduce.ipynb #bab85795
 def _pipeline_run(client, run_id: str):
     run = tracking.get_run(client, run_id)
@@ -193,6 +221,34 @@ def _restore_data(client, run, spec, params: dict, steps: dict, settings: Settin
             continue  # nothing kept: the check above says the data differs
         checks.append((f"data ({k}) restored", True, f"the copy kept at the run, version {recorded[:12]}: {params[k]}"))
     return params, checks
+
+# %% ../../notebooks/runner/11_reproduce.ipynb #c047fa76
+def _tables(client, run_id: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id) if a.path.endswith(".csv")}
+
+
+def _compare_evidence(client, original: dict, rerun: dict, rel_tol: float) -> tuple[int, list[tuple[str, str, str]]]:
+    "Evidence tables compared (each step run's CSV artifacts), and (step, table, what differs) for those that differ."
+    import tempfile
+    import pandas as pd
+
+    compared, differences = 0, []
+    with tempfile.TemporaryDirectory() as d:
+        for name, run in original.items():
+            new = rerun.get(name)
+            then, now = _tables(client, run.info.run_id), _tables(client, new.info.run_id) if new else set()
+            for table in sorted(then | now):
+                compared += 1
+                if table not in now or table not in then:
+                    differences.append((name, table, "only in the " + ("recorded run" if table in then else "re-run")))
+                    continue
+                read = lambda r, side: pd.read_csv(
+                    client.download_artifacts(r.info.run_id, table, f"{d}/{name}-{side}")
+                )
+                what = compare_tables(read(run, "a"), read(new, "b"), rel_tol)
+                if what:
+                    differences.append((name, table, what))
+    return compared, differences
 
 # %% ../../notebooks/runner/11_reproduce.ipynb #6d1ff889
 def reproduce(
@@ -229,4 +285,6 @@ def reproduce(
         rep.checks.append(("data version", old_v == new_v, f"recorded {old_v[:12]}, re-run {new_v[:12]}"))
     original = {n: r.data.metrics for n, r in steps.items() if n not in left_out}
     rep.compared, rep.differences = compare_metrics(original, {n: r.data.metrics for n, r in new.items()}, rel_tol)
+    kept = {n: r for n, r in steps.items() if n not in left_out}
+    rep.tables, rep.evidence = _compare_evidence(client, kept, new, rel_tol)
     return rep

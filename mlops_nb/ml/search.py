@@ -15,7 +15,7 @@ from ..core.errors import ParameterError
 # run taken whole from the cache imports no heavy library
 
 # %% auto #0
-__all__ = ['SAMPLERS', 'Space', 'parse_space', 'suggest', 'make_sampler', 'TrialRecord', 'cv_objective', 'search_plots',
+__all__ = ['SAMPLERS', 'Space', 'parse_space', 'suggest', 'make_sampler', 'TrialRecord', 'scored', 'cv_objective', 'search_plots',
            'trials_table']
 
 # %% ../../notebooks/ml/14_search.ipynb #8991b395
@@ -111,6 +111,21 @@ class TrialRecord:
     def spread(self) -> float:
         return float(statistics.pstdev(self.folds)) if len(self.folds) > 1 else math.nan
 
+# %% ../../notebooks/ml/14_search.ipynb #2d062945
+def scored(
+    model,  # a fitted pipeline
+    X,  # the rows to score
+    task: str,  # binary, multiclass or regression
+    labels_from_proba: bool = False,  # take the labels from the probabilities (the workbench's recipes: they agree)
+) -> tuple:
+    "(labels, probabilities or None) of `model` on `X`; a classifier's labels from its probabilities when asked."
+    import numpy as np
+
+    proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
+    if labels_from_proba and proba is not None:  # the speed door: one pass through the pipeline instead of two
+        return model.classes_[np.argmax(proba, axis=1)], proba
+    return model.predict(X), proba
+
 # %% ../../notebooks/ml/14_search.ipynb #464599eb
 def cv_objective(
     X,  # the training rows (a DataFrame of the raw columns)
@@ -121,6 +136,7 @@ def cv_objective(
     build,  # the trial's values -> an unfitted pipeline (the recipe with those values)
     parts: list,  # the folds: [(training rows, scored rows), ...] (`ml.crossval.folds`)
     on_trial=None,  # called with each trial's `TrialRecord` as it ends
+    labels_from_proba: bool = False,  # the recipe's label is its most probable class: don't predict twice (`scored`)
 ):
     "Optuna's objective: the recipe with a trial's values, its metric's mean over the folds, each fold reported."
     import optuna
@@ -131,9 +147,8 @@ def cv_objective(
         try:
             for i, (a, b) in enumerate(parts):
                 m = build(rec.params).fit(X.iloc[a], y.iloc[a])
-                proba = m.predict_proba(X.iloc[b]) if task != "regression" and hasattr(m, "predict_proba") else None
-                classes = getattr(m, "classes_", None)
-                rec.folds.append(metric_value(metric, y.iloc[b], m.predict(X.iloc[b]), proba, task, classes))
+                pred, proba = scored(m, X.iloc[b], task, labels_from_proba)
+                rec.folds.append(metric_value(metric, y.iloc[b], pred, proba, task, getattr(m, "classes_", None)))
                 trial.report(rec.value, i)
                 if i < len(parts) - 1 and trial.should_prune():
                     rec.state = "PRUNED"

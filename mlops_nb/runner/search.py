@@ -123,13 +123,15 @@ def _client(settings: Settings):
 
 def _where() -> str:
     "The Dask worker this runs on, or this process's id."
-    import os
+    import os, sys
 
+    if "distributed" not in sys.modules:  # not on a Dask worker (importing Dask to ask costs ~0.4 s)
+        return f"pid {os.getpid()}"
     try:
         from distributed import get_worker
 
         return get_worker().address
-    except (ImportError, ValueError):
+    except ValueError:
         return f"pid {os.getpid()}"
 
 # %% ../../notebooks/runner/18_search.ipynb #280bd245
@@ -178,7 +180,8 @@ def run_trials(
 
     study.set_user_attr("cv_folds", how)
     study.set_user_attr("metric", job.metric)
-    objective = cv_objective(X, y, job.task, job.metric, list(plan.spaces), _build(job, schema), parts)
+    own = not p.get("estimator")  # the workbench's recipes label with their most probable class (`ml.search.scored`)
+    objective = cv_objective(X, y, job.task, job.metric, list(plan.spaces), _build(job, schema), parts, None, own)
     with threadpool_limits(job.threads or None):  # two processes of two threads on two cores: each spins at barriers
         while _done(study, running=True) < plan.n_trials:  # the other processes' trials, and those they run, count
             study.optimize(objective, n_trials=1, callbacks=[logged])
@@ -249,8 +252,10 @@ def _workers(job: SearchJob, options: RunOptions, n: int) -> list[int]:
     job = replace(job, threads=max(1, (os.cpu_count() or 1) // n))
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(run_trials, [replace(job, worker=i) for i in range(n)]))
+    with ProcessPoolExecutor(n - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        others = [pool.submit(run_trials, replace(job, worker=i)) for i in range(1, n)]
+        mine = run_trials(replace(job, worker=0))  # this process is one of the n: one process fewer to start
+        return [mine, *(f.result() for f in others)]
 
 # %% ../../notebooks/runner/18_search.ipynb #ef9d61dc
 def _on_dask(job: SearchJob, options: RunOptions, n: int) -> list[int]:
@@ -346,26 +351,38 @@ class SearchResult:
         }
 
 # %% ../../notebooks/runner/18_search.ipynb #5083796d
-def _record_search(client, result: SearchResult, study, settings: Settings) -> None:
-    "The search run's notebook, figures and files: every trial, the best values and score, Optuna's plots."
-    from mlops_nb.ml.search import search_plots, trials_table
+def _record_search(client, result: SearchResult, study, settings: Settings):
+    "Log the search run's trials, best values and score; draw its notebook and figures in the thread returned."
+    import threading
+    from mlops_nb.ml.search import trials_table
 
     folder = settings.runs / result.run_id
     folder.mkdir(parents=True, exist_ok=True)
     trials_table(result.records).to_csv(folder / "trials.csv", index=False)
     client.log_artifact(result.run_id, str(folder / "trials.csv"))
-    began = time.time()
-    if not _report(result, settings, folder):  # the notebook draws the figures; without it, this process does
-        search_plots(study, folder / "plots")
-    result.phases["report"] = time.time() - began
-    for png in sorted((folder / "plots").glob("*.png")):
-        client.log_artifact(result.run_id, str(png), "plots")
+    # while the best values train: the notebook's kernel is a process of its own, and the steps' are too
+    drawing = threading.Thread(target=_draw, args=(client, result, study, settings, folder), name="search-report")
+    drawing.start()
     f, m = result.found, result.metric
     metrics = {"trials": f["trials"], "trials_complete": f["complete"], "trials_pruned": f["pruned"]}
     metrics |= {"trials_failed": f["failed"], f"best_cv_{m}": f["best"], f"best_cv_{m}_std": f["spread"]}
     tags = {tracking.Tag.best_params: json.dumps(f["params"], default=str)}
     metrics |= {"search_seconds": result.seconds} | {f"{k}_seconds": v for k, v in result.phases.items()}
     tracking.log_values(client, result.run_id, metrics=metrics, tags=tags)
+    return drawing
+
+
+def _draw(client, result: SearchResult, study, settings: Settings, folder: Path) -> None:
+    "The search's notebook and figures, logged to its run (the figures drawn here if the notebook failed)."
+    from mlops_nb.ml.search import search_plots
+
+    began = time.time()
+    if not _report(result, settings, folder):
+        search_plots(study, folder / "plots")
+    for png in sorted((folder / "plots").glob("*.png")):
+        client.log_artifact(result.run_id, str(png), "plots")
+    result.phases["report"] = time.time() - began
+    tracking.log_values(client, result.run_id, metrics={"report_seconds": result.phases["report"]})
 
 
 def _no_trial_completed(result: SearchResult) -> PipelineFailed:
@@ -454,12 +471,14 @@ def run_search(
     result.space = plan.describe()["space"]
     if on_study:
         on_study(result.run_id, result.study, plan.n_trials)
+    drawing = None
     try:
         study = _trials(spec, params, settings, plan, options, report, result, experiment)
         result.seconds = time.time() - started
-        _record_search(client, result, study, settings)
+        drawing = _record_search(client, result, study, settings)
         values, tags = {**params, **result.best.params}, {tracking.Tag.search: json.dumps(result.found, default=str)}
         result.pipeline = run_pipeline(spec, values, settings, report, options, parent_of=result.run_id, tags=tags)
+        drawing.join()  # the command's work includes its notebook
         status = result.pipeline.status
     except KeyboardInterrupt:
         status = "KILLED"

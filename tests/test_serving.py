@@ -68,7 +68,7 @@ def server(project, *args):
 
 @pytest.fixture(scope="module")
 def url(registry):
-    with server(registry[0], "--shadow", "--reload-seconds", "0.5", "--max-body-mb", "0.05") as u:
+    with server(registry[0], "--shadow", "--reload-seconds", "0.5", "--max-body-mb", "0.05", "--workers", "2") as u:
         yield u
 
 
@@ -182,8 +182,8 @@ def test_hot_reload_under_load_fails_no_request(url, registry):
         assert eventually(lambda: len(seen) >= 20 or failures), "the server answered no traffic"  # the load is on
         project.client().set_registered_model_alias(NAME, "champion", "1")
         deadline = time.monotonic() + 180  # generous: the reload loads a model while eight clients keep the server busy
-        while (version := httpx.get(f"{url}/version", timeout=30).json()["version"]) != "1" and time.monotonic() < deadline: time.sleep(0.2)
-        assert version == "1", f"180 s after the champion alias moved to version 1 the server still serves version {version}"
+        while (served := serving(url)) != {"1"} and time.monotonic() < deadline: time.sleep(0.2)
+        assert served == {"1"}, f"180 s after the champion alias moved to version 1 the server's processes serve {served}"
         switched = len(seen)
         assert eventually(lambda: seen[switched:].count("1") >= 20 or failures), "no answers from version 1 after the switch"
     finally:
@@ -191,8 +191,16 @@ def test_hot_reload_under_load_fails_no_request(url, registry):
         for t in threads: t.join()
     assert not failures, failures[:3]
     assert seen[0] == "2" and seen[-1] == "1" and len(seen) > 50
-    versions_after_switch = seen[seen.index("1"):]
-    assert versions_after_switch.count("2") <= len(threads), versions_after_switch  # at most the requests already in flight
+    # once every process serves version 1, at most the requests already in flight were answered by version 2
+    assert seen[switched:].count("2") <= len(threads), seen[switched:]
+
+
+def serving(url) -> set[str]:
+    "The champion versions the server's processes serve (one process: its /version)."
+    h = httpx.get(f"{url}/health", timeout=30).json()
+    if "processes" in h:
+        return {p["champion"] for p in h["processes"].values()}
+    return {httpx.get(f"{url}/version", timeout=30).json()["version"]}
 
 
 def test_champion_that_cannot_load_is_replaced_by_previous(registry):
@@ -341,6 +349,33 @@ def test_concurrent_requests_are_micro_batched_and_a_crash_keeps_the_log_readabl
         lines = seg.read_bytes().split(b"\n")
         for line in lines[:-2]: json.loads(line)  # every complete line of every segment still parses
 
+
+
+def test_two_processes_count_every_request_once_in_metrics_log_and_feedback(registry):
+    from concurrent.futures import ThreadPoolExecutor
+    from mlops_nb.serving.predlog import read_log
+    project, X = registry
+    log_dir = project.root / "predictions"
+    rows = records(X.dropna().head(10))
+    with server(project, "--workers", "2", "--no-fallback") as url, httpx.Client(timeout=30) as http:
+        assert len(httpx.get(f"{url}/health").json()["processes"]) == 2
+        before = _metric(httpx.get(f"{url}/metrics").text, "mlops_nb_requests_total", variant="champion", status="ok")
+        send = lambda i: http.post(f"{url}/invocations", json={"dataframe_records": [rows[i % 10]]},
+                                   headers={"x-request-id": f"two-{i}"})
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(send, range(300)))
+        assert [a.status_code for a in answers] == [200] * 300
+        metrics = httpx.get(f"{url}/metrics").text  # whichever process answers, the sum of both
+        assert _metric(metrics, "mlops_nb_requests_total", variant="champion", status="ok") - before == 300
+        assert _metric(metrics, "mlops_nb_rows_total", variant="champion") >= 300
+        # a label sent at once, to either process, for a request the other one scored: accepted, once
+        labels = [{"request_id": f"two-{i}", "label": i % 2} for i in range(20)]
+        first = http.post(f"{url}/feedback", json={"labels": labels}).json()
+        assert first == {"accepted": 20, "unknown": [], "already_labelled": []}, first
+        again = [http.post(f"{url}/feedback", json={"labels": labels[:1]}).json() for _ in range(4)]
+        assert all(a == {"accepted": 0, "unknown": [], "already_labelled": ["two-0:0"]} for a in again), again
+    ids = [r["request_id"] for r in read_log(log_dir) if str(r["request_id"]).startswith("two-")]
+    assert sorted(ids) == sorted(f"two-{i}" for i in range(300))  # each request once: none lost, none twice
 
 def test_feedback_is_stored_and_unknown_or_repeated_ids_are_reported(url, registry):
     from mlops_nb.serving.predlog import FEEDBACK, feedback_folder, read_log

@@ -54,13 +54,23 @@ def _check_limits(**limits) -> None:
         raise MlopsNbError(f"{names}: use a positive number (--max-wait-ms may be 0).")
 
 
+def _processes(workers: int) -> int:
+    "--workers, or the cores this process may run on; a negative count is refused."
+    import os
+
+    if workers < 0:
+        raise MlopsNbError(f"--workers {workers}: use a positive number of processes (0: one a core).")
+    return workers or len(os.sched_getaffinity(0))
+
+
 def _say_serving(uri: str, host: str, port: int, settings, opts) -> None:
     endpoints = "POST /invocations; GET /ping /health /version /metrics"
     log = settings.predictions if opts.log_predictions else "off"
     guarded = "feedback and scoring" if opts.token_for_scoring else "feedback"
     who = f"; {guarded} need the token" if opts.token else "; no token: anyone who reaches it may send feedback"
     make_console().print(
-        f"serving {uri} on http://{host}:{port} ({endpoints}); prediction log: {log}{who}. Ctrl-C stops."
+        f"serving {uri} on http://{host}:{port} from {opts.workers} process(es) ({endpoints}); prediction log: "
+        f"{log}{who}. Ctrl-C stops."
     )
 
 # %% ../../notebooks/cli/04_serving.ipynb #3d039ddf
@@ -84,6 +94,9 @@ def serve(
     no_log: bool = _NO_LOG,
     log_segment_mb: float = _LOG_SEGMENT_MB,
     log_segments: int = _LOG_SEGMENTS,
+    workers: int = typer.Option(
+        0, "--workers", help="processes answering on the port, each with the models loaded (default: the cores)"
+    ),
 ):
     "Serve a model over HTTP with MLflow's scoring protocol (POST /invocations; /ping /health /version /metrics)."
     from mlops_nb.serving.server import ServeOptions, run_server
@@ -93,7 +106,7 @@ def serve(
     settings, token, body = settings_for(model), read_token(token_file), int(max_body_mb * 2**20)
     routing = (model or "", shadow, ab_fraction, not no_fallback, reload_seconds, max_batch, max_wait_ms, body)
     guard = (not no_log, token, token_for_scoring, max_in_flight, log_segment_mb, log_segments)
-    opts = ServeOptions(*routing, *guard)
+    opts = ServeOptions(*routing, *guard, workers=_processes(workers))
     _say_serving(model or f"models:/{settings.model_name}@champion", host, port, settings, opts)
     run_server(settings, opts, host, port)
 

@@ -17,9 +17,13 @@ class ServerMetrics:
     "The Prometheus metrics a scoring server exports on /metrics."
 
     def __init__(self):
+        import os
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
         disable_created_metrics()  # the *_created series are noise on a dashboard
+        # a server of several processes (`serve --workers N`): each writes its values to files in this folder, and
+        # /metrics, whichever process answers it, sums them (prometheus_client's multiprocess mode)
+        self.shared, self.extra = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")), []
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "mlops_nb_requests", "Scoring requests by variant and outcome", ["variant", "status"], registry=r
@@ -34,7 +38,11 @@ class ServerMetrics:
         self.rows = Counter("mlops_nb_rows", "Rows scored by variant", ["variant"], registry=r)
         self.errors = Counter("mlops_nb_errors", "Failed requests by kind", ["kind"], registry=r)
         self.version = Gauge(
-            "mlops_nb_model_version", "Version loaded per role (0: none)", ["role", "name"], registry=r
+            "mlops_nb_model_version",
+            "Version loaded per role (0: none)",
+            ["role", "name"],
+            registry=r,
+            multiprocess_mode="mostrecent",  # the processes load a moved alias within reload_seconds of each other
         )
         self.fallbacks = Counter(
             "mlops_nb_fallbacks", "Requests answered by the previous version", ["reason"], registry=r
@@ -48,10 +56,19 @@ class ServerMetrics:
         )
         self._upkeep(r)
 
-    def render(self) -> bytes:
-        from prometheus_client import generate_latest
+# %% ../../notebooks/serving/05_metrics.ipynb #ef287629
+@patch
+def render(self: ServerMetrics) -> bytes:
+    "The text /metrics answers: this process's metrics, or all the server's processes' summed."
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
+    if not self.shared:
         return generate_latest(self.registry)
+    r = CollectorRegistry()
+    multiprocess.MultiProcessCollector(r)
+    for collector in self.extra:  # read at scrape time from files every process sees (the monitor's verdict)
+        r.register(collector)
+    return generate_latest(r)
 
 # %% ../../notebooks/serving/05_metrics.ipynb #68fdfff6
 @patch
@@ -71,7 +88,10 @@ def _upkeep(self: ServerMetrics, r) -> None:
         "mlops_nb_overloaded", "Scoring requests refused with 503 because too many were in flight", registry=r
     )
     self.log_dropped = Gauge(
-        "mlops_nb_prediction_log_dropped", "Records the prediction log could not keep up with", registry=r
+        "mlops_nb_prediction_log_dropped",
+        "Records the prediction log could not keep up with",
+        registry=r,
+        multiprocess_mode="livesum",
     )
 
 # %% ../../notebooks/serving/05_metrics.ipynb #fb5aa6a1
@@ -126,4 +146,5 @@ class MonitorCollector:
 @patch
 def watch_monitor(self: ServerMetrics, predictions: Path | str) -> None:
     "Also export the monitor's latest figures, read from `predictions` at each scrape."
-    self.registry.register(MonitorCollector(predictions))
+    self.extra.append(MonitorCollector(predictions))
+    self.registry.register(self.extra[-1])

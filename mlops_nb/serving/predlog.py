@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/serving/predlog.html.md"""
 
 # %% ../../notebooks/serving/02_predlog.ipynb #77cbf87f
 from __future__ import annotations
-import json, queue, threading, time
+import json, os, queue, threading, time
 from pathlib import Path
 from fastcore.basics import patch
 from ..core.values import write_atomic
@@ -39,7 +39,7 @@ class PredictionLog:
             batch_size,
         )
         self.queue, self.dropped, self.written = queue.Queue(max_queue), 0, 0
-        self._stop = threading.Event()
+        self._stop, self._writing = threading.Event(), threading.Lock()  # the writer thread's file, or append_now's
         self._file = self._open_segment()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
@@ -61,8 +61,11 @@ def _segments(folder: Path, prefix: str = "predictions") -> list[Path]:
 
 @patch
 def _open_segment(self: PredictionLog):
-    name = f"{self.prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{time.time_ns() % 10**9:09d}.jsonl"
+    "The newest segment while it has room (the server's processes append to one), else a new one (the oldest removed)."
     old = _segments(self.folder, self.prefix)
+    if old and old[-1].is_file() and old[-1].stat().st_size < self.segment_bytes:
+        return open(old[-1], "ab", buffering=0)
+    name = f"{self.prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{time.time_ns() % 10**9:09d}.jsonl"
     for p in old[: max(0, len(old) + 1 - self.max_segments)]:
         p.unlink(missing_ok=True)
     return open(self.folder / name, "ab", buffering=0)
@@ -71,7 +74,11 @@ def _open_segment(self: PredictionLog):
 @patch
 def _write(self: PredictionLog, records: list[dict]) -> None:
     data = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in records).encode()
-    self._file.write(data)  # one unbuffered write per batch
+    if os.fstat(self._file.fileno()).st_nlink == 0:  # another process's rotation removed this segment: move on
+        self._file.close()
+        self._file = self._open_segment()
+    # one unbuffered write a batch, in append mode: the processes' batches follow each other whole, never interleaved
+    self._file.write(data)
     self.written += len(records)
     if self._file.tell() >= self.segment_bytes:
         self._file.close()
@@ -92,9 +99,18 @@ def _run(self: PredictionLog) -> None:
             except queue.Empty:
                 break
         try:
-            self._write(batch)
+            with self._writing:
+                self._write(batch)
         except OSError:
             self.dropped += len(batch)  # a full disk must not take the server down
+
+
+@patch
+def append_now(self: PredictionLog, records: list[dict]) -> None:
+    "Write `records` before returning (the caller waits; a reader in another process sees them at once)."
+    if records:
+        with self._writing:
+            self._write(records)
 
 
 @patch

@@ -28,8 +28,8 @@ from fastapi import FastAPI, Request  # at module level: FastAPI resolves the ha
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ROLES', 'MAX_EXPLAINED_ROWS', 'ServeOptions', 'ScoringService', 'choose_variant', 'Answer', 'create_app',
-           'run_server', 'post_feedback']
+__all__ = ['ROLES', 'SHARED', 'MAX_EXPLAINED_ROWS', 'ServeOptions', 'ScoringService', 'processes', 'choose_variant', 'Answer',
+           'create_app', 'run_server', 'process_app', 'post_feedback']
 
 # %% ../../notebooks/serving/06_server.ipynb #2a4265e3
 @dataclass
@@ -50,6 +50,12 @@ class ServeOptions:
     max_in_flight: int = 256  # scoring requests at once at most; more get 503 with Retry-After
     log_segment_mb: float = 64  # the prediction log's files: each at most this size ...
     log_segments: int = 20  # ... and this many kept, the oldest removed first (disk use: their product at most)
+    workers: int = 1  # processes answering on the one port, each with the models, a batcher and the aliases followed
+
+    @property
+    def in_flight_each(self) -> int:
+        "The --max-in-flight bound is the server's: each of its processes takes its share."
+        return -(-self.max_in_flight // max(1, self.workers))  # rounded up: 256 over 3 processes, 86 each
 
 
 ROLES = ("champion", "previous", "challenger")
@@ -71,7 +77,7 @@ class ScoringService:
         self.feedback = PredictionLog(feedback_folder(folder), prefix=FEEDBACK, flush_seconds=0.1) if self.log else None
         self.scored = RecentIds(scored_ids(folder) if self.log else ())  # bounded; older ids are looked up on disk
         self.labelled = RecentIds(labelled_ids(folder) if self.log else ())
-        if self.log is not None:
+        if self.log is not None and not self.metrics.shared:  # several processes: set as the aliases are checked
             self.metrics.log_dropped.set_function(lambda: self.log.dropped)
         self.metrics.watch_monitor(folder)
         self.batcher.on_batch = self.metrics.batch_rows.observe
@@ -136,13 +142,89 @@ def start(self: ScoringService) -> None:
 
     def watch():
         while not self._stop.is_set():
+            checked = time.time()
             try:
                 self.refresh()
+                self._publish()
             except Exception as e:
                 self.load_errors["watch"] = str(e)
-            self._stop.wait(self.options.reload_seconds)
+            if self.log is not None and self.metrics.shared:
+                self.metrics.log_dropped.set(self.log.dropped)
+            if not SHARED.get():
+                self._stop.wait(self.options.reload_seconds)
+                continue
+            # one of several processes: a peer that loaded a moved alias says so; follow at once, not reload_seconds on
+            until = time.monotonic() + self.options.reload_seconds
+            while not self._stop.wait(0.25) and time.monotonic() < until and not _peer_moved(checked):
+                pass
 
     threading.Thread(target=watch, name="model-watch", daemon=True).start()
+
+# %% ../../notebooks/serving/06_server.ipynb #b254b7f0
+class _Shared:
+    "The folder a server's processes share (`serve --workers N`): their metrics, and which versions each serves."
+
+    ENV = "MLOPS_NB_SERVE_SHARED"
+
+    def get(self) -> Path | None:
+        import os
+
+        return Path(os.environ[self.ENV]) if os.environ.get(self.ENV) else None
+
+
+SHARED = _Shared()
+
+
+@patch
+def _publish(self: ScoringService) -> None:
+    "Write the versions this process serves to the shared folder (a file of its own), when they changed."
+    import os
+
+    folder, mine = SHARED.get(), {k: (v.version if v else None) for k, v in self.models.items()}
+    if folder is None or mine == getattr(self, "_published", None):
+        return
+    tmp = folder / f".serving-{os.getpid()}.json"
+    tmp.write_text(json.dumps(mine))
+    tmp.replace(folder / f"serving-{os.getpid()}.json")  # a reader sees the old file or the new one, whole
+    self._published = mine
+
+# %% ../../notebooks/serving/06_server.ipynb #532c54bf
+def processes() -> dict[int, dict]:
+    "The versions each live process of this server serves, by role (empty for a server of one process)."
+    import os
+
+    out = {}
+    for f in sorted(SHARED.get().glob("serving-*.json")) if SHARED.get() else ():
+        pid = int(f.stem.split("-")[1])
+        try:
+            os.kill(pid, 0)  # still running?
+            out[pid] = json.loads(f.read_text())
+        except (ProcessLookupError, OSError, ValueError):
+            continue
+    return out
+
+
+def _all_ready(service: ScoringService) -> bool:
+    "Whether the server may take traffic: this process has a model, and so has each of its processes."
+    if not service.ready or service.options.workers <= 1:
+        return service.ready
+    served = processes()
+    return len(served) >= service.options.workers and all(s["champion"] or s["previous"] for s in served.values())
+
+
+def _peer_moved(since: float) -> bool:
+    "Whether another process published what it serves after `since` (it followed a moved alias)."
+    import os
+
+    folder, mine = SHARED.get(), f"serving-{os.getpid()}"
+    try:
+        return (
+            any(f.stem != mine and f.stat().st_mtime > since for f in folder.glob("serving-*.json"))
+            if folder
+            else False
+        )
+    except OSError:  # a file replaced as it was read
+        return True
 
 # %% ../../notebooks/serving/06_server.ipynb #3a3f5fb2
 @patch
@@ -417,10 +499,14 @@ def _refused(service: ScoringService, request, endpoint: str):
 
 def _overloaded(service: ScoringService, rid: str):
     "None if one more request may be scored now; else the 503 to answer."
-    if service.in_flight < service.options.max_in_flight:
+    if service.in_flight < service.options.in_flight_each:
         return None
     service.metrics.overloaded.inc()
-    message = f"the server is answering {service.in_flight} requests, its limit (--max-in-flight); retry shortly."
+    o = service.options
+    share = (
+        f"this process's share of --max-in-flight {o.max_in_flight}" if o.workers > 1 else "its limit (--max-in-flight)"
+    )
+    message = f"the server is answering {service.in_flight} requests, {share}; retry shortly."
     return _error(BadRequest(message, 503), {"Retry-After": "1", "X-Request-Id": rid}, "OVERLOADED")
 
 # %% ../../notebooks/serving/06_server.ipynb #a3f4d509
@@ -457,6 +543,43 @@ def _scoring_route(app: FastAPI, service: ScoringService):
         return Response(json.dumps(answer.body()), media_type="application/json", headers=answer.headers())
 
 # %% ../../notebooks/serving/06_server.ipynb #36408b60
+async def _sorted_feedback(service: ScoringService, items: list[dict]) -> tuple[list, list, list]:
+    "Store the labels of scored, unlabelled rows; (accepted, unknown ids, already labelled ids)."
+    if service.options.workers > 1:
+        return await asyncio.to_thread(_take_labels, service, items)
+    ok, unknown, again = sort_feedback(items, service.scored, service.labelled)
+    if unknown:  # scored too long ago to be remembered? the log on disk knows
+        missing = set(unknown)
+        late = [i for i in items if f"{i['request_id']}:{i.get('row', 0)}" in missing]
+        more, unknown, again_late = sort_feedback(late, scored_ids(service.settings.predictions), service.labelled)
+        ok, again = ok + more, again + again_late
+    for o in ok:
+        service.feedback.append(o)
+    return ok, unknown, again
+
+# %% ../../notebooks/serving/06_server.ipynb #54a7dd17
+def _take_labels(service: ScoringService, items: list[dict]) -> tuple[list, list, list]:
+    "Feedback to one of several processes: any of them may have scored a row, or labelled it; one at a time decides."
+    import fcntl
+
+    folder, key = service.settings.predictions, lambda i: (str(i["request_id"]), int(i.get("row", 0)))
+    known = {key(i) for i in items if key(i) in service.scored}
+    for attempt in range(2):
+        missing = [i for i in items if key(i) not in known]
+        if not missing:
+            break
+        if attempt:  # scored by another process a moment ago: its log is on disk within flush_seconds
+            time.sleep(service.log.flush_seconds + 0.2)
+        on_disk = scored_ids(folder)
+        known |= {key(i) for i in missing if key(i) in on_disk}
+    with open(feedback_folder(folder) / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # let go when the file closes, after the labels are written
+        service.labelled.update(labelled_ids(folder))  # what every process has taken, written before its lock went
+        ok, unknown, again = sort_feedback(items, known, service.labelled)
+        service.feedback.append_now(ok)
+    return ok, unknown, again
+
+
 def _feedback_route(app: FastAPI, service: ScoringService):
     @app.post("/feedback")
     async def feedback(request: Request):
@@ -470,14 +593,7 @@ def _feedback_route(app: FastAPI, service: ScoringService):
         except BadRequest as e:
             service.metrics.errors.labels("bad_feedback").inc()
             return _error(e)
-        ok, unknown, again = sort_feedback(items, service.scored, service.labelled)
-        if unknown:  # scored too long ago to be remembered? the log on disk knows
-            missing = set(unknown)
-            late = [i for i in items if f"{i['request_id']}:{i.get('row', 0)}" in missing]
-            more, unknown, again_late = sort_feedback(late, scored_ids(service.settings.predictions), service.labelled)
-            ok, again = ok + more, again + again_late
-        for o in ok:
-            service.feedback.append(o)
+        ok, unknown, again = await _sorted_feedback(service, items)
         service.metrics.feedback.labels("accepted").inc(len(ok))
         service.metrics.feedback.labels("unknown").inc(len(unknown))
         service.metrics.feedback.labels("already_labelled").inc(len(again))
@@ -489,14 +605,17 @@ def _status_routes(app: FastAPI, service: ScoringService):
 
     @app.get("/ping")
     async def ping():
-        return Response("\n", 200 if service.ready else 503)
+        return Response("\n", 200 if _all_ready(service) else 503)
 
     @app.get("/health")
     async def health():
         models = {k: (v.describe() if v else None) for k, v in service.models.items() if k in service.roles()}
-        status = "ready" if service.models["champion"] else "degraded" if service.ready else "loading"
+        ready = _all_ready(service)
+        status = ("ready" if service.models["champion"] else "degraded") if ready else "loading"
         body = {"status": status, "models": models, "errors": service.load_errors}
-        return JSONResponse(body, 200 if service.ready else 503)
+        if service.options.workers > 1:  # which versions each process serves: all agree soon after an alias moves
+            body["processes"] = {str(pid): served for pid, served in processes().items()}
+        return JSONResponse(body, 200 if ready else 503)
 
     @app.get("/version")
     async def version():
@@ -526,11 +645,25 @@ def create_app(
     async def lifespan(app):
         yield
         service.stop()
+        _leave_shared()
 
     app = FastAPI(title="mlops-nb scoring server", docs_url=None, redoc_url=None, lifespan=lifespan)
     for add in (_scoring_route, _feedback_route, _status_routes):
         add(app, service)
     return app
+
+# %% ../../notebooks/serving/06_server.ipynb #9b7d79c2
+def _leave_shared() -> None:
+    "A process of a several-process server ends: its versions file goes, its live gauges stop counting."
+    import os
+
+    if (folder := SHARED.get()) is None:
+        return
+    (folder / f"serving-{os.getpid()}.json").unlink(missing_ok=True)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
 
 # %% ../../notebooks/serving/06_server.ipynb #736eb612
 def run_server(
@@ -540,11 +673,13 @@ def run_server(
     port: int = 8080,  # TCP port on `host`
     on_start=None,  # called with the service once it has started
 ) -> None:
-    "Serve until interrupted."
+    "Serve until interrupted (`on_start` is called in a server of one process only)."
     import uvicorn
 
     if not 0 <= options.ab_fraction <= 1:
         raise MlopsNbError(f"--ab-fraction must be between 0 and 1; got {options.ab_fraction}.")
+    if options.workers > 1:
+        return _run_processes(settings, options, host, port)
     service = ScoringService(settings, options)
     service.start()
     if on_start:
@@ -553,6 +688,43 @@ def run_server(
         create_app(service), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
     )
     uvicorn.Server(config).run()
+
+# %% ../../notebooks/serving/06_server.ipynb #dd730e84
+_OPTIONS_ENV = "MLOPS_NB_SERVE_OPTIONS"  # a process's options, from the command that started the server
+
+
+def _run_processes(settings, options: ServeOptions, host: str, port: int) -> None:
+    "Serve from `options.workers` processes on one port (uvicorn's supervisor restarts one that dies)."
+    import dataclasses, shutil, tempfile, uvicorn
+    from mlops_nb.core.config import environment
+
+    shared = Path(tempfile.mkdtemp(prefix="mlops-nb-serve-"))
+    env = {**settings.as_env(), SHARED.ENV: str(shared), "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    env[_OPTIONS_ENV] = json.dumps(dataclasses.asdict(options))  # the token among them: never on a command line
+    try:
+        with environment(env):  # the processes are spawned with it
+            uvicorn.run(
+                f"{__name__}:process_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=options.workers,
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def process_app():
+    "The app of one process of a several-process server (uvicorn calls this in each): its own service."
+    import os
+    from mlops_nb.core.config import load_settings
+
+    service = ScoringService(load_settings(), ServeOptions(**json.loads(os.environ[_OPTIONS_ENV])))
+    service.start()
+    return create_app(service)
 
 # %% ../../notebooks/serving/06_server.ipynb #d482ef27
 def post_feedback(

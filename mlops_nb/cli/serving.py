@@ -55,12 +55,18 @@ def _check_limits(**limits) -> None:
 
 
 def _processes(workers: int) -> int:
-    "--workers, or the cores this process may run on; a negative count is refused."
-    import os
+    "--workers, or one a core this process may use (in a container, its CPU limit); a negative count is refused."
+    import math, os
 
     if workers < 0:
         raise MlopsNbError(f"--workers {workers}: use a positive number of processes (0: one a core).")
-    return workers or len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
+    try:  # cgroup v2: "max 100000", or a quota such as "200000 100000" (2 CPUs) for a container limited to 2
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+        cores = min(cores, max(1, math.ceil(int(quota) / int(period)))) if quota != "max" else cores
+    except (OSError, ValueError):
+        pass
+    return workers or cores
 
 
 def _say_serving(uri: str, host: str, port: int, settings, opts) -> None:

@@ -68,7 +68,11 @@ def render(self: ServerMetrics) -> bytes:
     multiprocess.MultiProcessCollector(r)
     for collector in self.extra:  # read at scrape time from files every process sees (the monitor's verdict)
         r.register(collector)
-    return generate_latest(r)
+    text = generate_latest(r)
+    # the files hold only series that have a value; name the rest as one process does (no fallback yet: no sample)
+    named = {line.split()[2] for line in text.decode().splitlines() if line.startswith("# TYPE ")}
+    unnamed = [f for f in self.registry.collect() if f.name not in named]
+    return text + "".join(f"# HELP {f.name} {f.documentation}\n# TYPE {f.name} {f.type}\n" for f in unnamed).encode()
 
 # %% ../../notebooks/serving/05_metrics.ipynb #68fdfff6
 @patch

@@ -6,6 +6,10 @@ with each server on 127.0.0.1 in turn and drives it with the same bounded load g
 Prints throughput and p50/p99 latency of each, the ratios, and the floor: the forest's own in-process
 `predict` on one row. Nothing is asserted.
 
+Measured here (2026-12-07, 2 cores): mlflow models serve 22 req/s (p99 1,054 ms); mlops-nb serve, one process,
+416 req/s (p99 57 ms); two processes 423 req/s (p99 68 ms): no gain on 2 cores, where the load generator itself
+needs one. Not here yet: the MLServer and BentoML rows of issue 35.
+
     .venv/bin/python bench/serving.py [--seconds 10] [--concurrency 16]
 """
 import argparse, asyncio, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time, urllib.request

@@ -40,7 +40,8 @@ def test_a_search_nests_its_trials_and_registers_the_best_values_once(searched):
         folds = c.get_metric_history(t.info.run_id, "cv_roc_auc")
         done = t.data.tags["mlops_nb.trial_state"] == "COMPLETE"
         assert len(folds) == 3 if done else 1 <= len(folds) < 3  # a pruned trial stopped after its first folds
-        assert {"model", "max_depth", "learning_rate", "n_estimators"} <= set(t.data.params)
+        assert {"model", "max_depth", "n_estimators"} <= set(t.data.params)
+        assert ("learning_rate" in t.data.params) == (t.data.params["model"] == "hgb")  # the spec: "... if model=hgb"
     best = json.loads(search.data.tags["mlops_nb.best_params"])
     best_trial = max((t for t in trials if t.data.tags["mlops_nb.trial_state"] == "COMPLETE"),
                      key=lambda t: t.data.metrics["cv_roc_auc_mean"])

@@ -7,7 +7,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/ml/search.html.md"""
 # %% ../../notebooks/ml/14_search.ipynb #ff50defd
 from __future__ import annotations
 import math, statistics, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from ..core.errors import ParameterError
 
@@ -29,19 +29,28 @@ class Space:
     high: float | None = None
     log: bool = False
     choices: tuple = ()
+    when: tuple = ()  # (parameter, its values): searched only in trials where that parameter has one of them
 
     def __str__(self):
+        cond = f" if {self.when[0]}={','.join(self.when[1])}" if self.when else ""
         if self.kind == "choice":
-            return f"choice {','.join(map(str, self.choices))}"
-        return f"{self.kind} {self.low:g}..{self.high:g}{' log' if self.log else ''}"
+            return f"choice {','.join(map(str, self.choices))}{cond}"
+        return f"{self.kind} {self.low:g}..{self.high:g}{' log' if self.log else ''}{cond}"
 
-
+# %% ../../notebooks/ml/14_search.ipynb #ac32ce6b
 def parse_space(
     name: str,  # the parameter
     text: str,  # e.g. "int 2..12", "float 0.001..0.3 log", "choice rf,hgb"
 ) -> Space:
     "The space `text` declares for `name`; `ParameterError` naming the mistake and the forms there are."
-    forms = "write 'int 2..12', 'float 0.001..0.3 log' or 'choice rf,hgb'"
+    forms = "write 'int 2..12', 'float 0.001..0.3 log' or 'choice rf,hgb', then maybe 'if model=hgb'"
+    text, _, cond = str(text).partition(" if ")
+    if cond:
+        on, eq, values = cond.partition("=")
+        if not eq or not on.strip() or not values.strip():
+            raise ParameterError(f"search space of '{name}': 'if {cond}' names no condition; {forms}.")
+        when = (on.strip(), tuple(v.strip() for v in values.split(",") if v.strip()))
+        return replace(parse_space(name, text), when=when)
     kind, _, rest = str(text).strip().partition(" ")
     rest = rest.strip()
     if kind == "choice" and rest:
@@ -63,10 +72,13 @@ def parse_space(
 def suggest(
     trial,  # an Optuna trial
     spaces: list[Space],  # the search spaces
+    fixed: dict = {},  # the values of the parameters not searched (a condition may read one)
 ) -> dict:
-    "One value per space, as `trial` suggests it."
+    "One value per space, as `trial` suggests it (a conditional space only when its condition holds)."
     out = {}
-    for s in spaces:
+    for s in sorted(spaces, key=lambda s: bool(s.when)):  # what a condition reads is suggested first
+        if s.when and str(out.get(s.when[0], fixed.get(s.when[0]))) not in s.when[1]:
+            continue
         if s.kind == "choice":
             out[s.name] = trial.suggest_categorical(s.name, list(s.choices))
         elif s.kind == "int":
@@ -137,13 +149,14 @@ def cv_objective(
     parts: list,  # the folds: [(training rows, scored rows), ...] (`ml.crossval.folds`)
     on_trial=None,  # called with each trial's `TrialRecord` as it ends
     labels_from_proba: bool = False,  # the recipe's label is its most probable class: don't predict twice (`scored`)
+    fixed: dict | None = None,  # the values not searched (a space's condition may read one)
 ):
     "Optuna's objective: the recipe with a trial's values, its metric's mean over the folds, each fold reported."
     import optuna
     from mlops_nb.ml.evidence import metric_value
 
     def objective(trial):
-        rec, started = TrialRecord(trial.number, suggest(trial, spaces)), time.perf_counter()
+        rec, started = TrialRecord(trial.number, suggest(trial, spaces, fixed or {})), time.perf_counter()
         try:
             for i, (a, b) in enumerate(parts):
                 m = build(rec.params).fit(X.iloc[a], y.iloc[a])

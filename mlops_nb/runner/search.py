@@ -181,7 +181,7 @@ def run_trials(
     study.set_user_attr("cv_folds", how)
     study.set_user_attr("metric", job.metric)
     own = not p.get("estimator")  # the workbench's recipes label with their most probable class (`ml.search.scored`)
-    objective = cv_objective(X, y, job.task, job.metric, list(plan.spaces), _build(job, schema), parts, None, own)
+    objective = cv_objective(X, y, job.task, job.metric, list(plan.spaces), _build(job, schema), parts, None, own, p)
     with threadpool_limits(job.threads or None):  # two processes of two threads on two cores: each spins at barriers
         while _done(study, running=True) < plan.n_trials:  # the other processes' trials, and those they run, count
             study.optimize(objective, n_trials=1, callbacks=[logged])

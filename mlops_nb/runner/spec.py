@@ -449,7 +449,7 @@ class SearchPlan:
             "pruner": self.pruner,
         }
 
-
+# %% ../../notebooks/runner/01_spec.ipynb #d065838d
 def _checked_space(spec: PipelineSpec, step, name: str, text) -> Space:
     "The space `text` for parameter `name` of `step`, checked against the parameter's type and choices."
     if name not in step.params:
@@ -463,6 +463,14 @@ def _checked_space(spec: PipelineSpec, step, name: str, text) -> Space:
         raise ParameterError(f"search space '{name}': {s.kind} values for a parameter of type {p.type}.")
     if s.kind == "choice":
         s = replace(s, choices=tuple(p.parse(v) for v in s.choices))  # each checked like -p name=value
+    if s.when:
+        on, values = s.when
+        if on not in step.params or on == name:
+            raise ParameterError(
+                f"search space '{name}': its condition reads '{on}', which is not another parameter of step "
+                f"'{step.name}'; it takes: {', '.join(step.params)}."
+            )
+        s = replace(s, when=(on, tuple(str(spec.params[on].parse(v)) for v in values)))  # checked like -p on=v
     return s
 
 # %% ../../notebooks/runner/01_spec.ipynb #e307f3c5

@@ -695,10 +695,11 @@ _OPTIONS_ENV = "MLOPS_NB_SERVE_OPTIONS"  # a process's options, from the command
 
 def _run_processes(settings, options: ServeOptions, host: str, port: int) -> None:
     "Serve from `options.workers` processes on one port (uvicorn's supervisor restarts one that dies)."
-    import dataclasses, shutil, tempfile, uvicorn
+    import dataclasses, os, shutil, tempfile, uvicorn
     from mlops_nb.core.config import environment
 
-    shared = Path(tempfile.mkdtemp(prefix="mlops-nb-serve-"))
+    _sweep_shared()
+    shared = Path(tempfile.mkdtemp(prefix=f"mlops-nb-serve-{os.getpid()}-"))
     env = {**settings.as_env(), SHARED.ENV: str(shared), "PROMETHEUS_MULTIPROC_DIR": str(shared)}
     env[_OPTIONS_ENV] = json.dumps(dataclasses.asdict(options))  # the token among them: never on a command line
     try:
@@ -715,6 +716,20 @@ def _run_processes(settings, options: ServeOptions, host: str, port: int) -> Non
             )
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+# %% ../../notebooks/serving/06_server.ipynb #1439296a
+def _sweep_shared() -> None:
+    "Remove the shared folders of servers that were killed outright (their pid, in the name, is gone)."
+    import os, re, shutil, tempfile
+
+    for d in Path(tempfile.gettempdir()).glob("mlops-nb-serve-*-*"):
+        pid = re.match(r"mlops-nb-serve-(\d+)-", d.name)
+        try:
+            os.kill(int(pid[1]), 0) if pid else None
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def process_app():

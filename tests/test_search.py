@@ -125,3 +125,17 @@ def test_a_bad_search_is_refused_before_anything_runs(searched, tune, message):
     r = project.run("run", "pipelines/train.yaml", *tune)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert len(project.pipeline_runs()) == runs
+
+
+def test_a_search_on_a_data_file_registers_the_model_named_after_it(tmp_path):
+    """As a plain run does: the best values' model lands under the data file's name, not the project's model. Cold kernels
+    start as each step begins, from this process's environment then: the search's notebook, drawn beside the steps,
+    must not change it (it once took the settings away from the steps that started after it)."""
+    from mlops_nb.ml.data import make_demo_data
+    project = make_project(tmp_path / "p")
+    make_demo_data(900, seed=5).to_csv(project.root / "parts.csv", index=False)
+    r = project.run("run", "pipelines/train.yaml", "-p", "data=parts.csv", "--tune", "n_trials=4", "--tune", "cv=2",
+                    "--tune", "n_estimators=int 20..40", "--workers", "2", "--cold", check=True)
+    assert "model 'parts', named after the data file" in r.stdout
+    assert [int(v.version) for v in project.client().search_model_versions("name = 'parts'")] == [1]
+    assert project.versions() == []  # nothing under the project's own model

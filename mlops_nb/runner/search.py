@@ -377,12 +377,15 @@ def _draw(client, result: SearchResult, study, settings: Settings, folder: Path)
     from mlops_nb.ml.search import search_plots
 
     began = time.time()
-    if not _report(result, settings, folder):
-        search_plots(study, folder / "plots")
-    for png in sorted((folder / "plots").glob("*.png")):
-        client.log_artifact(result.run_id, str(png), "plots")
-    result.phases["report"] = time.time() - began
-    tracking.log_values(client, result.run_id, metrics={"report_seconds": result.phases["report"]})
+    try:  # on a thread of its own: what goes wrong is said with the search's result, not as a thread's traceback
+        if not _report(client, result, settings, folder):
+            search_plots(study, folder / "plots")
+        for png in sorted((folder / "plots").glob("*.png")):
+            client.log_artifact(result.run_id, str(png), "plots")
+        result.phases["report"] = time.time() - began
+        tracking.log_values(client, result.run_id, metrics={"report_seconds": result.phases["report"]})
+    except Exception as e:
+        result.warnings.append(f"the search's notebook and figures were not recorded: {type(e).__name__}: {e}")
 
 
 def _no_trial_completed(result: SearchResult) -> PipelineFailed:
@@ -391,15 +394,17 @@ def _no_trial_completed(result: SearchResult) -> PipelineFailed:
     return PipelineFailed(f"search {result.study}: no trial completed, so there are no values to train with.{why}")
 
 # %% ../../notebooks/runner/18_search.ipynb #2f8194e5
-def _report(result: SearchResult, settings: Settings, folder: Path) -> bool:
+def _report(client, result: SearchResult, settings: Settings, folder: Path) -> bool:
     "Run the search's notebook (a cold kernel) into `folder`/search.ipynb, log it; False (and a warning) if it failed."
     from mlops_nb.runner.execute import execute_notebook
 
     notebook, out = report_template(), folder / "search.ipynb"
     params = {"study": result.study, "project": str(settings.root), "plots": str(folder / "plots")}
-    error = execute_notebook(notebook, out, params, env=settings.as_env())
+    # the settings go to the kernel alone: `env` would set them in os.environ, which the steps training beside this
+    # thread read as they start their kernels
+    error = execute_notebook(notebook, out, params, step_env=settings.as_env())
     if out.is_file():
-        _client(settings).log_artifact(result.run_id, str(out))
+        client.log_artifact(result.run_id, str(out))
     if error:
         result.warnings.append(
             f"the search's notebook failed ({error.ename}: {error.evalue}); its figures were drawn without it"
@@ -471,7 +476,6 @@ def run_search(
     result.space = plan.describe()["space"]
     if on_study:
         on_study(result.run_id, result.study, plan.n_trials)
-    drawing = None
     try:
         study = _trials(spec, params, settings, plan, options, report, result, experiment)
         result.seconds = time.time() - started

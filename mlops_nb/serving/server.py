@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request  # at module level: FastAPI resolves the ha
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ROLES', 'SHARED', 'MAX_EXPLAINED_ROWS', 'ServeOptions', 'ScoringService', 'processes', 'choose_variant', 'Answer',
+__all__ = ['ROLES', 'SHARED_ENV', 'MAX_EXPLAINED_ROWS', 'ServeOptions', 'ScoringService', 'processes', 'choose_variant', 'Answer',
            'create_app', 'run_server', 'process_app', 'post_feedback']
 
 # %% ../../notebooks/serving/06_server.ipynb #2a4265e3
@@ -83,6 +83,7 @@ class ScoringService:
         self.batcher.on_batch = self.metrics.batch_rows.observe
         self.in_flight = 0  # scoring requests being answered now (one event loop: a plain counter)
         self.client, self._stop, self.loaded_once = client, threading.Event(), threading.Event()
+        self._published = None  # the versions this process last said it serves (`_publish`)
 
     @property
     def ready(self) -> bool:
@@ -150,7 +151,7 @@ def start(self: ScoringService) -> None:
                 self.load_errors["watch"] = str(e)
             if self.log is not None and self.metrics.shared:
                 self.metrics.log_dropped.set(self.log.dropped)
-            if not SHARED.get():
+            if _shared() is None:
                 self._stop.wait(self.options.reload_seconds)
                 continue
             # one of several processes: a peer that loaded a moved alias says so; follow at once, not reload_seconds on
@@ -161,18 +162,14 @@ def start(self: ScoringService) -> None:
     threading.Thread(target=watch, name="model-watch", daemon=True).start()
 
 # %% ../../notebooks/serving/06_server.ipynb #b254b7f0
-class _Shared:
-    "The folder a server's processes share (`serve --workers N`): their metrics, and which versions each serves."
-
-    ENV = "MLOPS_NB_SERVE_SHARED"
-
-    def get(self) -> Path | None:
-        import os
-
-        return Path(os.environ[self.ENV]) if os.environ.get(self.ENV) else None
+SHARED_ENV = "MLOPS_NB_SERVE_SHARED"  # names the folder a server's processes share (`serve --workers N`)
 
 
-SHARED = _Shared()
+def _shared() -> Path | None:
+    "The folder this server's processes share (their metrics, and which versions each serves); None for one process."
+    import os
+
+    return Path(os.environ[SHARED_ENV]) if os.environ.get(SHARED_ENV) else None
 
 
 @patch
@@ -180,8 +177,8 @@ def _publish(self: ScoringService) -> None:
     "Write the versions this process serves to the shared folder (a file of its own), when they changed."
     import os
 
-    folder, mine = SHARED.get(), {k: (v.version if v else None) for k, v in self.models.items()}
-    if folder is None or mine == getattr(self, "_published", None):
+    folder, mine = _shared(), {k: (v.version if v else None) for k, v in self.models.items()}
+    if folder is None or mine == self._published:
         return
     tmp = folder / f".serving-{os.getpid()}.json"
     tmp.write_text(json.dumps(mine))
@@ -193,13 +190,13 @@ def processes() -> dict[int, dict]:
     "The versions each live process of this server serves, by role (empty for a server of one process)."
     import os
 
-    out = {}
-    for f in sorted(SHARED.get().glob("serving-*.json")) if SHARED.get() else ():
+    out, folder = {}, _shared()
+    for f in sorted(folder.glob("serving-*.json")) if folder else ():
         pid = int(f.stem.split("-")[1])
         try:
             os.kill(pid, 0)  # still running?
             out[pid] = json.loads(f.read_text())
-        except (ProcessLookupError, OSError, ValueError):
+        except (OSError, ValueError):  # gone, or its file replaced as it was read
             continue
     return out
 
@@ -216,13 +213,11 @@ def _peer_moved(since: float) -> bool:
     "Whether another process published what it serves after `since` (it followed a moved alias)."
     import os
 
-    folder, mine = SHARED.get(), f"serving-{os.getpid()}"
+    folder, mine = _shared(), f"serving-{os.getpid()}"
+    if folder is None:
+        return False
     try:
-        return (
-            any(f.stem != mine and f.stat().st_mtime > since for f in folder.glob("serving-*.json"))
-            if folder
-            else False
-        )
+        return any(f.stem != mine and f.stat().st_mtime > since for f in folder.glob("serving-*.json"))
     except OSError:  # a file replaced as it was read
         return True
 
@@ -657,7 +652,7 @@ def _leave_shared() -> None:
     "A process of a several-process server ends: its versions file goes, its live gauges stop counting."
     import os
 
-    if (folder := SHARED.get()) is None:
+    if (folder := _shared()) is None:
         return
     (folder / f"serving-{os.getpid()}.json").unlink(missing_ok=True)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -700,7 +695,7 @@ def _run_processes(settings, options: ServeOptions, host: str, port: int) -> Non
 
     _sweep_shared()
     shared = Path(tempfile.mkdtemp(prefix=f"mlops-nb-serve-{os.getpid()}-"))
-    env = {**settings.as_env(), SHARED.ENV: str(shared), "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    env = {**settings.as_env(), SHARED_ENV: str(shared), "PROMETHEUS_MULTIPROC_DIR": str(shared)}
     env[_OPTIONS_ENV] = json.dumps(dataclasses.asdict(options))  # the token among them: never on a command line
     try:
         with environment(env):  # the processes are spawned with it

@@ -102,13 +102,18 @@ def _build(job: SearchJob, schema):
     return build
 
 # %% ../../notebooks/runner/18_search.ipynb #2e1519a5
-def _done(study, running: bool = False) -> int:
-    "Trials that count toward n_trials: finished, pruned, failed on their own (not killed with a search); and running."
+def _void(t) -> bool:
+    "A trial that is no trial of the search: killed with a search process, or one too many (`_surplus`)."
+    return bool(t.user_attrs.get("killed") or t.user_attrs.get("surplus"))
+
+
+def _done(study, running: bool = False, before: int | None = None) -> int:
+    "Trials that count toward n_trials: finished, pruned, failed on their own; and running; (numbered below `before`)."
     from optuna.trial import TrialState as S
 
     states = (S.COMPLETE, S.PRUNED, S.RUNNING) if running else (S.COMPLETE, S.PRUNED)
-    trials = study.get_trials(deepcopy=False)
-    return sum(t.state in states or t.state == S.FAIL and not t.user_attrs.get("killed") for t in trials)
+    trials = [t for t in study.get_trials(deepcopy=False) if before is None or t.number < before]
+    return sum(t.state in states or t.state == S.FAIL and not _void(t) for t in trials)
 
 
 _CLIENTS = {}  # one MLflow client per store and process: connecting checks the store's schema (~1-2 s)
@@ -175,8 +180,15 @@ def run_trials(
     )
 
     def logged(study, frozen):  # once Optuna has stored the trial: its run says what the study holds
-        ran.append(frozen.number)
-        _log_trial(client, job, _record(frozen), how)
+        if not _void(frozen):
+            ran.append(frozen.number)
+            _log_trial(client, job, _record(frozen), how)
+
+    def counted(trial):  # processes that ask at the same moment may ask one too many: the later-numbered stands down
+        if _done(study, running=True, before=trial.number) >= plan.n_trials:
+            trial.set_user_attr("surplus", True)
+            return float("nan")  # recorded as failed, and void: not counted, not logged, not reported
+        return objective(trial)
 
     study.set_user_attr("cv_folds", how)
     study.set_user_attr("metric", job.metric)
@@ -184,7 +196,7 @@ def run_trials(
     objective = cv_objective(X, y, job.task, job.metric, list(plan.spaces), _build(job, schema), parts, None, own, p)
     with threadpool_limits(job.threads or None):  # two processes of two threads on two cores: each spins at barriers
         while _done(study, running=True) < plan.n_trials:  # the other processes' trials, and those they run, count
-            study.optimize(objective, n_trials=1, callbacks=[logged])
+            study.optimize(counted, n_trials=1, callbacks=[logged])
     return len(ran)
 
 # %% ../../notebooks/runner/18_search.ipynb #8a421abc
@@ -303,7 +315,7 @@ def trial_records(
 ) -> list[TrialRecord]:
     "Each trial of `study` as its process recorded it (killed ones left out)."
     trials = study.get_trials(deepcopy=False)
-    return [_record(t) for t in trials if not t.user_attrs.get("killed") and t.state.name != "RUNNING"]
+    return [_record(t) for t in trials if not _void(t) and t.state.name != "RUNNING"]
 
 
 def _log_missing(client, job, study) -> int:

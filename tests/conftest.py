@@ -236,7 +236,7 @@ def make_wheel_venv(where: Path, venv: Path) -> None:
     # took ~90 s here); bytecode is compiled at install, as pip does
     uv = Path(sys.executable).parent / "uv"
     r = subprocess.run([str(uv), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
-                        str(wheel)], capture_output=True, text=True, env=clean_env())
+                        f"{wheel}[onnx]"], capture_output=True, text=True, env=clean_env())
     assert r.returncode == 0, r.stderr[-2000:]
 
 

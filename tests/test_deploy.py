@@ -1,7 +1,7 @@
 """Deployment: an edge bundle served with no tracking server, a container build context that lints clean,
 Kubernetes manifests that validate, a Prometheus config and dashboard queries promtool accepts, and a Grafana dashboard
 that queries only what a running server exports."""
-import json, os, signal, subprocess, sys, tarfile, urllib.request
+import json, os, shutil, signal, subprocess, sys, tarfile, urllib.error, urllib.request
 from pathlib import Path
 import pytest, yaml
 from conftest import MLOPS_NB, free_port, wait_until_up, clean_env
@@ -204,3 +204,129 @@ def test_prometheus_config_and_every_dashboard_query_pass_promtool(tmp_path):
     assert ok.returncode == 0 and f"SUCCESS: {len(exprs)} rules found" in ok.stdout, ok.stdout + ok.stderr
     (tmp_path / "broken.yml").write_text(yaml.safe_dump(rules([exprs[0] + ")"])))
     assert promtool("check", "rules", tmp_path / "broken.yml").returncode != 0
+
+
+@pytest.fixture(scope="module")
+def onnx_bundled(trained, tmp_path_factory):
+    "An ONNX bundle of the trained project's champion, as `mlops-nb bundle OUT --format onnx` writes it."
+    project, _ = trained
+    out = tmp_path_factory.mktemp("onnx") / "assembly-onnx"
+    r = project.run("bundle", out, "--format", "onnx", check=True)
+    said = " ".join(r.stdout.split())
+    assert "held-out rows of run" in said and "0 labels differ" in said, said
+    return project, out
+
+
+def _champion(project):
+    import mlflow.sklearn
+    version = project.client().get_model_version_by_alias("assembly-defect", "champion")
+    return mlflow.sklearn.load_model(project.client().get_model_version_download_uri("assembly-defect", version.version))
+
+
+def test_an_onnx_bundle_predicts_what_the_mlflow_model_predicts_and_the_server_scores_with_it(onnx_bundled, tmp_path):
+    import numpy as np
+    from mlops_nb.edge.model import EdgeModel
+    from mlops_nb.ml.data import make_demo_data
+    from mlops_nb.ml.onnx import request_rows
+    project, out = onnx_bundled
+    meta = json.loads((out / "bundle.json").read_text())
+    assert meta["format"] == "onnx" and meta["parity"]["labels_differ"] == 0 and meta["parity"]["max_difference"] <= 1e-5
+    assert not (out / "model").exists() and (out / "model.onnx").is_file() and "onnxruntime==" in (out / "requirements.txt").read_text()
+    rows = make_demo_data(300, seed=12).drop(columns="defect")
+    rows.loc[::7, "vibration"] = None  # missing values take the imputer's path in the graph too
+    model = _champion(project)
+    edge = EdgeModel(out)
+    got, proba = edge.predict(request_rows(rows, edge.columns), proba=True)
+    assert got.tolist() == model.predict(rows).tolist()
+    assert np.abs(proba - model.predict_proba(rows)).max() <= 1e-5
+    # the workbench's own server, given the ONNX bundle, scores with onnxruntime: the same answers
+    proc, url = _server([MLOPS_NB, "serve", "--model", str(out), "--workers", "1"], tmp_path, _offline_env(), tmp_path / "server.log")
+    try:
+        wait_until_up(url, 180, proc)
+        split = json.loads(rows.head(40).to_json(orient="split", index=False, date_format="iso"))
+        assert _post(url, {"dataframe_split": split})["predictions"] == model.predict(rows.head(40)).tolist()
+        req = urllib.request.Request(f"{url}/invocations?explain=true", json.dumps({"dataframe_split": split}).encode(),
+                                     {"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=30)
+        assert refused.value.code == 422 and "ONNX bundle" in refused.value.read().decode()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
+
+
+EDGE_CLIENT = r'''
+import json, subprocess, sys, time, urllib.error, urllib.request
+port, bodies = int(sys.argv[1]), json.load(open(sys.argv[2]))
+from mlops_nb_edge import EdgeModel
+out = {"embedded": EdgeModel(".").score(bodies["json"], proba=True)}
+server = subprocess.Popen([sys.executable, "-m", "mlops_nb_edge", "--port", str(port)], stdout=subprocess.DEVNULL)
+url = f"http://127.0.0.1:{port}"
+for _ in range(600):
+    try:
+        urllib.request.urlopen(url + "/ping", timeout=1); break
+    except OSError:
+        time.sleep(0.1)
+def post(body, kind, query=""):
+    req = urllib.request.Request(url + "/invocations" + query, body.encode(), {"Content-Type": kind})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return [r.status, json.loads(r.read())]
+    except urllib.error.HTTPError as e:
+        return [e.code, json.loads(e.read())]
+out["json"] = post(json.dumps(bodies["json"]), "application/json", "?proba=true")
+out["csv"] = post(bodies["csv"], "text/csv")
+out["missing"] = post(json.dumps(bodies["missing"]), "application/json")
+out["wrong"] = post(json.dumps(bodies["wrong"]), "application/json")
+out["version"] = json.loads(urllib.request.urlopen(url + "/version", timeout=5).read())
+try:
+    urllib.request.urlopen("http://pypi.org", timeout=3)
+    out["network"] = "on"
+except OSError:
+    out["network"] = "off"
+server.terminate(); server.wait(30)
+print(json.dumps(out))
+'''
+
+
+def _offline(cmd: list[str]) -> list[str]:
+    "`cmd` in a network namespace of its own, loopback only, where this machine allows it (root, or user namespaces)."
+    ok = subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0 if shutil.which("unshare") else False
+    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *map(str, cmd)] if ok else cmd
+
+
+def test_the_edge_bundle_serves_in_a_fresh_venv_with_only_its_requirements_offline(onnx_bundled, tmp_path):
+    from conftest import venv_from, user_env
+    from mlops_nb.ml.data import make_demo_data
+    from mlops_nb.serving.payload import parse_body
+    from mlops_nb.edge.model import EdgeModel
+    from mlops_nb.core.errors import BadRequest
+    project, out = onnx_bundled
+    venv = venv_from(out / "requirements.txt", tmp_path / "edge-venv")
+    py = venv / "bin" / "python"
+    for module in ("pandas", "sklearn", "mlflow", "mlops_nb", "scipy"):  # none of the Python ML stack is there
+        assert subprocess.run([py, "-c", f"import {module}"], cwd=tmp_path, capture_output=True).returncode != 0, module
+    edge = tmp_path / "device"
+    shutil.copytree(out, edge)
+    rows = make_demo_data(30, seed=13).drop(columns="defect")
+    split = json.loads(rows.to_json(orient="split", index=False, date_format="iso"))
+    records = json.loads(rows.to_json(orient="records", date_format="iso"))
+    bodies = {"json": {"dataframe_split": split}, "csv": rows.to_csv(index=False),
+              "missing": {"dataframe_records": [{k: v for k, v in records[0].items() if k != "temperature"}]},
+              "wrong": {"dataframe_records": [{**records[0], "temperature": "hot"}]}}
+    (tmp_path / "bodies.json").write_text(json.dumps(bodies)); (tmp_path / "client.py").write_text(EDGE_CLIENT)
+    r = subprocess.run(_offline([py, tmp_path / "client.py", free_port(), tmp_path / "bodies.json"]), cwd=edge,
+                       env=user_env(PYTHONPATH=str(edge)), capture_output=True, text=True, timeout=300)  # an app puts the bundle on its path
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.splitlines()[-1])
+    expected = _champion(project).predict(rows).tolist()
+    assert got["embedded"]["predictions"] == expected and got["json"] == [200, got["embedded"]]
+    assert got["csv"] == [200, {"predictions": expected}]
+    assert got["version"]["name"] == "assembly-defect" and got["version"]["format"] == "onnx"
+    # the same refusals, in the same words, as the workbench's server
+    columns = EdgeModel(out).columns
+    for case in ("missing", "wrong"):
+        with pytest.raises(BadRequest) as said:
+            parse_body(json.dumps(bodies[case]).encode(), "application/json", columns)
+        assert got[case] == [400, {"error_code": "BAD_REQUEST", "message": str(said.value)}], got[case]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+        assert got["network"] == "off"

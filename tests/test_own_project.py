@@ -144,6 +144,12 @@ def test_own_estimator_and_plain_steps_from_anywhere_served_scored_bundled_witho
     assert (elsewhere / "scored.csv").read_text().count("\n") == 301
 
     sh([mlops_nb, "bundle", tmp_path / "bundle"], cwd=project)
+    # ONNX has no converter for the project's own estimator: refused, naming it, and nothing written
+    r = subprocess.run([mlops_nb, "bundle", tmp_path / "onnx", "--format", "onnx"], cwd=project, env=user_env(),
+                       capture_output=True, text=True)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "step 'model' (acme.models.BlendClassifier) has no ONNX converter" in said, said
+    assert not (tmp_path / "onnx").exists() and not list(tmp_path.glob(".onnx.*"))
     assert (tmp_path / "bundle" / "model" / "code" / "acme" / "models.py").is_file()
     proc, url = serve(wheel_venv, elsewhere, "--model", tmp_path / "bundle")
     try:

@@ -30,11 +30,22 @@ def bundle(
     model: Optional[str] = typer.Option(
         None, "--model", help="registered model URI; default models:/<model_name>@champion"
     ),
+    format: str = typer.Option(
+        "mlflow", "--format", help="mlflow: the model as logged; onnx: one ONNX graph, served with onnxruntime alone"
+    ),
+    rows: Optional[Path] = typer.Option(
+        None, "--rows", help="onnx: held-out rows (CSV or Parquet) to check the graph on; default: the run's test set"
+    ),
+    tolerance: float = typer.Option(1e-5, "--tolerance", help="onnx: largest probability difference accepted"),
 ):
     "Write a self-contained bundle of a model version: serve it anywhere with `mlops-nb serve --model OUT`, offline."
     from mlops_nb.ops.bundle import make_bundle
 
     settings, client, uri = _bundle_source(model)
+    if format not in ("mlflow", "onnx"):
+        raise MlopsNbError(f"--format {format}: use mlflow (the default) or onnx.")
+    if format == "onnx":
+        return _onnx_bundle(out, uri, client, settings, rows, tolerance)
     b = make_bundle(out, uri, client, settings)
     make_console().print(
         f"bundle of {b.meta['name']} version {b.meta['version']} (run {b.meta['run_id']}, data "
@@ -44,7 +55,29 @@ def bundle(
         soft_wrap=True,
     )
 
+# %% ../../notebooks/cli/06_deploy.ipynb #830558ef
+def _onnx_bundle(out: Path, uri: str, client, settings, rows: Path | None, tolerance: float) -> None:
+    from mlops_nb.ml.data import load_table
+    from mlops_nb.ops.bundle import make_bundle
 
+    try:
+        import onnxruntime, skl2onnx  # noqa: F401
+    except ImportError as e:
+        raise MlopsNbError(f"--format onnx needs {e.name}: pip install 'mlops-nb[onnx]'.") from None
+    b = make_bundle(
+        out, uri, client, settings, format="onnx", rows=load_table(rows) if rows else None, tolerance=tolerance
+    )
+    p, s = b.meta["parity"], b.meta["sizes"]
+    make_console().print(
+        f"ONNX bundle of {b.meta['name']} version {b.meta['version']} in {b.folder} ({s['bundle_bytes'] / 1e6:.1f} MB; "
+        f"its requirements {s['requirements_installed_bytes'] / 1e6:.0f} MB installed). Checked on {p['rows_from']}: "
+        f"{p['labels_differ']} labels differ, probabilities by up to {p['max_difference']:.2g}. Serve it with: cd "
+        f"{b.folder} && python -m mlops_nb_edge (or mlops-nb serve --model {b.folder})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+# %% ../../notebooks/cli/06_deploy.ipynb #e7c5986e
 deploy_app = typer.Typer(
     help="Deployment files: a container image, Kubernetes manifests, Prometheus and Grafana configuration.",
     no_args_is_help=True,

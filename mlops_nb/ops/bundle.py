@@ -14,7 +14,7 @@ from ..serving.models import BUNDLE_FILE
 from ..track.registry import download_model, model_version
 
 # %% auto #0
-__all__ = ['Bundle', 'model_source', 'server_requirements', 'make_bundle', 'verify_bundle']
+__all__ = ['EDGE_PACKAGE', 'Bundle', 'model_source', 'server_requirements', 'held_out_rows', 'make_bundle', 'verify_bundle']
 
 # %% ../../notebooks/ops/03_bundle.ipynb #e68765e4
 @dataclass
@@ -133,10 +133,120 @@ def _fill(stage: Path, client, meta: dict, intended_use: str) -> dict:
     meta = {**meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "mlops_nb": mlops_nb.__version__, "python": python}
     (stage / "settings.ini").write_text(_settings_ini(meta, intended_use))
     (stage / "README.md").write_text(_readme(meta))
+    return _seal(stage, meta)
+
+
+def _seal(stage: Path, meta: dict) -> dict:
+    "Write bundle.json with a SHA-256 of every file of `stage`; return the metadata."
     files = sorted(p for p in stage.rglob("*") if p.is_file() and p != stage / BUNDLE_FILE)
     meta["files"] = {str(p.relative_to(stage)): _sha256(p) for p in files}
     (stage / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
     return meta
+
+# %% ../../notebooks/ops/03_bundle.ipynb #82ea609e
+EDGE_PACKAGE = "mlops_nb_edge"  # the ONNX bundle's scoring code: `mlops_nb.edge`, as it is
+
+
+def held_out_rows(
+    served,  # the registered model, loaded (`serving.models.load_bundle`)
+    settings,  # the workbench settings: where runs keep their outputs (`runs_dir`)
+) -> tuple:
+    "(rows, where they come from): the model's run's held-out rows if this project has them, else its kept rows."
+    import pandas as pd
+
+    test = Path(getattr(settings, "runs_dir", "runs") or "runs") / served.run_id / "ingest" / "test.parquet"
+    if served.run_id and test.is_file():
+        return pd.read_parquet(test), f"the {{n}} held-out rows of run {served.run_id}"
+    kept = served.background()
+    if kept is None:
+        raise MlopsNbError(
+            f"no rows to check the ONNX graph on: {test} is not here and the model keeps none; pass --rows FILE "
+            "(CSV or Parquet with the model's columns)."
+        )
+    return kept, f"the {{n}} rows kept with the model (no {test} here)"
+
+
+def _installed_size(names: list[str]) -> int:
+    "Bytes the distributions `names` take once installed (their files, as their RECORD lists them)."
+    from importlib.metadata import distribution
+
+    total = 0
+    for n in names:
+        for f in distribution(n).files or []:
+            p = Path(f.locate())
+            total += p.stat().st_size if p.is_file() else 0
+    return total
+
+# %% ../../notebooks/ops/03_bundle.ipynb #0b5d1089
+def _fill_onnx(stage: Path, client, meta: dict, settings, rows, tolerance: float) -> dict:
+    "Write the ONNX graph (checked on held-out rows), the scoring package, requirements and README into `stage`."
+    import mlops_nb
+    from mlops_nb.core.packages import installed
+    from mlops_nb.ml.onnx import convert
+    from mlops_nb.serving.models import load_bundle
+
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    with tempfile.TemporaryDirectory(dir=stage) as d:
+        download_model(client, meta["name"], meta["version"], Path(d) / "model")
+        (Path(d) / BUNDLE_FILE).write_text(json.dumps(meta))
+        served = load_bundle(d)
+        X, where = (rows, "the {n} rows given") if rows is not None else held_out_rows(served, settings)
+        t0 = time.perf_counter()
+        spec = convert(
+            served.model, served.columns, X, stage, tolerance, meta={**meta, "mlops_nb": mlops_nb.__version__}
+        )
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(mlops_nb.__file__).parent / "edge", stage / EDGE_PACKAGE, ignore=ignore)
+    (stage / EDGE_PACKAGE / "__init__.py").write_text(
+        '"Score an mlops-nb ONNX bundle with onnxruntime and numpy alone."\nfrom .model import EdgeModel\n'
+    )
+    (stage / EDGE_PACKAGE / "__main__.py").write_text("from .server import main\n\nmain()\n")
+    pins = installed().pins(["numpy", "onnxruntime"])
+    (stage / "requirements.txt").write_text("\n".join(pins) + "\n")
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    meta = {**meta, "format": "onnx", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": python}
+    meta |= {"mlops_nb": mlops_nb.__version__, "parity": spec["parity"] | {"rows_from": where.format(n=len(X))}}
+    meta["sizes"] = {
+        "bundle_bytes": sum(p.stat().st_size for p in stage.rglob("*") if p.is_file()),
+        "requirements_installed_bytes": _installed_size([p.split("==")[0] for p in pins]),
+        "conversion_seconds": round(time.perf_counter() - t0, 2),
+    }
+    (stage / "README.md").write_text(_edge_readme(meta, pins))
+    return _seal(stage, meta)
+
+# %% ../../notebooks/ops/03_bundle.ipynb #da8eee5c
+def _edge_readme(meta: dict, pins: list[str]) -> str:
+    mb = lambda b: f"{b / 1e6:.1f} MB"  # noqa: E731
+    s, p = meta["sizes"], meta["parity"]
+    return f"""# {meta["name"]} version {meta["version"]}: an mlops-nb ONNX bundle
+
+Made {meta["created"]} from `{meta["source_uri"]}` (run `{meta["run_id"]}`, data version `{meta["data_version"]}`).
+The whole fitted pipeline, preprocessing and model, is one ONNX graph (`model.onnx`). It scores with onnxruntime and
+numpy alone: no pandas, scikit-learn, MLflow or mlops-nb, and no network.
+
+- Checked against the scikit-learn model on {p["rows_from"]}: {p["labels_differ"]} labels differ; probabilities (or
+  values) differ by up to {p["max_difference"]:.2g} (tolerance {p["tolerance"]:g}).
+- Size: this folder {mb(s["bundle_bytes"])}; its requirements installed {mb(s["requirements_installed_bytes"])}
+  ({", ".join(pins)}).
+
+```bash
+python3 -m venv .venv && .venv/bin/pip install -r requirements.txt   # Python {meta["python"]}
+.venv/bin/python -m mlops_nb_edge --port 8080                        # serves this folder on 127.0.0.1
+curl -s -X POST -H 'Content-Type: application/json' --data '{{"dataframe_records": [{{...}}]}}' \\
+  http://127.0.0.1:8080/invocations
+```
+
+In an app, with no server:
+
+```python
+from mlops_nb_edge import EdgeModel
+model = EdgeModel("path/to/this/folder")
+model.score({{"dataframe_records": [{{...}}]}}, proba=True)  # {{"predictions": [...], "probabilities": ...}}
+```
+
+`POST /invocations` takes MLflow's JSON formats and CSV, as the workbench's server does, and refuses a missing
+column or a wrong type with the same 400 and words. `bundle.json` lists a SHA-256 for every file.
+"""
 
 # %% ../../notebooks/ops/03_bundle.ipynb #1d5b9f13
 def make_bundle(
@@ -145,6 +255,9 @@ def make_bundle(
     client,  # an MlflowClient (`track.client.connect`)
     settings=None,  # the workbench settings (`core.config.load_settings`)
     archive: bool = True,  # also write OUT.tar.gz
+    format: str = "mlflow",  # mlflow: the model as MLflow logged it; onnx: its ONNX graph, served without the ML stack
+    rows=None,  # onnx: held-out rows (a DataFrame) to check parity on; default: `held_out_rows`
+    tolerance: float = 1e-5,  # onnx: the largest difference of a probability accepted (`ml.onnx.parity`)
 ) -> Bundle:
     "Write a self-contained bundle of the registered model `model_uri` into `out` (and `out`.tar.gz)."
     out = Path(out).resolve()
@@ -153,7 +266,12 @@ def make_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # written aside, then moved in whole
     try:
-        meta = _fill(stage, client, meta, getattr(settings, "intended_use", "") or "")
+        if format == "onnx":
+            meta = _fill_onnx(stage, client, meta, settings, rows, tolerance)
+        elif format == "mlflow":
+            meta = _fill(stage, client, meta, getattr(settings, "intended_use", "") or "")
+        else:
+            raise MlopsNbError(f"--format {format}: use mlflow (the default) or onnx.")
         if out.exists():
             shutil.rmtree(out)
         stage.rename(out)

@@ -10,14 +10,16 @@ import json, re, threading
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+import numpy as np
 from fastcore.basics import patch
 from ..core.errors import BadRequest, RegistryError
+from ..edge.model import ONNX_FILE
 from .payload import InputColumn, signature_columns, to_frame
 from ..track.client import mlflow_globals
 from ..track.registry import BACKGROUND_FILE, alias_version, extra_text, load_model
 
 # %% auto #0
-__all__ = ['ALIAS_URI', 'VERSION_URI', 'BUNDLE_FILE', 'ServedModel', 'resolve', 'load_bundle', 'load_served']
+__all__ = ['ALIAS_URI', 'VERSION_URI', 'BUNDLE_FILE', 'ServedModel', 'resolve', 'load_bundle', 'OnnxPipeline', 'load_served']
 
 # %% ../../notebooks/serving/03_models.ipynb #c79046c8
 @dataclass
@@ -80,6 +82,12 @@ def explainer(self: ServedModel):
     "The model's `ml.explain.Explainer`, built at the first call; `BadRequest` if the model cannot be explained."
     from mlops_nb.ml.explain import Explainer, kind_of
 
+    if getattr(self.model, "onnx", False):
+        raise BadRequest(
+            f"{self.name or self.uri} is served from an ONNX bundle, which explains nothing; serve a bundle made "
+            "without --format onnx (or the registered model) to ask ?explain=true.",
+            422,
+        )
     with _EXPLAINING:
         if self._explainer is None:
             background = None if kind_of(self.model) == "tree" else self.background()
@@ -138,6 +146,8 @@ def load_bundle(
 ) -> ServedModel:
     "Load a bundle's model from its folder: no tracking server, no network."
     folder = Path(folder)
+    if (folder / ONNX_FILE).is_file():
+        return _onnx_bundle(folder)
     try:
         meta = json.loads((folder / BUNDLE_FILE).read_text())
     except ValueError as e:
@@ -161,6 +171,40 @@ def load_bundle(
         meta.get("data_version", ""),
         partial(_local_extra, folder / "model"),
     )
+
+# %% ../../notebooks/serving/03_models.ipynb #eee5b162
+class OnnxPipeline:
+    "An ONNX bundle's graph behind the scikit-learn calls the server makes (`predict`, `predict_proba`, `classes_`)."
+
+    onnx = True  # it explains nothing (`ServedModel.explainer`)
+
+    def __init__(self, edge):
+        self.edge, self.classes_ = edge, None if edge.classes is None else np.asarray(edge.classes)
+
+    def _rows(self, df) -> list[list]:
+        return df[[c.name for c in self.edge.columns]].astype(object).where(df.notna(), None).values.tolist()
+
+    def predict(self, df):
+        return self.edge.predict(self._rows(df))[0]
+
+    def predict_proba(self, df):
+        return self.edge.predict(self._rows(df), proba=True)[1].astype(np.float64)
+
+
+def _onnx_bundle(folder: Path) -> ServedModel:
+    "An ONNX bundle (`mlops-nb bundle --format onnx`), scored with onnxruntime; it explains nothing."
+    from mlops_nb.edge.model import EdgeModel
+
+    edge = EdgeModel(folder)
+    s = edge.spec
+    served = ServedModel(OnnxPipeline(edge), edge.columns, str(folder), s.get("name", ""), str(s.get("version", "")))
+    served.alias, served.run_id, served.data_version = (
+        s.get("alias", ""),
+        s.get("run_id", ""),
+        s.get("data_version", ""),
+    )
+    served.extras = lambda name: None
+    return served
 
 
 def _local_extra(folder: Path, name: str) -> str | None:

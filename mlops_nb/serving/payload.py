@@ -6,29 +6,17 @@ Docs: https://mlops-nb.github.io/mlops-nb/serving/payload.html.md"""
 
 # %% ../../notebooks/serving/01_payload.ipynb #375825bd
 from __future__ import annotations
-import datetime as dt, io, json
-from dataclasses import dataclass
-import numpy as np
+import io
+from contextlib import contextmanager
 import pandas as pd
 from ..core.errors import BadRequest
+from ..edge.protocol import NUMERIC, InputColumn, ProtocolError, _check_present
+from ..edge import protocol
 
 # %% auto #0
-__all__ = ['NUMERIC', 'InputColumn', 'signature_columns', 'parse_json', 'parse_csv', 'parse_body', 'check_values', 'to_frame',
-           'parse_feedback']
+__all__ = ['signature_columns', 'parse_json', 'check_values', 'parse_csv', 'parse_body', 'to_frame', 'parse_feedback']
 
 # %% ../../notebooks/serving/01_payload.ipynb #45be1d69
-NUMERIC = {"double", "float", "long", "integer"}
-
-
-@dataclass(frozen=True)
-class InputColumn:
-    "One input column of a model's signature."
-
-    name: str
-    type: str  # double, long, string, boolean, datetime, ...
-    required: bool = True
-
-
 def signature_columns(
     signature,  # an MLflow model signature
 ) -> list[InputColumn]:
@@ -42,101 +30,32 @@ def signature_columns(
         for c in signature.inputs.inputs
     ]
 
-# %% ../../notebooks/serving/01_payload.ipynb #51ff1c85
-def _records_to_rows(records, columns: list[InputColumn], where: str) -> list[list]:
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise BadRequest(f"'{where}' must be a list of objects, one per row, like [{{\"{columns[0].name}\": ...}}].")
-    _check_present({k for r in records[:1] for k in r}, columns, records)
-    return [[r.get(c.name) for c in columns] for r in records]
+# %% ../../notebooks/serving/01_payload.ipynb #0aabcf10
+@contextmanager
+def _bad_request():
+    "`edge.protocol`'s refusals as the server's `BadRequest` (same message, same status)."
+    try:
+        yield
+    except ProtocolError as e:
+        raise BadRequest(str(e), e.status) from None
 
 
-def _check_present(given: set, columns: list[InputColumn], records=None) -> None:
-    missing = [c.name for c in columns if c.required and c.name not in given]
-    if records is not None and not missing:
-        missing = sorted({c.name for r in records for c in columns if c.required and c.name not in r})
-    if missing:
-        raise BadRequest(
-            f"missing required column(s): {', '.join(missing)}. The model expects: "
-            + ", ".join(f"{c.name} ({c.type})" for c in columns)
-            + "."
-        )
-
-# %% ../../notebooks/serving/01_payload.ipynb #24469458
-def _split_to_rows(split, columns: list[InputColumn]) -> list[list]:
-    if (
-        not isinstance(split, dict)
-        or not isinstance(split.get("columns"), list)
-        or not isinstance(split.get("data"), list)
-    ):
-        raise BadRequest(
-            "'dataframe_split' must be an object with 'columns' (a list of names) and 'data' (a list of rows)."
-        )
-    names = split["columns"]
-    _check_present(set(names), columns)
-    pos = {n: i for i, n in enumerate(names)}
-    idx = [pos.get(c.name) for c in columns]
-    rows = []
-    for k, row in enumerate(split["data"]):
-        if not isinstance(row, list) or len(row) != len(names):
-            raise BadRequest(
-                f"row {k} of 'dataframe_split.data' has {len(row) if isinstance(row, list) else 'no'} values; "
-                f"'columns' names {len(names)}."
-            )
-        rows.append([row[i] if i is not None else None for i in idx])
-    return rows
-
-# %% ../../notebooks/serving/01_payload.ipynb #a777309b
-def _tensor_like_to_rows(value, columns: list[InputColumn], key: str) -> list[list]:
-    if isinstance(value, dict):  # columnar: {"col": [v, ...], ...}
-        _check_present(set(value), columns)
-        lists = [value.get(c.name) for c in columns]
-        n = {len(v) for v in lists if isinstance(v, list)}
-        if len(n) != 1 or any(v is not None and not isinstance(v, list) for v in lists):
-            raise BadRequest(f"'{key}' as an object must map each column to a list of values, all of the same length.")
-        return [list(r) for r in zip(*[v if v is not None else [None] * next(iter(n)) for v in lists])]
-    if isinstance(value, list) and value and all(isinstance(r, list) for r in value):  # positional rows
-        if any(len(r) != len(columns) for r in value):
-            raise BadRequest(
-                f"'{key}' rows given as lists need {len(columns)} values each, in the order: "
-                f"{', '.join(c.name for c in columns)}."
-            )
-        return value
-    return _records_to_rows(value, columns, key)
-
-# %% ../../notebooks/serving/01_payload.ipynb #39fe27bb
 def parse_json(
     body: bytes,  # the request body
     columns: list[InputColumn],  # the model's input columns, as its signature lists them
 ) -> tuple[list[list], dict]:
-    "Rows and params from a JSON body in any of MLflow's formats."
-    try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadRequest(f'the body is not valid JSON ({e}). Send e.g. {{"dataframe_records": [{{...}}]}}.') from None
-    keys = [
-        k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if isinstance(doc, dict) and k in doc
-    ]
-    if len(keys) != 1:
-        raise BadRequest(
-            "the JSON body needs exactly one of the keys dataframe_split, dataframe_records, instances or inputs"
-            + (
-                f"; it has: {', '.join(map(str, doc)) or 'none'}."
-                if isinstance(doc, dict)
-                else f"; it is a {type(doc).__name__}."
-            )
-        )
-    key, params = keys[0], doc.get("params") or {}
-    if not isinstance(params, dict):
-        raise BadRequest("'params' must be an object.")
-    value = doc[key]
-    rows = (
-        _split_to_rows(value, columns)
-        if key == "dataframe_split"
-        else _records_to_rows(value, columns, key)
-        if key == "dataframe_records"
-        else _tensor_like_to_rows(value, columns, key)
-    )
-    return rows, params
+    "Rows and params from a JSON body in any of MLflow's formats (`edge.protocol.parse_json`)."
+    with _bad_request():
+        return protocol.parse_json(body, columns)
+
+
+def check_values(
+    rows: list[list],  # the request's rows
+    columns: list[InputColumn],  # the model's input columns, as its signature lists them
+) -> None:
+    "Raise `BadRequest` naming the first value that does not fit its column's type (`edge.protocol.check_values`)."
+    with _bad_request():
+        protocol.check_values(rows, columns)
 
 # %% ../../notebooks/serving/01_payload.ipynb #1829f121
 def parse_csv(
@@ -151,7 +70,8 @@ def parse_csv(
             "the body does not parse as CSV with a header row: "
             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}."
         ) from None
-    _check_present(set(df.columns), columns)
+    with _bad_request():
+        _check_present(set(df.columns), columns)
     df = df.astype(object).where(df.notna(), None)
     return [list(r) for r in df.reindex(columns=[c.name for c in columns]).itertuples(index=False, name=None)]
 
@@ -173,48 +93,6 @@ def parse_body(
         raise BadRequest("the request has no rows to score.")
     check_values(rows, columns)
     return rows, params
-
-# %% ../../notebooks/serving/01_payload.ipynb #b71fa0d0
-def _bad_value(c: InputColumn, i: int, v) -> BadRequest:
-    want = {"boolean": "true or false", "datetime": "a date like 2026-01-05T06:00:00", "string": "text"}.get(
-        c.type, "a number"
-    )
-    return BadRequest(
-        f"column '{c.name}' expects {want} ({c.type}); row {i} has {json.dumps(v, default=str)[:60]} "
-        f"({type(v).__name__})."
-    )
-
-
-def check_values(
-    rows: list[list],  # the request's rows, as dicts
-    columns: list[InputColumn],  # the model's input columns, as its signature lists them
-) -> None:
-    "Raise `BadRequest` naming the first value that does not fit its column's type (None is a missing value)."
-    for j, c in enumerate(columns):
-        for i, row in enumerate(rows):
-            v = row[j]
-            if v is None:
-                continue
-            if c.type in NUMERIC:
-                ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-            elif c.type == "boolean":
-                ok = isinstance(v, (bool, np.bool_)) or v in (0, 1)
-            elif c.type == "string":
-                ok = isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, bool)
-            elif c.type == "datetime":
-                ok = isinstance(v, (dt.datetime, dt.date, np.datetime64)) or isinstance(v, str) and _is_date(v)
-            else:
-                ok = True
-            if not ok:
-                raise _bad_value(c, i, v)
-
-# %% ../../notebooks/serving/01_payload.ipynb #4f987a8f
-def _is_date(v: str) -> bool:
-    try:
-        pd.Timestamp(v)
-        return True
-    except (ValueError, TypeError):
-        return False
 
 # %% ../../notebooks/serving/01_payload.ipynb #efca49cc
 def to_frame(

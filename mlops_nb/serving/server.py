@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from ..core.errors import BadRequest, MlopsNbError, RegistryError
+from ..edge.protocol import ERROR_CODES
 from .payload import InputColumn, parse_body, parse_feedback, to_frame
 from .batching import MicroBatcher
 from .metrics import ServerMetrics
@@ -435,15 +436,7 @@ def _explain_top(query) -> int:
     return int(top)
 
 # %% ../../notebooks/serving/06_server.ipynb #c3f6aeb0
-_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHENTICATED",
-    413: "REQUEST_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "UNPROCESSABLE",
-    500: "INTERNAL_ERROR",
-    503: "NOT_READY",
-}
+_CODES = ERROR_CODES  # shared with the edge bundle's server (`edge.protocol`)
 
 
 async def _read_body(request, limit: int) -> bytes:

@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 LABEXT  := lab/labextension/package.json
 LABLINK := $(VENV)/share/jupyter/labextensions/mlops-nb-lab/package.json
 
-.PHONY: setup panel run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench-monitor bench-peers bench distclean team team-down
+.PHONY: setup panel run test check lint export clean-nbs nbdev-test pytest ui serve demo-loop lab docs browser promtool image bench-drift bench-monitor bench-peers bench-serving bench distclean team team-down
 
 setup: $(STAMP)
 	@# bytecode for the editable package, as pip writes it when it installs a wheel (Python writes none itself
@@ -130,6 +130,15 @@ bench: setup
 	$(BIN)/python bench/evidence_cost.py
 	$(BIN)/python bench/monitor_alarms.py
 
+## the scoring servers side by side: mlops-nb (plain, every core, ONNX), the edge server, MLflow's, and MLServer and
+## BentoML, each peer in a virtualenv of its own (.venv-serving/), made from bench/requirements-*.txt on first use
+bench-serving: setup
+	test -x .venv-serving/mlserver/bin/mlserver || ($(BIN)/uv venv -q --python $(BIN)/python .venv-serving/mlserver && \
+	  $(BIN)/uv pip install -q --python .venv-serving/mlserver/bin/python -r bench/requirements-serving-peers.txt)
+	test -x .venv-serving/bentoml/bin/bentoml || ($(BIN)/uv venv -q --python $(BIN)/python .venv-serving/bentoml && \
+	  $(BIN)/uv pip install -q --python .venv-serving/bentoml/bin/python -r bench/requirements-bentoml.txt)
+	$(BIN)/python bench/serving.py --peers .venv-serving
+
 # Ploomber and DVC (with papermill) in their own virtualenv, used only by this benchmark
 # and mlops-nb as it was at PEERS_BASELINE (the code before the work on these figures; empty: left out)
 PEERS_BASELINE ?= 241dc2c
@@ -147,4 +156,4 @@ bench-drift: setup
 	$(BIN)/python bench/drift.py --evidently-python .venv-evidently/bin/python
 
 distclean:
-	rm -rf $(VENV) .venv-evidently mlflow.db mlartifacts runs predictions demo-loop _docs _proc build lab/node_modules lab/labextension
+	rm -rf $(VENV) .venv-evidently .venv-serving mlflow.db mlartifacts runs predictions demo-loop _docs _proc build lab/node_modules lab/labextension

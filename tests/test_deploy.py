@@ -126,7 +126,9 @@ def test_k8s_manifests_validate_against_the_schemas(trained, tmp_path):
     assert c["resources"]["requests"] and c["resources"]["limits"]
     assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     assert c["envFrom"][0]["configMapRef"]["name"] == docs["configmap.yaml"]["metadata"]["name"]
-    assert c["env"] == [{"name": "MLOPS_NB_SERVE_TOKEN", "valueFrom": {"secretKeyRef": {"name": docs["secret.yaml"]["metadata"]["name"], "key": "token"}}}]
+    assert c["env"] == [{"name": "MLOPS_NB_SERVE_TOKEN", "valueFrom": {"secretKeyRef": {"name": docs["secret.yaml"]["metadata"]["name"], "key": "token"}}},
+                        {"name": "MLOPS_NB_SERVE_WORKERS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}}}]
+    assert c["resources"]["limits"]["cpu"] == "2"  # two serving processes a pod, from its own limit
     assert docs["configmap.yaml"]["data"]["MLOPS_NB_MODEL_NAME"] == "assembly-defect"
     assert docs["hpa.yaml"]["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"] == docs["service.yaml"]["metadata"]["name"]
     kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())

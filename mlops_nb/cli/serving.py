@@ -101,7 +101,11 @@ def serve(
     log_segment_mb: float = _LOG_SEGMENT_MB,
     log_segments: int = _LOG_SEGMENTS,
     workers: int = typer.Option(
-        0, "--workers", help="processes answering on the port, each with the models loaded (default: the cores)"
+        0,
+        "--workers",
+        envvar="MLOPS_NB_SERVE_WORKERS",
+        help="processes answering on the port, each with the models loaded (default: the cores, or a container's CPU "
+        "limit)",
     ),
 ):
     "Serve a model over HTTP with MLflow's scoring protocol (POST /invocations; /ping /health /version /metrics)."

@@ -69,6 +69,7 @@ def _answer(model: EdgeModel, request, max_body: int) -> dict:
 def _handler(model: EdgeModel, meta: dict, max_body: int):
     class Handler(BaseHTTPRequestHandler):
         server_version = "mlops-nb-edge"
+        protocol_version = "HTTP/1.1"  # keep-alive: a client's connection serves its next request
 
         def _send(self, status: int, doc):
             data = (json.dumps(doc) if not isinstance(doc, str) else doc).encode()
@@ -79,6 +80,7 @@ def _handler(model: EdgeModel, meta: dict, max_body: int):
             self.wfile.write(data)
 
         def _refuse(self, e: ProtocolError):
+            self.close_connection = e.status == 413  # its body was not read: the connection cannot carry another
             self._send(e.status, {"error_code": ERROR_CODES.get(e.status, "BAD_REQUEST"), "message": str(e)})
 
         def do_GET(self):

@@ -59,7 +59,9 @@ EXPOSE {port}
 HEALTHCHECK --interval=30s --timeout=3s --start-period=60s --retries=3 \\
     CMD ["python", "-c", "{_probe(port)}"]
 
-# 0.0.0.0 inside the container only: the host decides what is published (docker run -p 127.0.0.1:{port}:{port} ...)
+# 0.0.0.0 inside the container only: the host decides what is published (docker run -p 127.0.0.1:{port}:{port} ...).
+# One serving process a CPU the container may use (its cgroup limit: docker run --cpus 2 gives 2); set
+# MLOPS_NB_SERVE_WORKERS to choose another number.
 CMD ["python", "-m", "mlops_nb.cli.main", "serve", "--model", "/app", "--host", "0.0.0.0", "--port", "{port}"]
 """
 
@@ -117,7 +119,12 @@ def _container(app: str, image: str, port: int) -> dict:
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": f"{app}-settings"}}],
         "env": [
-            {"name": "MLOPS_NB_SERVE_TOKEN", "valueFrom": {"secretKeyRef": {"name": f"{app}-token", "key": "token"}}}
+            {"name": "MLOPS_NB_SERVE_TOKEN", "valueFrom": {"secretKeyRef": {"name": f"{app}-token", "key": "token"}}},
+            # one serving process a CPU of the limit (rounded up): the pod's share, not the node's cores
+            {
+                "name": "MLOPS_NB_SERVE_WORKERS",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}},
+            },
         ],
         "readinessProbe": _http_probe("/health", 5, 5),
         "livenessProbe": _http_probe("/ping", 30, 10),

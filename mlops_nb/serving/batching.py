@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fastcore.basics import patch
 from .models import ServedModel
-from .payload import to_frame
 
 # %% auto #0
 __all__ = ['MicroBatcher']
@@ -69,7 +68,7 @@ def _run_batch(jobs: list[_Job]):
     "Score jobs that share a model in one call; returns per-job results (or exceptions)."
     model, proba = jobs[0].model, any(j.proba for j in jobs)
     try:
-        pred, p = model.predict(to_frame([r for j in jobs for r in j.rows], model.columns), proba)
+        pred, p = model.predict_rows([r for j in jobs for r in j.rows], proba)
         out, i = [], 0
         for j in jobs:
             k = len(j.rows)

@@ -50,6 +50,12 @@ class ServedModel:
         p = self.model.predict_proba(df) if proba and hasattr(self.model, "predict_proba") else None
         return pred, p
 
+    def predict_rows(self, rows: list[list], proba: bool = False):
+        "`predict` of checked request rows: as a DataFrame of the signature's types, or as they are to an ONNX graph."
+        if getattr(self.model, "onnx", False):  # the graph reads rows itself (`edge.model.encode`): no pandas between
+            return self.model.edge.predict(rows, proba)
+        return self.predict(to_frame(rows, self.columns), proba)
+
     def describe(self) -> dict:
         return {
             "name": self.name,

@@ -1,5 +1,9 @@
 __version__ = "0.1.0"
 
+# A model registered with an earlier release names the classes it holds by the modules of that release
+# (`mlops_nb.features.AsCategories`): those names stay importable (notebooks/core/06_moved.ipynb).
+__import__("importlib").import_module("mlops_nb.core.moved").install()
+
 # The Python API (`mlops_nb.run(...)`, `mlops_nb.runs()`, `mlops_nb.show(...)`) and `%load_ext mlops_nb`; both
 # defined in notebooks/lab/ and loaded only when used, so that `import mlops_nb` stays instant.
 _API = ("run", "runs", "show")

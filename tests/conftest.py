@@ -167,7 +167,7 @@ def trained(tmp_path_factory) -> tuple[Project, str]:
 
 # `make test` runs the suite on two pytest-xdist workers, a whole module at a time (--dist loadfile: a module's tests
 # share its fixtures, and some build on what the one before left), the costliest modules first so both end together
-HEAVIEST_FIRST = ("test_team.py", "test_real_data.py", "test_runs_modes.py", "test_monitor.py", "test_cache.py",
+HEAVIEST_FIRST = ("test_team.py", "test_real_data.py", "test_runs_modes.py", "test_monitor.py", "test_upgrade.py", "test_cache.py",
                   "test_lab.py", "test_own_project.py", "test_serving.py", "test_search.py", "test_docs.py", "test_deploy.py")
 
 

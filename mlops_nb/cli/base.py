@@ -12,8 +12,8 @@ import typer
 from ..core.errors import MlopsNbError
 
 # %% auto #0
-__all__ = ['app', 'make_console', 'project_settings', 'settings_for', 'reading_client', 'format_time', 'format_duration',
-           'report_step', 'model_name']
+__all__ = ['app', 'version_line', 'make_console', 'project_settings', 'settings_for', 'reading_client', 'format_time',
+           'format_duration', 'report_step', 'model_name']
 
 # %% ../../notebooks/cli/01_base.ipynb #4e4f7ef1
 app = typer.Typer(
@@ -24,11 +24,34 @@ app = typer.Typer(
 )
 _PROJECT: dict = {"folder": None}  # `--project DIR`, given before the command; read by `project_settings` only
 
+# %% ../../notebooks/cli/01_base.ipynb #06cb3d57
+def version_line() -> str:
+    "The workbench's version, and MLflow's and Python's: what `mlops-nb --version` prints and a bug report needs."
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"mlops-nb {of('mlops-nb')} (MLflow {of('mlflow')}, Python {platform.python_version()})"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(version_line())
+        raise typer.Exit()
+
 
 @app.callback()
 def _project_option(
     project: Path = typer.Option(
         None, "--project", help="the project to work on (default: found from the current folder)"
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the versions and exit"
     ),
 ):
     "mlops-nb: notebook pipelines run headless, every run recorded in MLflow."

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 import typer
 from ..core.errors import MlopsNbError
-from ..track.client import Tag, ui_page
+from ..track.client import TAG, Tag, ui_page
 from mlops_nb.cli.base import (
     app,
     make_console,
@@ -456,7 +456,8 @@ def show(run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-n
     )
     c.print(
         f"git {tags.get('mlflow.source.git.commit', '?')[:12]} (uncommitted changes: "
-        f"{tags.get(Tag.git_dirty, '?')}), python {tags.get(Tag.python, '?')}"
+        f"{tags.get(Tag.git_dirty, '?')}), python {tags.get(Tag.python, '?')}, mlops-nb "
+        f"{tags.get(f'{TAG}.version.mlops-nb', '?')}, MLflow {tags.get(f'{TAG}.version.mlflow', '?')}"
     )
     c.print(f"artifacts: {r.info.artifact_uri}")
     for title, values in (("parameters", r.data.params), ("metrics", r.data.metrics)):

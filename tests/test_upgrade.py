@@ -1,0 +1,71 @@
+"""Upgrades: a project made, run and registered with an earlier release (built here from its commit, installed in a
+fresh venv) opens with this one: its runs and registry read, and its champion served with the same predictions."""
+import io, json, os, signal, subprocess, sys, tarfile, urllib.request
+from pathlib import Path
+import pytest
+from conftest import MLOPS_NB, REPO, clean_env, free_port, user_env, wait_until_up
+
+pytestmark = pytest.mark.slow
+
+PREVIOUS = "4d88880"  # the last release before the package was split into layers (`mlops_nb.features` then)
+
+
+def _sh(args, cwd, env=None) -> subprocess.CompletedProcess:
+    r = subprocess.run([str(a) for a in args], cwd=cwd, env=env or user_env(), capture_output=True, text=True)
+    assert r.returncode == 0, f"{args[:3]} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def old_project(tmp_path_factory):
+    "The previous release's wheel in a fresh venv, and a project it trained and registered a champion in."
+    if subprocess.run(["git", "cat-file", "-e", f"{PREVIOUS}^{{commit}}"], cwd=REPO, capture_output=True).returncode:
+        pytest.skip(f"commit {PREVIOUS} is not in this checkout's history (a shallow clone): the old release is built from it")
+    base = tmp_path_factory.mktemp("upgrade")
+    source = base / "source"
+    tar = subprocess.run(["git", "archive", PREVIOUS], cwd=REPO, check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(source, filter="data")
+    _sh([sys.executable, "-m", "build", "--wheel", "-o", base / "dist", source], base, clean_env())
+    uv = Path(sys.executable).parent / "uv"
+    _sh([uv, "venv", "--quiet", "--python", getattr(sys, "_base_executable", sys.executable), base / "old"], base)
+    _sh([uv, "pip", "install", "--quiet", "--python", base / "old" / "bin" / "python", next((base / "dist").glob("*.whl"))], base)
+    project = base / "project"
+    project.mkdir()
+    (project / "settings.ini").write_text((source / "settings.ini").read_text())
+    subprocess.run(["cp", "-r", str(source / "pipelines"), str(project)], check=True)
+    _sh([base / "old" / "bin" / "mlops-nb", "run", "pipelines/train.yaml", "-p", "n_rows=1500"], project)
+    return base / "old", project
+
+
+def test_a_project_of_the_previous_release_opens_and_its_champion_serves(old_project, tmp_path):
+    old, project = old_project
+    runs = _sh([MLOPS_NB, "runs"], project).stdout
+    assert "FINISHED" in runs and "train" in runs, runs
+    run_id = json.loads(_sh([old / "bin" / "python", "-c", "import mlflow, json; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
+                             "print(json.dumps([r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, "
+                             "output_format='list', filter_string=\"tags.`mlops_nb.kind` = 'pipeline'\")]))"], project).stdout)[0]
+    shown = " ".join(_sh([MLOPS_NB, "show", run_id], project).stdout.split())
+    assert f"train run {run_id}: FINISHED" in shown and "mlops-nb 0.1.0" in shown, shown
+    assert "champion" in _sh([MLOPS_NB, "registry"], project).stdout
+    # the champion was saved naming `mlops_nb.features.AsCategories`: today it is `mlops_nb.ml.features`'s
+    from mlops_nb.ml.data import make_demo_data
+    rows = make_demo_data(40, seed=21).drop(columns="defect")
+    split = json.loads(rows.to_json(orient="split", index=False, date_format="iso"))
+    (tmp_path / "rows.json").write_text(json.dumps(split))
+    theirs = json.loads(_sh([old / "bin" / "python", "-c",
+        "import json, sys, mlflow, pandas as pd; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
+        "s = json.load(open(sys.argv[1])); df = pd.DataFrame(s['data'], columns=s['columns']); "
+        "df['timestamp'] = pd.to_datetime(df['timestamp']); "
+        "print(json.dumps(mlflow.sklearn.load_model('models:/assembly-defect@champion').predict(df).tolist()))",
+        tmp_path / "rows.json"], project).stdout.splitlines()[-1])
+    port = free_port()
+    proc = subprocess.Popen([MLOPS_NB, "serve", "--port", str(port), "--workers", "1"], cwd=project, env=user_env(),
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"), start_new_session=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", 180, proc)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps({"dataframe_split": split}).encode(),
+                                     {"Content-Type": "application/json"})
+        assert json.load(urllib.request.urlopen(req, timeout=60))["predictions"] == theirs
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)

@@ -484,9 +484,28 @@ def show(run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-n
         c.print(p, soft_wrap=True)
 
 # %% ../../notebooks/cli/02_runs.ipynb #8febccb6
+def _difference_tables(console, rep) -> None:
+    "The metrics and the evidence tables that differ, as two tables."
+    from rich.table import Table
+
+    if rep.differences:
+        t = Table(title=f"{len(rep.differences)} of {rep.compared} metrics differ", title_justify="left")
+        for col in ("step", "metric", "recorded", "re-run", "difference"):
+            t.add_column(col)
+        for step, name, a, b in rep.differences:
+            t.add_row(step, name, f"{a:.6g}", f"{b:.6g}", f"{b - a:+.3g}")
+        console.print(t)
+    if rep.evidence:
+        t = Table(title=f"{len(rep.evidence)} of {rep.tables} evidence tables differ", title_justify="left")
+        for col in ("step", "table", "what differs"):
+            t.add_column(col)
+        for row in rep.evidence:
+            t.add_row(*row)
+        console.print(t)
+
+# %% ../../notebooks/cli/02_runs.ipynb #ecc82b3f
 def _print_reproduction(console, rep) -> None:
     "What was left out, the checks, and the metrics that differ; raise `PipelineFailed` unless all match."
-    from rich.table import Table
     from mlops_nb.core.errors import PipelineFailed
 
     if rep.left_out:
@@ -502,26 +521,18 @@ def _print_reproduction(console, rep) -> None:
             f"the re-run failed at step '{rep.rerun.failed.name}': {rep.rerun.failed.error}. `mlops-nb show "
             f"{rep.rerun.run_id}`."
         )
+    if rep.added:
+        console.print(
+            f"· new in the re-run, not in the recorded run (a later library computes them; not compared): "
+            f"{', '.join(rep.added[:8])}{' ...' if len(rep.added) > 8 else ''}"
+        )
     if rep.identical:
         console.print(
             f"[bold green]identical[/]: all {rep.compared} metrics and {rep.tables} evidence tables of "
             f"{len(rep.rerun.steps)} steps match (re-run {rep.rerun.run_id})"
         )
         return
-    if rep.differences:
-        t = Table(title=f"{len(rep.differences)} of {rep.compared} metrics differ", title_justify="left")
-        for col in ("step", "metric", "recorded", "re-run", "difference"):
-            t.add_column(col)
-        for step, name, a, b in rep.differences:
-            t.add_row(step, name, f"{a:.6g}", f"{b:.6g}", f"{b - a:+.3g}")
-        console.print(t)
-    if rep.evidence:
-        t = Table(title=f"{len(rep.evidence)} of {rep.tables} evidence tables differ", title_justify="left")
-        for col in ("step", "table", "what differs"):
-            t.add_column(col)
-        for row in rep.evidence:
-            t.add_row(*row)
-        console.print(t)
+    _difference_tables(console, rep)
     raise PipelineFailed(
         f"the re-run (run {rep.rerun.run_id}) differs from the recorded run (see the tables and the checks above)."
     )

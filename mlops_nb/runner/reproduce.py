@@ -19,7 +19,7 @@ from .spec import load_spec
 from ..track import client as tracking
 
 # %% auto #0
-__all__ = ['Reproduction', 'key_checks', 'compare_metrics', 'compare_tables', 'reproduce']
+__all__ = ['Reproduction', 'key_checks', 'compare_metrics', 'new_metrics', 'compare_tables', 'registry_steps', 'reproduce']
 
 # %% ../../notebooks/runner/11_reproduce.ipynb #ada49ce9
 @dataclass
@@ -34,6 +34,7 @@ class Reproduction:
     differences: list[tuple[str, str, float, float]] = field(default_factory=list)  # (step, metric, original, re-run)
     tables: int = 0  # evidence tables compared (a step's CSV artifacts: intervals, importance, SHAP, slices, fairness)
     evidence: list[tuple[str, str, str]] = field(default_factory=list)  # (step, table, what differs)
+    added: list[str] = field(default_factory=list)  # step/metric of results only the re-run has (`new_metrics`)
 
     @property
     def identical(self) -> bool:
@@ -152,16 +153,25 @@ def compare_metrics(
     rerun: dict,  # step name -> its metrics in the re-run
     rel_tol: float = 1e-9,  # relative tolerance
 ) -> tuple[int, list[tuple[str, str, float, float]]]:
-    "How many results were compared, and those that differ: (step, metric, original, re-run). Timings are left out."
+    """How many results were compared, and those that differ: (step, metric, original, re-run). Timings are left out,
+    and so is a metric only the re-run has (`new_metrics`: a later library computes more); one it lost differs."""
     compared, differences = 0, []
     for name, old in original.items():
         a, b = _results(old), _results(rerun.get(name, {}))
-        for k in sorted(a.keys() | b.keys()):
+        for k in sorted(a):
             compared += 1
             x, y = a.get(k, math.nan), b.get(k, math.nan)
             if not (x == y or math.isclose(x, y, rel_tol=rel_tol, abs_tol=0.0)):
                 differences.append((name, k, x, y))
     return compared, differences
+
+
+def new_metrics(
+    original: dict,  # step name -> its metrics, as recorded
+    rerun: dict,  # step name -> its metrics in the re-run
+) -> list[str]:
+    "`step/metric` of each result only the re-run has: computed by a later library, not a difference."
+    return [f"{n}/{k}" for n in original for k in sorted(_results(rerun.get(n, {}))) if k not in _results(original[n])]
 
 # %% ../../notebooks/runner/11_reproduce.ipynb #5336ec28
 def compare_tables(
@@ -169,11 +179,11 @@ def compare_tables(
     rerun,  # the same table from the re-run
     rel_tol: float = 1e-9,  # relative tolerance for numbers
 ) -> str:
-    "What differs between two tables, in one line; empty when they match."
+    "What differs between two tables, in one line; empty when they match (a column only the re-run has is new)."
     import numpy as np
     import pandas as pd
 
-    if list(original.columns) != list(rerun.columns):
+    if [c for c in rerun.columns if c in original.columns] != list(original.columns):  # a new column is no difference
         return f"columns {list(original.columns)} -> {list(rerun.columns)}"
     if len(original) != len(rerun):
         return f"{len(original)} rows -> {len(rerun)}"
@@ -250,6 +260,22 @@ def _compare_evidence(client, original: dict, rerun: dict, rel_tol: float) -> tu
                     differences.append((name, table, what))
     return compared, differences
 
+# %% ../../notebooks/runner/11_reproduce.ipynb #b31e2849
+def registry_steps(
+    spec,  # the recorded run's pipeline spec (`runner.spec.load_spec`)
+    steps: dict,  # step name -> its recorded run
+) -> list[str]:
+    """The steps a reproduction leaves out: those marked `registry: true`. A spec written before the mark marks none:
+    then the steps whose recorded run logged a model (they registered it), and every step that needs one of them."""
+    marked = [s.name for s in spec.steps if s.registry]
+    if marked:
+        return marked
+    out = {n for n, r in steps.items() if getattr(getattr(r, "outputs", None), "model_outputs", None)}
+    for s in spec.steps:  # in order: a step's needs come before it
+        if set(s.needs) & out:
+            out.add(s.name)
+    return [s.name for s in spec.steps if s.name in out]
+
 # %% ../../notebooks/runner/11_reproduce.ipynb #6d1ff889
 def reproduce(
     run_id: str,  # an MLflow run id
@@ -269,7 +295,7 @@ def reproduce(
     checks = _checks(client, run, spec, params, steps, replace(settings, model_name=model_name))
     params, restored = _restore_data(client, run, spec, params, steps, settings)
     checks += restored
-    left_out = [s.name for s in spec.steps if s.registry]
+    left_out = registry_steps(spec, steps)
     rerun = run_pipeline(
         spec,
         params,
@@ -284,7 +310,9 @@ def reproduce(
         old_v, new_v = _data_version(steps), _data_version(new)
         rep.checks.append(("data version", old_v == new_v, f"recorded {old_v[:12]}, re-run {new_v[:12]}"))
     original = {n: r.data.metrics for n, r in steps.items() if n not in left_out}
-    rep.compared, rep.differences = compare_metrics(original, {n: r.data.metrics for n, r in new.items()}, rel_tol)
+    now = {n: r.data.metrics for n, r in new.items()}
+    rep.compared, rep.differences = compare_metrics(original, now, rel_tol)
+    rep.added = new_metrics(original, now)
     kept = {n: r for n, r in steps.items() if n not in left_out}
     rep.tables, rep.evidence = _compare_evidence(client, kept, new, rel_tol)
     return rep

@@ -143,8 +143,11 @@ def wait_or_dump(p: subprocess.Popen, timeout: float) -> int:
         except subprocess.TimeoutExpired:
             pass
         p.kill()
-        _, err = p.communicate()
-        raise AssertionError(f"the runner did not end within {timeout} s:\n{err[-6000:]}") from None
+        try:  # what it wrote; its kernels may hold the pipe open after it is gone: read what is there, never wait on them
+            _, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            err = "(its stderr is still held open by processes it started)"
+        raise AssertionError(f"the runner did not end within {timeout} s:\n{(err or '')[-6000:]}") from None
 
 
 def cache_entries(project):

@@ -131,6 +131,23 @@ def preload_plan(
     return tuple(first), tuple(dict.fromkeys(m for m in later if m not in first))
 
 # %% ../../notebooks/runner/16_zygote.ipynb #8f804070
+def _identity(pid: int):
+    """What tells process `pid` from another that reuses its number: its start time (Linux's /proc). None once it is
+    gone, or dead and not yet reaped (a zombie: `os.kill(pid, 0)` still succeeds on one)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        return None if fields[0] in ("Z", "X") else fields[19]  # the state, and the start time in clock ticks
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (not Linux): whether the number is in use
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return None
+
+# %% ../../notebooks/runner/16_zygote.ipynb #66fd4235
 def watch_owner(
     pid: int,  # the process to watch
     interval: float = 0.5,  # seconds between checks
@@ -140,11 +157,11 @@ def watch_owner(
     "Exit this process (from a daemon thread) as soon as process `pid` is gone."
     import threading
 
+    first = _identity(pid)
+
     def watch():
         while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if _identity(pid) != first or first is None:
                 _sweep(folder, ZYGOTE_FOLDER)  # a killed runner cleans up nothing
                 if leave:
                     discard_kernel(leave)

@@ -42,11 +42,9 @@ def bundle(
     from mlops_nb.ops.bundle import make_bundle
 
     settings, client, uri = _bundle_source(model)
-    if format not in ("mlflow", "onnx"):
-        raise MlopsNbError(f"--format {format}: use mlflow (the default) or onnx.")
     if format == "onnx":
         return _onnx_bundle(out, uri, client, settings, rows, tolerance)
-    b = make_bundle(out, uri, client, settings)
+    b = make_bundle(out, uri, client, settings, format=format)  # an unknown --format is refused there
     make_console().print(
         f"bundle of {b.meta['name']} version {b.meta['version']} (run {b.meta['run_id']}, data "
         f"{b.meta['data_version'][:12]}) "

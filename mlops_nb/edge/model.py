@@ -40,7 +40,7 @@ def _seconds(v) -> float:
 def _text(values: list, column: InputColumn, missing: str) -> np.ndarray:
     "A text input: each value as the workbench's server writes it into a category (see above)."
     if column.type in NUMERIC:
-        floats = column.type in ("double", "float") or any(v is None for v in values)
+        floats = column.type in ("double", "float") or any(_missing(v) for v in values)
         write = (lambda v: str(float(v))) if floats else (lambda v: str(int(v)))
     elif column.type == "boolean":
         write = lambda v: str(bool(v))  # noqa: E731

@@ -34,8 +34,8 @@ from ..track import client as tracking, direct
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['PipelineRun', 'key_tags', 'steps_at_once', 'mark_stale_runs', 'primary', 'pipeline_tags', 'result_tags', 'cache_hits',
-           'all_cached', 'run_pipeline', 'raise_if_failed']
+__all__ = ['TICK', 'PipelineRun', 'key_tags', 'steps_at_once', 'wait_awake', 'mark_stale_runs', 'primary', 'pipeline_tags',
+           'result_tags', 'cache_hits', 'all_cached', 'run_pipeline', 'raise_if_failed']
 
 # %% ../../notebooks/runner/09_pipeline.ipynb #a45f4a5c
 class PipelineRun:
@@ -318,6 +318,24 @@ def steps_at_once(
     widest = max(Counter(depth.values()).values(), default=1)
     return max(1, min(workers, widest))
 
+# %% ../../notebooks/runner/09_pipeline.ipynb #77c19df3
+TICK = 0.5  # s: how often the runner's main thread looks up from waiting on its steps
+
+
+def wait_awake(
+    futures,  # the futures to wait on (`concurrent.futures`)
+    return_when=FIRST_COMPLETED,  # as `concurrent.futures.wait`'s
+) -> set:
+    """The futures done, as `concurrent.futures.wait` returns them, waiting in ticks of `TICK` s.
+
+    Ctrl-C is delivered to any thread of the process that does not block it (a kernel channel's, a step's): Python
+    then only sets a flag, and a main thread asleep in an untimed wait never sees it (CI hung 180 s on this). Waking
+    every tick, the main thread raises the `KeyboardInterrupt` within `TICK` s."""
+    while True:
+        done, pending = wait(futures, timeout=TICK, return_when=return_when)
+        if not pending or (done and return_when == FIRST_COMPLETED):
+            return done
+
 # %% ../../notebooks/runner/09_pipeline.ipynb #80f98462
 @patch
 def run_steps(self: PipelineRun) -> PipelineResult:
@@ -357,7 +375,7 @@ def _schedule(self: PipelineRun, pool, todo: list, running: dict) -> None:
                 running[pool.submit(self.run_step, step)] = step
         if not running:
             continue
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        done = wait_awake(running)
         for f in done:
             step = running.pop(f)
             r = f.result()  # an exception here is a runner bug or an interrupt: propagate

@@ -262,11 +262,13 @@ def _workers(job: SearchJob, options: RunOptions, n: int) -> list[int]:
     import multiprocessing, os
 
     job = replace(job, threads=max(1, (os.cpu_count() or 1) // n))
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ALL_COMPLETED, ProcessPoolExecutor
+    from mlops_nb.runner.pipeline import wait_awake
 
     with ProcessPoolExecutor(n - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         others = [pool.submit(run_trials, replace(job, worker=i)) for i in range(1, n)]
         mine = run_trials(replace(job, worker=0))  # this process is one of the n: one process fewer to start
+        wait_awake(others, ALL_COMPLETED)  # an interrupt reaches this thread meanwhile (`runner.pipeline.wait_awake`)
         return [mine, *(f.result() for f in others)]
 
 # %% ../../notebooks/runner/18_search.ipynb #ef9d61dc

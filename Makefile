@@ -30,10 +30,10 @@ $(STAMP):
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-## the panel's JavaScript: its packages from the npm registry (pinned by lab/yarn.lock), built by JupyterLab's builder
+## the panel's JavaScript: its packages from the npm registry (pinned by lab/yarn.lock), built by JupyterLab's builder,
+## by the same function as `pip wheel .` (buildsys/backend.py: nothing to do when the built panel is current)
 $(LABEXT): $(STAMP) lab/package.json lab/yarn.lock lab/src/*.js lab/style/*.css
-	cd lab && ../$(BIN)/jlpm install --immutable --silent
-	$(BIN)/jupyter-builder build lab
+	$(BIN)/python buildsys/backend.py
 	touch $(LABEXT)
 
 ## what `pip install` of the wheel puts in share/ and etc/, for the editable install: the built panel and the config
@@ -59,7 +59,7 @@ check: setup
 ## the code rules: lines up to 120 and one statement per line (ruff), imports pointing down the layers (import-linter),
 ## notebooks in nbdev's rhythm (an example after each definition, no cell over 45 lines)
 lint: setup
-	$(BIN)/ruff check notebooks pipelines mlops_nb
+	$(BIN)/ruff check notebooks pipelines mlops_nb buildsys
 	$(BIN)/ruff format --check notebooks pipelines
 	$(BIN)/lint-imports
 	$(BIN)/python .ci/check_rhythm.py

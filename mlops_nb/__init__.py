@@ -1,4 +1,9 @@
-__version__ = "0.1.0"
+__version__ = "0.0.1"
+# The version is the git tag's (setuptools-scm writes _version.py when the package is built or installed; pyproject.toml)
+try:
+    from mlops_nb._version import __version__
+except ImportError:  # a checkout on the path that was never installed
+    __version__ = "0.0.0+unknown"
 
 # A model registered with an earlier release names the classes it holds by the modules of that release
 # (`mlops_nb.features.AsCategories`): those names stay importable (notebooks/core/06_moved.ipynb).

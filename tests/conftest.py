@@ -225,11 +225,22 @@ def wheel_venv(tmp_path_factory) -> Path:
     return venv
 
 
+def checkout_version() -> str:
+    "The version setuptools-scm gives this checkout (a copy of its files has no git to ask)."
+    from setuptools_scm import get_version
+    return get_version(root=str(REPO))
+
+
 def make_wheel_venv(where: Path, venv: Path) -> None:
-    "Build the wheel into `where`, make the venv, and install the wheel and its dependencies from the package index."
+    """Build the sdist and, from it, the wheel, as `python -m build` does from a clean checkout (`where/src`, whose panel
+    is not built: the build backend builds it); make the venv, and install the wheel and its dependencies from the
+    package index. `where/build.log` keeps what the build printed (tests/test_package.py reads it)."""
     shutil.rmtree(where, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "-o", str(where / "dist"), str(REPO)],
-                   check=True, capture_output=True, env=clean_env())
+    src = clean_checkout(where / "src")
+    r = subprocess.run([sys.executable, "-m", "build", "-o", str(where / "dist"), str(src)], capture_output=True,
+                       text=True, env=clean_env(SETUPTOOLS_SCM_PRETEND_VERSION=checkout_version()))
+    (where / "build.log").write_text(r.stdout + r.stderr)
+    assert r.returncode == 0, f"python -m build failed on a clean checkout:\n{(r.stdout + r.stderr)[-3000:]}"
     wheel = next((where / "dist").glob("mlops_nb-*.whl"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
     # uv, not pip: the same wheel and the same dependencies from the same index, written in ~1/3 of pip's time (pip

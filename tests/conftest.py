@@ -228,7 +228,7 @@ def wheel_venv(tmp_path_factory) -> Path:
 def checkout_version() -> str:
     "The version setuptools-scm gives this checkout (a copy of its files has no git to ask)."
     from setuptools_scm import get_version
-    return get_version(root=str(REPO))
+    return get_version(root=str(REPO), fallback_version="0.0.0+unknown")  # a checkout without its .git: the fallback
 
 
 def make_wheel_venv(where: Path, venv: Path) -> None:

@@ -61,3 +61,19 @@ def test_without_node_the_build_says_what_is_missing_in_one_line(tmp_path):
     lines = [x for x in (r.stdout + r.stderr).splitlines() if "needs Node.js >= 18, which is not on PATH" in x]
     assert len(lines) == 1 and "install it" in lines[0].lower(), (r.stdout + r.stderr)[-3000:]
     assert not list((tmp_path / "dist").glob("*.whl"))
+
+
+def test_a_project_made_where_mlops_nb_came_from_a_wheel_sets_itself_up_from_that_wheel(wheel_venv, tmp_path):
+    "`mlops-nb new` after a wheel install: the project's `make run` installs that wheel, not the index's mlops-nb."
+    from conftest import user_env
+    proj, wheel = tmp_path / "churn", next((wheel_venv.parent / "dist").glob("*.whl"))
+    subprocess.run([str(wheel_venv / "bin" / "mlops-nb"), "new", str(proj)], check=True, capture_output=True,
+                   cwd=tmp_path, env=user_env())
+    assert f"MLOPS_NB ?= {wheel}" in (proj / "Makefile").read_text()
+    venv, uv = proj / ".venv", Path(sys.executable).parent / "uv"  # uv: its cache holds what the wheel's venv got
+    r = subprocess.run(["make", "run", f"PIP={uv} pip", "ARGS=-p n_rows=1500"], cwd=proj, capture_output=True,
+                       text=True, env=user_env(UV_PYTHON=str(venv / "bin" / "python")))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    version = subprocess.run([str(venv / "bin" / "mlops-nb"), "--version"], capture_output=True, text=True).stdout
+    assert version.startswith(f"mlops-nb {wheel.name.split('-')[1]} "), version
+    assert "register" in r.stdout + r.stderr and (proj / "mlflow.db").is_file()

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os, re, shutil, subprocess, sys
 from pathlib import Path
 import mlops_nb
+from packaging.version import Version
 from ..core.errors import MlopsNbError
 
 # %% auto #0
-__all__ = ['NAME', 'TEXT', 'template_folders', 'package_name', 'new_project']
+__all__ = ['NAME', 'TEXT', 'template_folders', 'package_name', 'workbench_requirement', 'new_project']
 
 # %% ../../notebooks/ops/06_new.ipynb #d40d0e2b
 def template_folders() -> tuple[Path, Path]:
@@ -57,6 +58,37 @@ def _copy_template(src: Path, dst: Path, values: dict) -> None:
         else:
             shutil.copy2(f, out)
 
+# %% ../../notebooks/ops/06_new.ipynb #c93ffda4
+def workbench_requirement(
+    dist=None,  # an `importlib.metadata.Distribution`; default the installed mlops-nb's
+) -> tuple[str, str]:
+    "(what pip installs for the project's mlops-nb, shell-quoted; where it comes from, in words)."
+    import json, shlex
+    from importlib.metadata import PackageNotFoundError, distribution
+    from urllib.parse import unquote, urlparse
+    from packaging.version import Version
+
+    public = Version(mlops_nb.__version__).public  # a local label (+g1234abc) is not allowed in `>=`
+    from_index = (shlex.quote(f"mlops-nb>={public}"), "the package index")
+    try:
+        dist = dist or distribution("mlops-nb")
+    except PackageNotFoundError:  # a checkout on the path, never installed
+        return from_index
+    direct = json.loads(dist.read_text("direct_url.json") or "null")
+    if not direct:
+        return from_index
+    url = direct["url"]
+    if "vcs_info" in direct:
+        vcs = direct["vcs_info"]
+        return shlex.quote(f"mlops-nb @ {vcs['vcs']}+{url}@{vcs['commit_id']}"), f"{url} at {vcs['commit_id'][:12]}"
+    path = Path(unquote(urlparse(url).path))
+    if not url.startswith("file:") or not path.exists():
+        return from_index  # a wheel since deleted (a temporary folder): the index is all that is left
+    editable = direct.get("dir_info", {}).get("editable", False)
+    return ("-e " if editable else "") + shlex.quote(
+        str(path)
+    ), f"{'the checkout' if path.is_dir() else 'the wheel'} {path}"
+
 # %% ../../notebooks/ops/06_new.ipynb #ab9e2f06
 def new_project(
     folder: Path | str,  # where the project goes: a new or empty folder
@@ -73,7 +105,14 @@ def new_project(
     if folder.exists() and any(folder.iterdir()):
         raise MlopsNbError(f"{folder} exists and is not empty; pick a new folder (nothing was written).")
     project, pipelines = template_folders()
-    values = {"name": name, "package": package_name(name), "mlops_nb_version": mlops_nb.__version__}
+    requirement, source = workbench_requirement()
+    values = {
+        "name": name,
+        "package": package_name(name),
+        "mlops_nb_version": Version(mlops_nb.__version__).public,
+        "mlops_nb_requirement": requirement,
+        "mlops_nb_source": source,
+    }
     folder.mkdir(parents=True, exist_ok=True)
     _copy_template(project, folder, values)
     (folder / "pipelines").mkdir()

@@ -24,6 +24,26 @@ def test_ci_workflow_is_a_valid_github_workflow(tmp_path):
     assert validate_workflow(tmp_path / "ci2.yml").returncode != 0
 
 
+def test_release_workflow_builds_smoke_tests_then_publishes_by_trusted_publishing(tmp_path):
+    path = REPO / ".github" / "workflows" / "release.yml"
+    ok = validate_workflow(path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    import yaml
+    wf = yaml.safe_load(path.read_text())
+    assert wf[True]["push"]["tags"] == ["v*"]  # YAML reads the key `on` as True
+    jobs = wf["jobs"]
+    assert jobs["smoke"]["needs"] == "build" and set(jobs["publish"]["needs"]) == {"build", "smoke"}
+    assert jobs["publish"]["permissions"]["id-token"] == "write" and jobs["publish"]["environment"] == "pypi"
+    steps = lambda job: " ".join(str(s.get("run", "")) + str(s.get("uses", "")) for s in jobs[job]["steps"])
+    assert "python -m build" in steps("build") and "twine check" in steps("build") and "fetch-depth" in path.read_text()
+    assert "make run" in steps("smoke") and "pypa/gh-action-pypi-publish" in steps("publish")
+    assert "password" not in path.read_text() and "PYPI_TOKEN" not in path.read_text()  # no token: OIDC
+    (tmp_path / "r.yml").write_text(path.read_text().replace("needs: build", "needz: build"))
+    assert validate_workflow(tmp_path / "r.yml").returncode != 0
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert "## 0.1.0 " in changelog and changelog.index("## Unreleased") < changelog.index("## 0.1.0 ")
+
+
 def test_pre_commit_hooks_clean_notebooks_and_keep_parameters_tags(tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns(".venv*", ".git", "runs", "mlartifacts", "mlflow.db*", "predictions", "demo-loop", "__pycache__"))

@@ -14,11 +14,11 @@ from ..core.errors import ConfigError, MlopsNbError
 
 # %% auto #0
 __all__ = ['TAG', 'TRAINING', 'SERVER_PATIENCE', 'UNREACHABLE', 'PARENT', 'ML_VIEW', 'Tag', 'sqlite_file', 'check_store',
-           'ensure_store', 'creating', 'settle', 'connect', 'ensure_experiment', 'refusal', 'unreachable',
-           'why_unreachable', 'unreached', 'check_access', 'user', 'is_measurement', 'start_run', 'log_values',
-           'log_series', 'finish_run', 'get_run', 'pipeline_runs', 'registered_by', 'run_summary', 'step_runs',
-           'ui_page', 'version_page', 'relative_path', 'recorded_path', 'open_stores', 'mlflow_globals', 'git_state',
-           'environment', 'installed_packages', 'log_dataset']
+           'schema_note', 'accepted', 'upgrade_store', 'ensure_store', 'creating', 'settle', 'connect',
+           'ensure_experiment', 'refusal', 'unreachable', 'why_unreachable', 'unreached', 'check_access', 'user',
+           'is_measurement', 'start_run', 'log_values', 'log_series', 'finish_run', 'get_run', 'pipeline_runs',
+           'registered_by', 'run_summary', 'step_runs', 'ui_page', 'version_page', 'relative_path', 'recorded_path',
+           'open_stores', 'mlflow_globals', 'git_state', 'environment', 'installed_packages', 'log_dataset']
 
 # %% ../../notebooks/track/01_client.ipynb #8884e5e7
 TAG = "mlops_nb"  # prefix of the workbench's own tags
@@ -110,10 +110,8 @@ def _build(uri: str) -> None:
             store.engine.dispose()  # a forked child opens its own connections
 
 # %% ../../notebooks/track/01_client.ipynb #4c0f8019
-def check_store(
-    path: Path,  # an embedded store's database file
-) -> None:
-    "Raise `ConfigError` in one line, with the fix, unless `path` holds every table of MLflow's current schema."
+def _contents(path: Path) -> tuple[list[str], int, str | None]:
+    "(the tables of MLflow's current schema store `path` lacks, how many runs it holds, its schema revision)."
     import sqlite3
     import mlflow.store.model_registry.dbmodels.models  # noqa: F401 (adds the registry's tables to Base)
     from mlflow.store.tracking.dbmodels.models import Base
@@ -123,20 +121,100 @@ def check_store(
         with sqlite3.connect(f"file:{path}?mode=rw", uri=True) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+            rev = db.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else 0
     except sqlite3.DatabaseError as e:
         raise ConfigError(f"the MLflow store {path} is not a readable SQLite database ({e}). Move it aside.") from None
-    missing = sorted(set(Base.metadata.tables) - tables)
-    if not missing:
-        return
-    if not runs:
+    return sorted(set(Base.metadata.tables) - tables), runs, rev[0] if rev else None
+
+
+def check_store(
+    path: Path,  # an embedded store's database file
+) -> None:
+    "Migrate store `path` if an older MLflow made it (`upgrade_store`); raise `ConfigError`, with the fix, if damaged."
+    missing, runs, rev = _contents(path)
+    if not missing and accepted(path, rev):
+        return  # this MLflow opened it at this revision before: nothing to compare (~45 ms saved)
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    if rev is not None and rev != _get_latest_schema_revision():
+        upgrade_store(path, rev)
+        missing, runs, rev = _contents(path)
+    if missing and not runs:
         raise ConfigError(
             f"the MLflow store {path} is incomplete (its creation was interrupted: {len(missing)} table(s) missing, "
             f"e.g. {missing[0]}) and holds no runs: delete it (rm {path}) and run again."
         )
-    raise ConfigError(
-        f"the MLflow store {path} lacks {len(missing)} table(s) of this MLflow's schema (e.g. {missing[0]}): it was "
-        f"made by an older MLflow. Back it up, then upgrade it: mlflow db upgrade sqlite:///{path}"
+    if missing:
+        raise ConfigError(
+            f"the MLflow store {path} lacks {len(missing)} table(s) of this MLflow's schema (e.g. {missing[0]}) at "
+            f"its schema revision {rev}: it was damaged. Restore it from a copy (a migration leaves one beside it)."
+        )
+
+# %% ../../notebooks/track/01_client.ipynb #b373fb53
+def schema_note(
+    db: Path,  # an embedded store's database file
+) -> Path:
+    "Where the MLflow version and schema revision MLflow last accepted for `db` are noted (`track.direct.note_schema`)."
+    return db.parent / f".{db.name}-schema.json"  # not .mlflow.db.*: those are stores being built
+
+
+def accepted(
+    db: Path,  # an embedded store's database file
+    revision: str | None,  # its schema revision now
+) -> bool:
+    "Whether the MLflow installed now has opened `db` at `revision` (so its schema is this MLflow's)."
+    from importlib import metadata
+
+    try:
+        note = json.loads(schema_note(db).read_text())
+    except (OSError, ValueError):
+        return False
+    return note.get("mlflow") == metadata.version("mlflow") and note.get("revision") == revision
+
+# %% ../../notebooks/track/01_client.ipynb #10b408b4
+def upgrade_store(
+    path: Path,  # an embedded store whose schema is not this MLflow's
+    revision: str | None,  # its schema revision (alembic's), as read
+) -> Path:
+    """Migrate store `path` to this MLflow's schema with `mlflow db upgrade`, once, after copying it aside; the copy.
+
+    A store made by an older MLflow is what a project has after MLflow was upgraded under it. MLflow itself migrates
+    such a store in place, silently, when it finds a table missing (and refuses one whose columns changed); the
+    workbench keeps the store as it was first (SQLite's backup: a consistent copy even while another process reads),
+    says so in one line, and only then lets MLflow migrate. Until MLflow has opened the migrated store, the direct
+    path (`track.direct.verified`) stands aside. A store made by a newer MLflow is refused, untouched."""
+    import fcntl, sqlite3, sys
+    from importlib import metadata
+
+    version = metadata.version("mlflow")
+    with open(path, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # one process migrates; the others find it done (flock: not SQLite's locks)
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            now = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        if (now[0] if now else None) != revision:
+            return path  # migrated meanwhile by another process
+        kept = path.with_name(f"{path.name}.before-mlflow-{version}.bak")
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as src, sqlite3.connect(kept) as dst:
+            src.backup(dst)
+        r = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", f"sqlite:///{path}"], capture_output=True)
+    if r.returncode != 0:
+        if b"Can't locate revision" in r.stderr:
+            kept.unlink()
+            raise ConfigError(
+                f"the MLflow store {path} was made by a newer MLflow than {version} (its schema {revision} is not one "
+                "this MLflow knows): install that MLflow (pip install -U mlflow). The store was not changed."
+            )
+        why = (r.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        raise ConfigError(
+            f"migrating the MLflow store {path} to MLflow {version}'s schema failed ({why}). The store as it was is "
+            f"{kept}: put it back (mv {kept} {path}) to use it with the MLflow that made it."
+        )
+    print(
+        f"mlops-nb: the MLflow store {path.name} was made by an older MLflow (schema {revision}): migrated to MLflow "
+        f"{version}'s schema (mlflow db upgrade); the store as it was is kept as {kept.name}.",
+        file=sys.stderr,
     )
+    return kept
 
 # %% ../../notebooks/track/01_client.ipynb #46f5fe82
 def ensure_store(

@@ -14,16 +14,12 @@ from types import SimpleNamespace
 from urllib.parse import unquote, urlparse
 from fastcore.basics import patch
 from ..core.values import beside, user_cache, write_atomic
-from .client import _finite, _text, sqlite_file
+from .client import _finite, _text, accepted, schema_note, sqlite_file
 
 # %% auto #0
 __all__ = ['note_schema', 'verified', 'record_runs', 'DirectClient', 'template_path', 'keep_template', 'place_store', 'connect']
 
 # %% ../../notebooks/track/06_direct.ipynb #63e8db95
-def _note_path(db: Path) -> Path:
-    return db.parent / f".{db.name}-schema.json"  # not .mlflow.db.*: those are stores being built
-
-
 def _revision(db: Path) -> str | None:
     try:
         with sqlite3.connect(f"file:{db}?mode=rw", uri=True) as con:  # rolls back a killed writer's journal first
@@ -40,7 +36,7 @@ def note_schema(
     if db is None or (rev := _revision(db)) is None:
         return
     note = {"mlflow": metadata.version("mlflow"), "revision": rev}
-    path = _note_path(db)
+    path = schema_note(db)
     if path.is_file() and path.read_text() == json.dumps(note):
         return
     write_atomic(path, json.dumps(note))  # a sweep's members note it at once
@@ -51,14 +47,9 @@ def verified(
 ) -> Path | None:
     "The store's database file, if MLflow verified its schema with the MLflow installed now; else None."
     db = sqlite_file(uri)
-    if db is None or not db.is_file() or not _note_path(db).is_file():
+    if db is None or not db.is_file():
         return None
-    try:
-        note = json.loads(_note_path(db).read_text())
-    except ValueError:
-        return None
-    same = note.get("mlflow") == metadata.version("mlflow") and note.get("revision") == _revision(db)
-    return db if same else None
+    return db if accepted(db, _revision(db)) else None
 
 # %% ../../notebooks/track/06_direct.ipynb #0476695b
 def record_runs(

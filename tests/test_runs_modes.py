@@ -289,3 +289,43 @@ def test_the_zygote_stays_warm_for_any_project_s_next_run_and_a_killed_run_loses
         assert alone() == zygote
     finally:
         for pid in zygote: os.kill(pid, signal.SIGKILL)
+
+
+def test_kept_zygotes_are_listed_stopped_and_leave_after_their_idle_time_even_with_a_dead_runs_lease(tmp_path):
+    """`mlops-nb kernels` lists a kept zygote with its memory and `--stop` stops it, leaving no file; one left alone
+    leaves after its idle time although a process the last run forked still holds that run's lease."""
+    import shutil, signal, tempfile
+    home = Path(tempfile.mkdtemp(prefix="z"))  # a TMPDIR of the test's own (short: a unix socket's path is <108 bytes)
+    folder, cli = home / f"mlops-nb-{os.getuid()}", str(Path(sys.executable).parent / "mlops-nb")
+    project, lingering = look_project(tmp_path / "a", "a"), None
+    kept = lambda: sorted(folder.glob("zygote-*.sock"))
+
+    def run(keep: str):
+        env = clean_env(MLOPS_NB_KEEP_WARM=keep, TMPDIR=str(home))
+        r = subprocess.run([cli, "run", "pipelines/look.yaml", "--force", "-p", f"out={tmp_path / 'o.json'}"],
+                           cwd=project.root, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        return env
+
+    try:
+        env = run("600")
+        listed = subprocess.run([cli, "kernels"], env=env, capture_output=True, text=True).stdout
+        assert "1 zygote(s) kept warm" in listed and " MB " in listed, listed
+        pid = int(listed.split("┃ python")[1].split("│")[1])
+        stopped = subprocess.run([cli, "kernels", "--stop"], env=env, capture_output=True, text=True).stdout
+        assert "stopped 1" in stopped and not kept() and not list(folder.glob("*.lock")), stopped
+        assert not Path(f"/proc/{pid}").exists() or b"zygote" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        env = run("4")
+        sock = kept()[0]  # a lease that outlives the run holding it: the run forked a process, then ended
+        lingering = subprocess.Popen([sys.executable, "-c", "import os, sys, time\nfrom mlops_nb.runner.early import lease\n"
+                                      "s = lease(sys.argv[1])\nif os.fork() == 0: time.sleep(600)\nos._exit(0)", str(sock)],
+                                     env=env, start_new_session=True)
+        lingering.wait(60)
+        deadline = time.monotonic() + 120  # 4 s idle after a lease check (every 5 s): ~10 s on an idle machine
+        while sock.exists() and time.monotonic() < deadline: time.sleep(0.1)
+        assert not sock.exists() and not list(folder.glob("*.lock")), sorted(folder.iterdir())
+    finally:
+        if lingering is not None:
+            os.killpg(lingering.pid, signal.SIGKILL)
+        subprocess.run([cli, "kernels", "--stop"], env=clean_env(TMPDIR=str(home)), capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)

@@ -24,7 +24,7 @@ from mlops_nb.cli.base import (
 
 # %% auto #0
 __all__ = ['StepProgress', 'print_summary', 'print_why', 'print_explanation', 'print_failure', 'run', 'registered_name', 'runs',
-           'show', 'reproduce', 'ui']
+           'show', 'reproduce', 'ui', 'kernels']
 
 # %% ../../notebooks/cli/02_runs.ipynb #ebd3d81b
 class StepProgress:
@@ -597,3 +597,28 @@ def ui(
         ],
         server_environment(os.environ),
     )
+
+# %% ../../notebooks/cli/02_runs.ipynb #041ae990
+@app.command(rich_help_panel="Pipelines and runs")
+def kernels(
+    stop: bool = typer.Option(False, "--stop", help="stop every zygote kept warm now (the next run starts one)"),
+):
+    "The kernels' zygotes kept warm for the next run (MLOPS_NB_KEEP_WARM): their memory, and --stop to stop them."
+    import time
+    from rich.table import Table
+    from mlops_nb.runner.early import kept_zygotes, stop_kept
+
+    console, kept = make_console(), kept_zygotes()
+    if not kept:
+        return console.print("no zygote is kept warm (a run starts one, kept for MLOPS_NB_KEEP_WARM s, 600 by default)")
+    table = Table(title=f"{len(kept)} zygote(s) kept warm", title_justify="left")
+    for col in ("pid", "memory", "up for", "idle limit", "python"):
+        table.add_column(col, justify="right" if col in ("pid", "memory") else "left")
+    for z in kept:
+        up = f"{(time.time() - z.get('since', time.time())) / 60:.0f} min"
+        table.add_row(str(z["pid"]), f"{z['memory_mb']:,} MB", up, f"{z.get('idle', 0):.0f} s", z.get("python", ""))
+    console.print(table)
+    if stop:
+        for z in kept:
+            stop_kept(z)
+        console.print(f"stopped {len(kept)}, {sum(z['memory_mb'] for z in kept):,} MB freed")

@@ -11,8 +11,8 @@ from pathlib import Path
 from .early import ALWAYS, RUN_FOLDER, ZYGOTE_FOLDER
 
 # %% auto #0
-__all__ = ['PRELOAD', 'PRELOAD_LATER', 'ANOTHER', 'FORK_TIMEOUT', 'step_imports', 'preload_plan', 'watch_owner', 'discard_kernel',
-           'Heir', 'serve', 'request']
+__all__ = ['PRELOAD', 'PRELOAD_LATER', 'ANOTHER', 'LEASE_CHECK', 'FORK_TIMEOUT', 'step_imports', 'preload_plan', 'watch_owner',
+           'discard_kernel', 'Heir', 'serve', 'request']
 
 # %% ../../notebooks/runner/16_zygote.ipynb #c11831de
 PRELOAD = (
@@ -532,33 +532,46 @@ ANOTHER = 3  # a kept zygote's exit code when another one serves its socket alre
 def _claim(
     path: str,  # the socket of a zygote kept warm
     timeout: float = 60,  # seconds to wait for one that is starting or stopping there
+    idle: float = 0,  # its idle time, written in the lock for `mlops-nb kernels`
 ):
     "The lock of socket `path` (an open file: held while this process lives), or None if another zygote serves it."
     import fcntl
 
-    lock, deadline = open(f"{path}.lock", "a"), time.monotonic() + timeout
+    deadline = time.monotonic() + timeout
     while True:
+        lock = open(f"{path}.lock", "a+")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
+            if os.path.exists(lock.name) and os.stat(lock.name).st_ino == os.fstat(lock.fileno()).st_ino:
+                break  # ours: not a lock file a zygote that left removed meanwhile (`_leave`)
         except BlockingIOError:
             if _listening(path) or time.monotonic() > deadline:
                 lock.close()
                 return None
             time.sleep(0.05)
+        lock.close()
     if os.path.exists(path):
         os.unlink(path)  # left by a zygote that was killed
+    lock.truncate(0)
+    lock.write(json.dumps({"pid": os.getpid(), "idle": idle, "python": sys.executable, "since": time.time()}))
+    lock.flush()
     return lock
 
 
 def _leave(path: str) -> None:
-    "A kept zygote that waited long enough: remove its socket (the next run starts a new one), and its log if empty."
-    os.unlink(path)
+    """A kept zygote that waited long enough: remove its socket (the next run starts a new one), its lock (still held:
+    a zygote starting meanwhile sees it gone, `_claim`), and its log if empty."""
+    for f in (path, f"{path}.lock"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f)
     log = f"{path[: -len('.sock')]}.log"
     if os.path.exists(log) and not os.path.getsize(log):
         os.unlink(log)
 
 # %% ../../notebooks/runner/16_zygote.ipynb #aa5b082c
+LEASE_CHECK = 5.0  # s: how often a zygote with leases checks that their runs' processes live
+
+
 def serve(
     path: str,  # the unix socket to listen on
     modules=PRELOAD,  # modules to import before the first fork
@@ -570,7 +583,7 @@ def serve(
     watch_owner(owner, folder=os.path.dirname(path))
     held = ()
     if idle:  # one zygote per socket, listening at once: a run that comes meanwhile waits for it, not for another
-        if (lock := _claim(path)) is None:
+        if (lock := _claim(path, idle=idle)) is None:
             sys.exit(ANOTHER)
         held = (lock, _listen(path))
     _preload(modules, installed_only=bool(idle))
@@ -579,21 +592,27 @@ def serve(
     heir, leases, last = Heir(bool(idle)), {}, time.monotonic()
     heir.plan(later, (srv, *held))
     while True:
-        wait = max(0.0, last + idle - time.monotonic()) if idle and not leases else None
-        if not (ready := select.select([srv, *leases, *heir.sockets], [], [], wait)[0]):  # no run for `idle` s
-            return _leave(path)  # (the next run starts a new one)
+        wait = max(0.0, last + idle - time.monotonic()) if idle and not leases else LEASE_CHECK if leases else None
+        ready = select.select([srv, *leases, *heir.sockets], [], [], wait)[0]
+        if gone := [s for s, (_, holder) in leases.items() if holder and _identity(holder[0]) != holder[1]]:
+            ready = [*{*ready, *gone}]  # a run whose process is gone, though a process it forked holds its lease
+        if not ready:
+            if idle and not leases and time.monotonic() >= last + idle:  # no run for `idle` s, whatever the heir does
+                return _leave(path)  # (the next run starts a new one)
+            continue
         if (pair := heir.pair) is not None and pair in ready:  # the heir has imported all it was told, or died
             heir.hear()
             if not (ready := [s for s in ready if s is not pair]):
                 continue
         last = time.monotonic()
-        for ended in [s for s in ready if s is not srv and not _recv(s)]:  # a run is over (or was killed)
-            _sweep(leases.pop(ended), RUN_FOLDER)  # a killed run's folder (a run that ended removed it itself)
+        for ended in [s for s in ready if s is not srv and (s in gone or not _recv(s))]:  # a run is over, or killed
+            _sweep(leases.pop(ended)[0], RUN_FOLDER)  # a killed run's folder (a run that ended removed it itself)
             ended.close()
         if srv in ready:
             conn, _ = srv.accept()
             if (req := _read_request(conn)).get("lease"):
-                leases[conn] = req.get("folder")
+                pid = req.get("pid") or 0
+                leases[conn] = (req.get("folder"), pid and (pid, _identity(pid)))
                 continue
             with conn:
                 _answer(req, conn, (srv, conn, *leases, *held, *heir.sockets), bool(idle), heir)

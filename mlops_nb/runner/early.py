@@ -226,7 +226,7 @@ def _resident_mb(pid: int) -> float:
 
 
 def kept_zygotes() -> list[dict]:
-    "The zygotes kept warm for this user: pid, python, idle, since, memory (MB) and socket; removes what ended ones left."
+    "The zygotes kept warm for this user: pid, python, idle, since, memory (MB), socket; removes what ended ones left."
     import fcntl, glob, time
 
     home, found = os.path.join(tempfile.gettempdir(), f"mlops-nb-{os.getuid()}"), []
@@ -250,7 +250,7 @@ def kept_zygotes() -> list[dict]:
             os.unlink(log)
     return found
 
-
+# %% ../../notebooks/runner/15_early.ipynb #4be2d7a1
 def _remove_files(sock: str) -> None:
     for f in (sock, f"{sock}.lock"):
         with contextlib.suppress(FileNotFoundError):

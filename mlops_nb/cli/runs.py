@@ -606,7 +606,7 @@ def kernels(
     "The kernels' zygotes kept warm for the next run (MLOPS_NB_KEEP_WARM): their memory, and --stop to stop them."
     import time
     from rich.table import Table
-    from mlops_nb.runner.early import kept_zygotes, stop_kept
+    from mlops_nb.runner.zygote import kept_zygotes, stop_kept
 
     console, kept = make_console(), kept_zygotes()
     if not kept:

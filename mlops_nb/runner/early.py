@@ -6,14 +6,13 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/early.html.md"""
 
 # %% ../../notebooks/runner/15_early.ipynb #90c7f6e9
 from __future__ import annotations
-import contextlib, json, os, shutil, socket, subprocess, sys, tempfile
+import json, os, shutil, socket, subprocess, sys, tempfile
 from ..core.errors import ConfigError
 from ..core.values import private_folder
 
 # %% auto #0
 __all__ = ['ALWAYS', 'ZYGOTE_FOLDER', 'RUN_FOLDER', 'KEEP_WARM', 'IMPORT_VARIABLES', 'Started', 'spawn', 'keep_warm',
-           'shared_socket', 'lease', 'summon', 'release', 'wants_kernels', 'start', 'take', 'discard', 'kept_zygotes',
-           'stop_kept']
+           'shared_socket', 'lease', 'summon', 'release', 'wants_kernels', 'start', 'take', 'discard']
 
 # %% ../../notebooks/runner/15_early.ipynb #2ce89cdc
 ALWAYS = ("ipykernel.kernelapp", "IPython.display")  # what every kernel needs, whatever its notebook imports
@@ -210,71 +209,3 @@ def discard() -> None:
     "Let go of the zygote `start` found or made, if nobody took it: one it started forked nothing, and stops."
     if started := take():
         release(started, stop=True)
-
-# %% ../../notebooks/runner/15_early.ipynb #b07b5149
-def _resident_mb(pid: int) -> float:
-    "Resident memory of process `pid` and its children (a zygote's heir, a kernel it forked), in MB; 0 if gone."
-    total = 0.0
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            total = next((int(x.split()[1]) for x in f if x.startswith("VmRSS:")), 0) / 1024
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            total += sum(_resident_mb(int(c)) for c in f.read().split())
-    except (OSError, ValueError):
-        pass
-    return total
-
-
-def kept_zygotes() -> list[dict]:
-    "The zygotes kept warm for this user: pid, python, idle, since, memory (MB), socket; removes what ended ones left."
-    import fcntl, glob, time
-
-    home, found = os.path.join(tempfile.gettempdir(), f"mlops-nb-{os.getuid()}"), []
-    for lock in sorted(glob.glob(os.path.join(glob.escape(home), "zygote-*.sock.lock"))):
-        sock = lock.removesuffix(".lock")
-        with open(lock, "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody holds it: a zygote that was killed left it
-            except BlockingIOError:
-                f.seek(0)
-                with contextlib.suppress(ValueError):
-                    info = json.loads(f.read())
-                    found.append({**info, "socket": sock, "memory_mb": round(_resident_mb(info["pid"]))})
-                continue
-            _remove_files(sock)
-    for log in glob.glob(os.path.join(glob.escape(home), "zygote-*.log")):  # an ended zygote's, a week old
-        if (
-            not os.path.exists(log.removesuffix(".log") + ".sock.lock")
-            and os.path.getmtime(log) < time.time() - 7 * 86400
-        ):
-            os.unlink(log)
-    return found
-
-# %% ../../notebooks/runner/15_early.ipynb #4be2d7a1
-def _remove_files(sock: str) -> None:
-    for f in (sock, f"{sock}.lock"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f)
-    log = sock.removesuffix(".sock") + ".log"
-    if os.path.exists(log) and not os.path.getsize(log):
-        os.unlink(log)
-
-
-def stop_kept(
-    zygote: dict,  # one of `kept_zygotes()`
-    timeout: float = 10,  # seconds to wait for it to end before killing it
-) -> None:
-    "Stop a zygote kept warm (its heir goes with it) and remove its socket, lock and empty log."
-    import signal, time
-    from mlops_nb.runner.zygote import _identity
-
-    pid, deadline = zygote["pid"], time.monotonic() + timeout
-    first = _identity(pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        while _identity(pid) == first and first is not None:
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                deadline = float("inf")
-            time.sleep(0.05)
-    _remove_files(zygote["socket"])

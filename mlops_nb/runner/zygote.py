@@ -12,7 +12,7 @@ from .early import ALWAYS, RUN_FOLDER, ZYGOTE_FOLDER
 
 # %% auto #0
 __all__ = ['PRELOAD', 'PRELOAD_LATER', 'ANOTHER', 'LEASE_CHECK', 'FORK_TIMEOUT', 'step_imports', 'preload_plan', 'watch_owner',
-           'discard_kernel', 'Heir', 'serve', 'request']
+           'discard_kernel', 'Heir', 'serve', 'request', 'kept_zygotes', 'stop_kept']
 
 # %% ../../notebooks/runner/16_zygote.ipynb #c11831de
 PRELOAD = (
@@ -632,3 +632,68 @@ def request(
         s.connect(path)
         s.sendall(json.dumps(req).encode() + b"\n")
         return s.makefile().readline().strip()
+
+# %% ../../notebooks/runner/16_zygote.ipynb #b07b5149
+def _resident_mb(pid: int) -> float:
+    "Resident memory of process `pid` and its children (a zygote's heir, a kernel it forked), in MB; 0 if gone."
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            total = next((int(x.split()[1]) for x in f if x.startswith("VmRSS:")), 0) / 1024
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            total += sum(_resident_mb(int(c)) for c in f.read().split())
+    except (OSError, ValueError):
+        pass
+    return total
+
+
+def kept_zygotes() -> list[dict]:
+    "The zygotes kept warm for this user: pid, python, idle, since, memory (MB), socket; removes what ended ones left."
+    import fcntl, glob, tempfile
+
+    home, found = os.path.join(tempfile.gettempdir(), f"mlops-nb-{os.getuid()}"), []
+    for lock in sorted(glob.glob(os.path.join(glob.escape(home), "zygote-*.sock.lock"))):
+        sock = lock.removesuffix(".lock")
+        with open(lock, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody holds it: a zygote that was killed left it
+            except BlockingIOError:
+                f.seek(0)
+                with contextlib.suppress(ValueError):
+                    info = json.loads(f.read())
+                    found.append({**info, "socket": sock, "memory_mb": round(_resident_mb(info["pid"]))})
+                continue
+            _remove_files(sock)
+    for log in glob.glob(os.path.join(glob.escape(home), "zygote-*.log")):  # an ended zygote's, a week old
+        if (
+            not os.path.exists(log.removesuffix(".log") + ".sock.lock")
+            and os.path.getmtime(log) < time.time() - 7 * 86400
+        ):
+            os.unlink(log)
+    return found
+
+# %% ../../notebooks/runner/16_zygote.ipynb #4be2d7a1
+def _remove_files(sock: str) -> None:
+    for f in (sock, f"{sock}.lock"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f)
+    log = sock.removesuffix(".sock") + ".log"
+    if os.path.exists(log) and not os.path.getsize(log):
+        os.unlink(log)
+
+
+def stop_kept(
+    zygote: dict,  # one of `kept_zygotes()`
+    timeout: float = 10,  # seconds to wait for it to end before killing it
+) -> None:
+    "Stop a zygote kept warm (its heir goes with it) and remove its socket, lock and empty log."
+    pid, deadline = zygote["pid"], time.monotonic() + timeout
+    first = _identity(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        while _identity(pid) == first and first is not None:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                deadline = float("inf")
+            time.sleep(0.05)
+    _remove_files(zygote["socket"])

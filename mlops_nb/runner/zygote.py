@@ -568,10 +568,21 @@ def _leave(path: str) -> None:
     if os.path.exists(log) and not os.path.getsize(log):
         os.unlink(log)
 
-# %% ../../notebooks/runner/16_zygote.ipynb #aa5b082c
+# %% ../../notebooks/runner/16_zygote.ipynb #5c0e9b12
 LEASE_CHECK = 5.0  # s: how often a zygote with leases checks that their runs' processes live
 
 
+def _holder(req: dict):
+    "The process a lease request names, and its identity (`_identity`); 0 if it names none."
+    pid = req.get("pid") or 0
+    return pid and (pid, _identity(pid))
+
+
+def _gone(leases: dict) -> list:
+    "The lease sockets whose run's process is gone (its socket may live on in a process it forked)."
+    return [s for s, (_, holder) in leases.items() if holder and _identity(holder[0]) != holder[1]]
+
+# %% ../../notebooks/runner/16_zygote.ipynb #aa5b082c
 def serve(
     path: str,  # the unix socket to listen on
     modules=PRELOAD,  # modules to import before the first fork
@@ -594,8 +605,8 @@ def serve(
     while True:
         wait = max(0.0, last + idle - time.monotonic()) if idle and not leases else LEASE_CHECK if leases else None
         ready = select.select([srv, *leases, *heir.sockets], [], [], wait)[0]
-        if gone := [s for s, (_, holder) in leases.items() if holder and _identity(holder[0]) != holder[1]]:
-            ready = [*{*ready, *gone}]  # a run whose process is gone, though a process it forked holds its lease
+        if gone := _gone(leases):  # a run whose process is gone, though a process it forked holds its lease
+            ready = [*{*ready, *gone}]
         if not ready:
             if idle and not leases and time.monotonic() >= last + idle:  # no run for `idle` s, whatever the heir does
                 return _leave(path)  # (the next run starts a new one)
@@ -611,8 +622,7 @@ def serve(
         if srv in ready:
             conn, _ = srv.accept()
             if (req := _read_request(conn)).get("lease"):
-                pid = req.get("pid") or 0
-                leases[conn] = (req.get("folder"), pid and (pid, _identity(pid)))
+                leases[conn] = (req.get("folder"), _holder(req))
                 continue
             with conn:
                 _answer(req, conn, (srv, conn, *leases, *held, *heir.sockets), bool(idle), heir)

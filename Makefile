@@ -67,8 +67,12 @@ lint: setup
 nbdev-test: setup
 	$(BIN)/nbdev-test --n-workers 2
 
+## the suite runs with a TMPDIR of its own (short: unix sockets live there), checked empty and with no process left
+## behind at the end (.ci/leftovers.py), then removed: make test leaves nothing in /tmp
 pytest: setup panel
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	@tmp=$$(mktemp -d /tmp/mlops-nb-tests.XXXXXX) && \
+	TMPDIR=$$tmp $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); code=$$?; \
+	$(BIN)/python .ci/leftovers.py $$tmp || code=1; rm -rf $$tmp; exit $$code
 
 ## regenerate mlops_nb/ and README.md from notebooks/ and clean notebooks (run before committing)
 export: setup

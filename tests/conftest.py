@@ -1,5 +1,5 @@
 """Fixtures: a throw-away project (its own settings, pipelines, git repo and MLflow store) and a CLI runner."""
-import os, shutil, subprocess, sys
+import contextlib, os, shutil, subprocess, sys, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 import pytest
@@ -47,6 +47,26 @@ class Project:
         from mlflow.exceptions import MlflowException
         try: return sorted(int(v.version) for v in self.client().search_model_versions(f"name = '{name}'"))
         except MlflowException: return []
+
+
+_DOWNLOADS: list[Path] = []  # the folder of this test process's downloads, under pytest's base folder (set once)
+
+
+def download(client, run_id: str, path: str) -> Path:
+    """A run's artifact, downloaded into this test run's own folder: MLflow's default is a new temporary folder that
+    nobody removes (the suite checks that it leaves its TMPDIR empty)."""
+    import tempfile
+    if not _DOWNLOADS:
+        _DOWNLOADS.append(_CONFIG[0]._tmp_path_factory.getbasetemp() / "downloads")
+        _DOWNLOADS[0].mkdir(exist_ok=True)
+    return Path(client.download_artifacts(run_id, path, tempfile.mkdtemp(dir=_DOWNLOADS[0])))
+
+
+_CONFIG: list = []
+
+
+def pytest_configure(config):
+    _CONFIG.append(config)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -124,12 +144,21 @@ def pytest_sessionfinish(session):
     import signal
     if hasattr(session.config, "workerinput"): return
     ours = (f"{REPO}/", f"{session.config._tmp_path_factory.getbasetemp()}/")  # this checkout's venv, the wheel's
+    from mlops_nb.runner.zygote import kept_zygotes, stop_kept
+    for z in kept_zygotes():  # as `mlops-nb kernels --stop` does: their sockets, locks and logs go too
+        if z.get("python", "").startswith(ours):
+            stop_kept(z)
     for d in zygote_processes():
         try:
             if (d / "cmdline").read_bytes().split(b"\0")[0].decode().startswith(ours):
                 os.kill(int(d.name), signal.SIGKILL)
         except (OSError, ValueError):
             pass
+    home = Path(tempfile.gettempdir()) / f"mlops-nb-{os.getuid()}"  # the kept zygotes' folder, in the suite's TMPDIR
+    for log in home.glob("zygote-*.log") if os.environ.get("TMPDIR", "").startswith("/tmp/mlops-nb-tests.") else ():
+        log.unlink()  # what they printed (warnings): read it in the test that failed, if one did
+    with contextlib.suppress(OSError):
+        home.rmdir()
 
 
 def free_port() -> int:

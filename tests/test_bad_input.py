@@ -1,6 +1,7 @@
 """Every kind of bad input: one clear message, a non-zero exit, and nothing already recorded damaged."""
 import json
 import pytest
+from conftest import download
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +96,7 @@ def test_validation_failure_stops_dependents_and_keeps_the_report(trained):
     steps = project.client().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert {s.data.tags["mlops_nb.step"]: s.info.status for s in steps} == {"ingest": "FINISHED", "validate": "FAILED"}
     validate = next(s for s in steps if s.data.tags["mlops_nb.step"] == "validate")
-    report = project.client().download_artifacts(validate.info.run_id, "validation.md")
+    report = download(project.client(), validate.info.run_id, "validation.md")
     assert "pressure" in open(report).read()
     assert snapshot(project)[1] == before[1]
 

@@ -1,7 +1,7 @@
 """The promotion gate as a team meets it: a better version is promoted, a worse one refused, and a rollback restores."""
 import json, re
 import pytest
-from conftest import make_project
+from conftest import make_project, download
 
 pytestmark = pytest.mark.slow
 NAME = "assembly-defect"
@@ -29,7 +29,7 @@ def test_gate_promotes_a_better_version_refuses_a_worse_one_and_rollback_restore
     assert "refused" in refused.description and "must not serve as champion" in refused.description
     gate_run = c.search_runs([c.get_experiment_by_name("mlops-nb").experiment_id],
                              f"tags.mlflow.parentRunId = '{project.pipeline_runs()[-1].info.run_id}' and tags.mlops_nb.step = 'gate'")[0]
-    decision = json.loads(open(c.download_artifacts(gate_run.info.run_id, "gate.json")).read())
+    decision = json.loads(open(download(c, gate_run.info.run_id, "gate.json")).read())
     assert decision["passed"] is False and decision["champion"] == "2" and decision["rules"]["min_improvement"] == 0.01
 
     back = project.run("rollback", "--reason", "version 2 misbehaves on line B", check=True)

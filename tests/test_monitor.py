@@ -2,6 +2,7 @@
 import re
 from pathlib import Path
 import pytest
+from conftest import download
 from mlops_nb.ml.data import make_demo_data
 
 pytestmark = pytest.mark.slow
@@ -115,9 +116,9 @@ def test_free_text_is_vectorised_profiled_as_text_and_quiet_on_same_distribution
     schema = project.client().search_runs(
         [project.client().get_experiment_by_name("mlops-nb").experiment_id], "tags.mlops_nb.step = 'validate'")[0]
     import json
-    kinds = {c["name"]: c["kind"] for c in json.load(open(project.client().download_artifacts(schema.info.run_id, "schema.json")))["columns"]}
+    kinds = {c["name"]: c["kind"] for c in json.load(open(download(project.client(), schema.info.run_id, "schema.json")))["columns"]}
     assert kinds["note"] == "text" and kinds["line"] == "categorical" and kinds["remark"] == "text"
-    columns = open(project.client().download_artifacts(schema.info.run_id, "columns.md")).read()  # every column's treatment
+    columns = open(download(project.client(), schema.info.run_id, "columns.md")).read()  # every column's treatment
     assert re.search(r"\| remark +\| text +\| free text", columns) and re.search(r"\| line +\| categorical +\| one-hot", columns)
     # the model is named after its data file (parts); monitor is told which
     quiet = project.run("monitor", "--model", "parts", "--data", tmp_path / "heldout.csv", "--label-column", "defect")

@@ -9,7 +9,7 @@ import importlib.resources, importlib.util, json, os, signal, sqlite3, subproces
 from pathlib import Path
 import pandas as pd
 import pytest
-from conftest import clean_env, make_project, user_env, MLOPS_NB
+from conftest import clean_env, make_project, user_env, MLOPS_NB, download
 
 
 def public_file(name: str, dest: Path) -> Path:
@@ -73,7 +73,7 @@ def train(run, root, data, target, *more):
 
 def trained_schema(root, steps) -> dict:
     "The schema the validate step wrote (registered with the model as extra_files/schema.json)."
-    return json.loads(Path(client(root).download_artifacts(steps["validate"].info.run_id, "schema.json")).read_text())
+    return json.loads(Path(download(client(root), steps["validate"].info.run_id, "schema.json")).read_text())
 
 
 def test_string_labels_with_gaps_train_under_a_name_of_their_own(user):
@@ -94,7 +94,7 @@ def test_an_exported_row_number_is_not_learned_from(user):
     assert roles["Unnamed: 0"] == "id" and roles["carat"] == "feature"
     # with the row number as a feature the held-out RMSE was 76 (the rows are in price order); without it ~550
     assert steps["evaluate"].data.metrics["test_rmse"] > 300
-    report = Path(client(root).download_artifacts(steps["validate"].info.run_id, "validation.md")).read_text()
+    report = Path(download(client(root), steps["validate"].info.run_id, "validation.md")).read_text()
     assert "column 'Unnamed: 0' is left out of the features: looks like an ID" in report
 
 
@@ -135,7 +135,7 @@ def test_fairness_per_group_on_the_card_a_gate_rule_and_a_missing_sensitive_colu
                                  "-p", "max_fairness_gap=0.0001", "-p", "model_name=titanic-fair")
     metrics = steps["evaluate"].data.metrics  # measured although left out of the features
     assert {"fairness_gap_sex", "demographic_parity_difference_sex", "equalized_odds_difference_sex"} <= set(metrics)
-    table = pd.read_csv(client(root).download_artifacts(steps["evaluate"].info.run_id, "fairness.csv"))
+    table = pd.read_csv(download(client(root), steps["evaluate"].info.run_id, "fairness.csv"))
     assert sorted(table.group) == ["man", "women"] and {"selection_rate", "tpr", "fpr", "roc_auc"} <= set(table.columns)
     said = " ".join(out.split())
     assert "gate refused" in said and "largest gap of the metric between groups of a sensitive column" in said, said
@@ -152,7 +152,7 @@ def test_a_rare_positive_class_is_judged_by_precision_and_recall(user):
     ev = steps["evaluate"]
     assert 0.005 < steps["ingest"].data.metrics["positive_share"] < 0.05  # 'yes' is 1.7 %
     assert "test_pr_auc" in ev.data.metrics and "test_recall_yes" in ev.data.metrics
-    gate = json.loads(Path(client(root).download_artifacts(steps["gate"].info.run_id, "gate.json")).read_text())
+    gate = json.loads(Path(download(client(root), steps["gate"].info.run_id, "gate.json")).read_text())
     assert gate["rules"]["metric"] == "pr_auc"
 
 
@@ -162,7 +162,7 @@ def test_numbers_only_slices_by_a_numeric_column_and_a_target_with_gaps(user):
     assert steps["ingest"].data.metrics["rows_without_target"] == 37
     ev = steps["evaluate"]
     assert ev.data.params["slice_column"] == "Month"  # five months: natural slices
-    slices = pd.read_csv(client(root).download_artifacts(ev.info.run_id, "slices.csv"))
+    slices = pd.read_csv(download(client(root), ev.info.run_id, "slices.csv"))
     assert set(slices.Month) <= {5, 6, 7, 8, 9} and len(slices) >= 4
     # 29 held-out rows: no slice reaches 30 rows, so no gap is claimed (it was `nan` before)
     assert "slice_gap" not in ev.data.metrics

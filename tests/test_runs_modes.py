@@ -2,7 +2,7 @@
 import json, os, re, subprocess, sys, time
 from pathlib import Path
 import pytest
-from conftest import NO_JOB_RUNNER, free_port, make_project, wait_until_up, clean_env, interruptible, started_by, zygote_processes
+from conftest import NO_JOB_RUNNER, free_port, make_project, wait_until_up, clean_env, interruptible, started_by, zygote_processes, download
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def test_sweep_runs_the_grid_under_one_run_shares_upstream_and_ranks(project):
     assert sorted(s.data.tags.get("mlops_nb.cached", "false") for s in ingests) == ["false", "true"]  # ran once, reused once
     best = max(members, key=lambda m: m.data.metrics["test_roc_auc"])
     assert sweep.data.tags["mlops_nb.best_run"] == best.info.run_id
-    ranking = Path(c.download_artifacts(sweep.info.run_id, "sweep_ranking.csv")).read_text().splitlines()
+    ranking = Path(download(c, sweep.info.run_id, "sweep_ranking.csv")).read_text().splitlines()
     assert len(ranking) == 3 and best.info.run_id in ranking[1]
     assert "best:" in r.stdout
 

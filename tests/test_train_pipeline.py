@@ -3,7 +3,7 @@ import json, subprocess, sys
 from pathlib import Path
 import pandas as pd
 import pytest
-from conftest import clean_env
+from conftest import clean_env, download
 from mlops_nb.ml.data import content_hash, make_demo_data
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def test_parent_run_records_params_code_environment_and_data(trained):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True, text=True).stdout.strip()
     assert tags["mlflow.source.git.commit"] == head and tags["mlops_nb.git_dirty"] == "False"
     assert tags["mlops_nb.python"] == ".".join(map(str, sys.version_info[:3]))
-    reqs = project.client().download_artifacts(run_id, "environment/requirements.txt")
+    reqs = download(project.client(), run_id, "environment/requirements.txt")
     assert "scikit-learn==" in Path(reqs).read_text()
     digest = run.inputs.dataset_inputs[0].dataset.digest
     assert digest == content_hash(make_demo_data(2000, seed=42))[:36]
@@ -68,7 +68,7 @@ def test_every_version_gets_a_model_card(trained):
     mv = c.get_model_version("assembly-defect", "1")
     gate = step_runs(project, run_id)["gate"]
     assert {f.path for f in c.list_artifacts(gate.info.run_id, "model_card")} == {"model_card/card.md", "model_card/card.html"}
-    card = Path(c.download_artifacts(gate.info.run_id, "model_card/card.md")).read_text()
+    card = Path(download(c, gate.info.run_id, "model_card/card.md")).read_text()
     assert mv.description == card
     for fact in ("Flag assembly-line parts", mv.tags["data_version"], "## Held-out metrics", "| roc_auc |", "## Metrics by line",
                  "Decision: **passed**", "## Limitations", "Weakest slice: line ="):
@@ -78,7 +78,7 @@ def test_every_version_gets_a_model_card(trained):
     evaluate = step_runs(project, run_id)["evaluate"]
     low, high = evaluate.data.metrics["test_roc_auc_low"], evaluate.data.metrics["test_roc_auc_high"]
     assert low < evaluate.data.metrics["test_roc_auc"] < high and f"| roc_auc | {evaluate.data.metrics['test_roc_auc']:.4f} | {low:.4f} .. {high:.4f} |" in card
-    relies = pd.read_csv(c.download_artifacts(evaluate.info.run_id, "importance.csv"))  # in raw columns
+    relies = pd.read_csv(download(c, evaluate.info.run_id, "importance.csv"))  # in raw columns
     # planted: edge_score responds to defects; vibration, heat, line, shift, certification and pressure cause them
     assert relies.column[0] == "edge_score" and set(relies.column[1:4]) & {"vibration", "temperature", "line"}, relies
     assert relies.set_index("column").importance["timestamp"] < relies.importance[0] / 10, relies

@@ -6,7 +6,8 @@ Docs: https://mlops-nb.github.io/mlops-nb/ops/docs.html.md"""
 
 # %% ../../notebooks/ops/05_docs.ipynb #c812bff9
 from __future__ import annotations
-import io, os, re, shutil
+import io, os, re, shutil, tempfile
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
 from pathlib import Path
@@ -30,8 +31,9 @@ from nbdev.processors import (
 from ..core.errors import MlopsNbError
 
 # %% auto #0
-__all__ = ['CSS', 'DocsError', 'exec_cells', 'to_myst', 'ParamTableRenderer', 'process_notebook', 'page_name', 'page_path',
-           'library_page', 'pipelines_page', 'render_site', 'layer_order', 'build_docs', 'readme_text', 'write_readme']
+__all__ = ['CSS', 'DocsError', 'exec_cells', 'scratch', 'to_myst', 'ParamTableRenderer', 'process_notebook', 'page_name',
+           'page_path', 'library_page', 'pipelines_page', 'render_site', 'layer_order', 'build_docs', 'readme_text',
+           'write_readme']
 
 # %% ../../notebooks/ops/05_docs.ipynb #79b412e7
 class DocsError(MlopsNbError):
@@ -99,6 +101,23 @@ def _no_rule(output: dict) -> dict:
         md = "".join(md) if isinstance(md, list) else md
         output["data"]["text/markdown"] = re.sub(r"^---\s*\n", "", md.lstrip())
     return nbformat.from_dict(dict(output))
+
+# %% ../../notebooks/ops/05_docs.ipynb #12aa7346
+@contextmanager
+def scratch():
+    """A temporary folder of its own for what runs inside (`tempfile`'s, and TMPDIR for the processes it starts),
+    removed after: the examples make throw-away folders (`tempfile.mkdtemp()`) as a reader in JupyterLab would, and
+    building the site (or the docs test) leaves none of them behind. One notebook at a time per process: `tempfile`'s
+    folder is the process's."""
+    before, env = tempfile.tempdir, os.environ.get("TMPDIR")
+    folder = tempfile.mkdtemp(prefix="mlops-nb-docs-")
+    tempfile.tempdir, os.environ["TMPDIR"] = folder, folder
+    try:
+        yield Path(folder)
+    finally:
+        tempfile.tempdir = before
+        os.environ.pop("TMPDIR") if env is None else os.environ.__setitem__("TMPDIR", env)
+        shutil.rmtree(folder, ignore_errors=True)
 
 # %% ../../notebooks/ops/05_docs.ipynb #a0c00da5
 def to_myst(
@@ -195,7 +214,10 @@ def process_notebook(
     try:
         nb = read_nb(src)
         nb.path_ = str(src)
-        NBProcessor(nb=nb, procs=_BEFORE + ([exec_cells] if execute else []) + _AFTER, rm_directives="quarto").process()
+        with scratch():  # the examples' temporary folders go with the notebook's run
+            NBProcessor(
+                nb=nb, procs=_BEFORE + ([exec_cells] if execute else []) + _AFTER, rm_directives="quarto"
+            ).process()
     finally:
         os.chdir(cwd)
     dst.parent.mkdir(parents=True, exist_ok=True)

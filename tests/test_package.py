@@ -77,3 +77,8 @@ def test_a_project_made_where_mlops_nb_came_from_a_wheel_sets_itself_up_from_tha
     version = subprocess.run([str(venv / "bin" / "mlops-nb"), "--version"], capture_output=True, text=True).stdout
     assert version.startswith(f"mlops-nb {wheel.name.split('-')[1]} "), version
     assert "register" in r.stdout + r.stderr and (proj / "mlflow.db").is_file()
+    # the core has no Kubernetes schemas (~110 MB): the command that needs them names its extra, and writes nothing
+    k8s = subprocess.run([str(venv / "bin" / "mlops-nb"), "deploy", "k8s", "k8s"], cwd=proj, capture_output=True,
+                         text=True, env=user_env())
+    assert k8s.returncode != 0 and "pip install 'mlops-nb[deploy]'" in k8s.stderr, k8s.stdout + k8s.stderr
+    assert len(k8s.stderr.strip().splitlines()) <= 2 and not (proj / "k8s").exists(), k8s.stderr

@@ -235,7 +235,13 @@ def validate_manifest(
     version: str = K8S_VERSION,  # the Kubernetes version whose schemas to check against
 ) -> None:
     "Raise `MlopsNbError` naming the problem if `obj` is not a valid Kubernetes object (strict schemas, offline)."
-    import kubernetes_validate
+    try:
+        import kubernetes_validate  # its schemas of every Kubernetes version take ~110 MB: the `deploy` extra
+    except ImportError:
+        raise MlopsNbError(
+            "checking Kubernetes manifests against Kubernetes' schemas needs kubernetes-validate: "
+            "pip install 'mlops-nb[deploy]' (nothing was written)."
+        ) from None
 
     try:
         kubernetes_validate.validate(obj, version, strict=True)
@@ -264,10 +270,11 @@ def write_k8s(
     import secrets
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     manifests, paths = k8s_manifests(meta, image, replicas, token=token or secrets.token_urlsafe(32)), []
+    for obj in manifests.values():
+        validate_manifest(obj)  # every one before any is written
+    folder.mkdir(parents=True, exist_ok=True)
     for name, obj in manifests.items():
-        validate_manifest(obj)
         _write(folder / name, yaml.safe_dump(obj, sort_keys=False), private=obj["kind"] == "Secret")
         paths.append(folder / name)
     (folder / "kustomization.yaml").write_text(

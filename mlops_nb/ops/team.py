@@ -78,7 +78,10 @@ def _db_home(folder: Path) -> Path:
         return home
     import tempfile
 
-    outside = Path(tempfile.mkdtemp(prefix="mlops-nb-db-"))
+    where = tempfile.gettempdir()  # a TMPDIR only its owner may enter (a test run's) is no place for postgres's files
+    if subprocess.run(_as_db_owner(["test", "-x", where]), capture_output=True).returncode != 0:
+        where = "/tmp"
+    outside = Path(tempfile.mkdtemp(prefix="mlops-nb-db-", dir=where))
     shutil.chown(outside, "postgres")
     home.symlink_to(outside)
     return outside

@@ -9,8 +9,8 @@ ARGS   ?=
 # pytest-xdist workers for `make test` (one per core here; `make pytest TEST_WORKERS=0` runs the suite in one process)
 TEST_WORKERS ?= 2
 # what the suite leaves in its TMPDIR, or running, is reported and stopped; LEFTOVERS= (empty) fails the run on it.
-# Reported, not failed on, until the known leaks are gone: models a step's kernel downloads (it ends without exit
-# handlers), Dask's scratch folder
+# Reported, not failed on, until the known leaks are gone: models MLflow downloads from a tracking server to load
+# (into a new temporary folder each time), Dask's scratch folder
 LEFTOVERS ?= --warn
 # the JupyterLab panel: lab/ built into lab/labextension (the wheel ships it), and linked into .venv's JupyterLab
 LABEXT  := lab/labextension/package.json

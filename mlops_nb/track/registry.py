@@ -17,7 +17,7 @@ from .client import Tag, mlflow_globals
 __all__ = ['ALIASES', 'MODEL_LOADERS', 'BACKGROUND_FILE', 'trusted_types', 'model_code', 'model_requirements', 'check_writable',
            'write_rows', 'register_model', 'set_alias', 'alias_version', 'make_challenger', 'version_file',
            'extra_text', 'version_profile', 'version_schema', 'model_version', 'registered_model', 'list_versions',
-           'download_model', 'load_model', 'loading_folder', 'aliases_by_version']
+           'download_model', 'load_model', 'aliases_by_version']
 
 # %% ../../notebooks/track/02_registry.ipynb #f83c2d91
 ALIASES = ("champion", "challenger", "previous")
@@ -356,31 +356,13 @@ def download_model(
 def load_model(
     uri: str,  # models:/NAME/VERSION, runs:/RUN/PATH, or a model's folder
 ):
-    """The scikit-learn model at `uri` and its MLflow description (`.signature`, `.run_id`, from its MLmodel file).
+    "The scikit-learn model at `uri` and its MLflow description (`.signature`, `.run_id`)."
+    import mlflow.sklearn
+    from mlflow.models import Model, get_model_info
 
-    A model elsewhere than in a folder here is downloaded first into this process's own folder, removed when the
-    process ends (`loading_folder`): MLflow would download it into a temporary folder that nobody removes, one more
-    copy of the model in /tmp at every load (a server's every reload). Not removed at once: the model's code folder
-    stays on `sys.path` for the imports it makes later."""
-    import mlflow.artifacts, mlflow.sklearn
-    from mlflow.models import Model
-
-    if not Path(uri).is_dir():
-        uri = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=loading_folder())
-    return mlflow.sklearn.load_model(uri), Model.load(str(Path(uri) / "MLmodel"))
-
-# %% ../../notebooks/track/02_registry.ipynb #7e3d5a90
-_LOADING: list = []  # this process's folder for the models it downloads to load
-
-
-def loading_folder() -> str:
-    "A new folder in this process's folder for models downloaded to load, which goes when the process ends."
-    if not _LOADING:
-        import atexit, shutil
-
-        _LOADING.append(tempfile.mkdtemp(prefix="mlops-nb-models-"))
-        atexit.register(shutil.rmtree, _LOADING[0], True)
-    return tempfile.mkdtemp(dir=_LOADING[0])
+    if Path(uri).is_dir():  # the MLmodel file itself: get_model_info would ask a tracking server about the logged model
+        return mlflow.sklearn.load_model(uri), Model.load(str(Path(uri) / "MLmodel"))
+    return mlflow.sklearn.load_model(uri), get_model_info(uri)
 
 # %% ../../notebooks/track/02_registry.ipynb #cae99ad3
 def aliases_by_version(

@@ -561,12 +561,7 @@ def _claim(
 def _leave(path: str) -> None:
     """A kept zygote that waited long enough: remove its socket (the next run starts a new one), its lock (still held:
     a zygote starting meanwhile sees it gone, `_claim`), and its log if empty."""
-    for f in (path, f"{path}.lock"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f)
-    log = f"{path[: -len('.sock')]}.log"
-    if os.path.exists(log) and not os.path.getsize(log):
-        os.unlink(log)
+    _remove_files(path)
 
 # %% ../../notebooks/runner/16_zygote.ipynb #5c0e9b12
 LEASE_CHECK = 5.0  # s: how often a zygote with leases checks that their runs' processes live

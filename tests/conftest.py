@@ -85,6 +85,29 @@ def make_project(folder: Path) -> Project:
     return Project(folder)
 
 
+def wait_or_dump(p: subprocess.Popen, timeout: float) -> int:
+    """The runner's exit code; if it has not ended in `timeout` s, fail with what each of its threads is waiting for.
+    (Waits on the process, not its pipes: its kernels may hold them open after it is gone. Its output is small.)"""
+    import signal
+    try:
+        return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGUSR1)  # every thread's stack, to stderr (cli.main)
+        try:
+            p.communicate(timeout=10)  # it is stuck: this times out, with the stacks written meanwhile
+        except subprocess.TimeoutExpired:
+            pass
+        p.kill()
+        try:  # what it wrote; its kernels may hold the pipe open after it is gone: read what is there, never wait on them
+            out, err = p.communicate(timeout=10)
+            err = (out or "") + (err or "")
+        except subprocess.TimeoutExpired:
+            err = "(its stderr is still held open by processes it started)"
+        # the main thread's stack first (it is the one that must end the run), then the others, as much as fits
+        stacks = sorted(err.split("\n\n"), key=lambda b: "in <module>" not in b)
+        raise AssertionError(f"the runner did not end within {timeout} s:\n" + "\n\n".join(stacks)[:6000]) from None
+
+
 def interruptible() -> None:
     """Popen's preexec_fn: Ctrl-C (SIGINT) reaches the command as at a terminal. A shell starts its background jobs, and
     all they start, with SIGINT ignored (a CI job run with `&` would), and Python then never raises KeyboardInterrupt."""

@@ -1,8 +1,9 @@
 """The step cache: hits are visible, one parameter re-runs exactly its dependents, re-saved notebooks still hit,
 and an interrupted run (Ctrl-C or kill -9) leaves no cache entry and no run stuck RUNNING."""
 import json, os, signal, subprocess, time
+from pathlib import Path
 import pytest
-from conftest import MLOPS_NB, clean_env, interruptible, started_by
+from conftest import MLOPS_NB, clean_env, interruptible, started_by, wait_or_dump
 
 pytestmark = pytest.mark.slow
 STEPS = ["ingest", "validate", "train", "evaluate", "register", "gate"]
@@ -132,31 +133,19 @@ def wait_gone(owner: int, timeout=60) -> list[str]:
         time.sleep(0.1)
 
 
-def wait_or_dump(p: subprocess.Popen, timeout: float) -> int:
-    "The runner's exit code; if it has not ended in `timeout` s, fail with what each of its threads is waiting for."
-    try:
-        return p.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(p.pid, signal.SIGUSR1)  # every thread's stack, to stderr (cli.main)
-        try:
-            p.communicate(timeout=10)  # it is stuck: this times out, with the stacks written meanwhile
-        except subprocess.TimeoutExpired:
-            pass
-        p.kill()
-        try:  # what it wrote; its kernels may hold the pipe open after it is gone: read what is there, never wait on them
-            _, err = p.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            err = "(its stderr is still held open by processes it started)"
-        raise AssertionError(f"the runner did not end within {timeout} s:\n{(err or '')[-6000:]}") from None
-
-
 def interrupt_another_thread(pid: int) -> None:
     """Ctrl-C as the kernel may deliver it: to a thread of the process other than the main one (a kernel channel's, a
     step's). Python then only sets a flag that the main thread must wake up to see (CI once hung here for 180 s)."""
     import ctypes, platform
     tgkill = {"x86_64": 234, "aarch64": 131}[platform.machine()]
-    others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
-    assert others, "the runner has no thread but its main one while a step runs"
+    def takes_sigint(tid):  # libzmq's threads block every signal: one sent to them stays pending for ever (CI hung so)
+        try:
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        except FileNotFoundError:  # it ended meanwhile
+            return False
+        return not int(status.split("SigBlk:")[1].split()[0], 16) & (1 << (signal.SIGINT - 1))
+    others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid and takes_sigint(t)]
+    assert others, "the runner has no thread but its main one that takes Ctrl-C while a step runs"
     assert ctypes.CDLL(None, use_errno=True).syscall(tgkill, pid, others[-1], signal.SIGINT) == 0, ctypes.get_errno()
 
 

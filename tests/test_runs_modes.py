@@ -2,7 +2,7 @@
 import json, os, re, subprocess, sys, time
 from pathlib import Path
 import pytest
-from conftest import NO_JOB_RUNNER, free_port, make_project, wait_until_up, clean_env, interruptible, started_by, zygote_processes, download
+from conftest import NO_JOB_RUNNER, free_port, make_project, wait_until_up, clean_env, interruptible, started_by, zygote_processes, download, wait_or_dump
 
 pytestmark = pytest.mark.slow
 
@@ -187,8 +187,9 @@ def test_interrupting_a_sweep_stops_its_members_and_closes_every_run(project, re
     while not glob.glob(str(project.root / "runs" / "*" / "train" / "train.ipynb")) and time.monotonic() < deadline:
         time.sleep(0.1)
     p.send_signal(signal.SIGINT)
-    p.communicate(timeout=60)  # the members' kernels are stopped: no waiting for a long training to end
-    assert p.returncode == 130
+    # the members' kernels are stopped: no waiting for a long training (minutes); the runner's own bounds are 60 s for
+    # its step threads, then 30 s to end (cli.main), and a busy machine slows the closing of runs
+    assert wait_or_dump(p, 180) == 130
     c = project.client()
     exp = c.get_experiment_by_name("mlops-nb").experiment_id
     sweep = c.search_runs([exp], "tags.mlops_nb.kind = 'sweep'")[0]

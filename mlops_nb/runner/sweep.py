@@ -7,14 +7,14 @@ Docs: https://mlops-nb.github.io/mlops-nb/runner/sweep.html.md"""
 # %% ../../notebooks/runner/10_sweep.ipynb #e29d65a3
 from __future__ import annotations
 import itertools, json, time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ALL_COMPLETED, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from ..core.config import Settings
 from ..core.errors import ParameterError
 from .kernels import kill_live_kernels
 from .execute import executor_for
-from .pipeline import pipeline_tags, run_pipeline
+from .pipeline import pipeline_tags, run_pipeline, wait_awake
 from .results import RunOptions, primary_result
 from .spec import PipelineSpec
 from ..track import client as tracking
@@ -86,7 +86,9 @@ def _members(spec: PipelineSpec, params: dict, grid: list[dict], settings: Setti
 
         pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="member")
         try:
-            members = list(pool.map(member, grid))
+            futures = [pool.submit(member, values) for values in grid]
+            wait_awake(futures, ALL_COMPLETED)  # Ctrl-C sent to another thread reaches this one (`wait_awake`)
+            members = [f.result() for f in futures]
         except BaseException:  # an interrupt reaches this thread only: stop the members' kernels so their threads end
             pool.shutdown(wait=False, cancel_futures=True)
             kill_live_kernels()

@@ -574,8 +574,10 @@ def _holder(req: dict):
 
 
 def _gone(leases: dict) -> list:
-    "The lease sockets whose run's process is gone (its socket may live on in a process it forked)."
-    return [s for s, (_, holder) in leases.items() if holder and _identity(holder[0]) != holder[1]]
+    """The lease sockets whose run's process is gone (its socket may live on in a process it forked). A process gone
+    before the zygote read its request has no identity (None): its lease is gone at once (CI: a busy machine's zygote
+    read the request of a process that had forked and ended already, and waited on the fork's socket for ever)."""
+    return [s for s, (_, h) in leases.items() if h and (h[1] is None or _identity(h[0]) != h[1])]
 
 # %% ../../notebooks/runner/16_zygote.ipynb #aa5b082c
 def serve(

@@ -1,7 +1,7 @@
 """The package as a user builds it from source: `python -m build` (the sdist, then the wheel from it) and `pip wheel .`
 on a clean checkout build the JupyterLab panel themselves (buildsys/backend.py), without Node one line says so, and
 the sdist builds the same wheel as the checkout. The build itself is made once, by the `wheel_venv` fixture."""
-import hashlib, os, shutil, subprocess, sys, tarfile, zipfile
+import hashlib, os, shutil, subprocess, sys, tarfile, tempfile, zipfile
 from pathlib import Path
 
 import pytest
@@ -71,8 +71,14 @@ def test_a_project_made_where_mlops_nb_came_from_a_wheel_sets_itself_up_from_tha
                    cwd=tmp_path, env=user_env())
     assert f"MLOPS_NB ?= {wheel}" in (proj / "Makefile").read_text()
     venv, uv = proj / ".venv", Path(sys.executable).parent / "uv"  # uv: its cache holds what the wheel's venv got
-    r = subprocess.run(["make", "run", f"PIP={uv} pip", "ARGS=-p n_rows=1500"], cwd=proj, capture_output=True,
-                       text=True, env=user_env(UV_PYTHON=str(venv / "bin" / "python")))
+    own = Path(tempfile.mkdtemp(prefix="uv-"))  # uv leaves its build lock (uv-setuptools-*.lock) in the temp folder
+    try:
+        r = subprocess.run(["make", "setup", f"PIP={uv} pip"], cwd=proj, capture_output=True, text=True,
+                           env=user_env(UV_PYTHON=str(venv / "bin" / "python"), TMPDIR=str(own)))
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    finally:
+        shutil.rmtree(own)
+    r = subprocess.run(["make", "run", "ARGS=-p n_rows=1500"], cwd=proj, capture_output=True, text=True, env=user_env())
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     version = subprocess.run([str(venv / "bin" / "mlops-nb"), "--version"], capture_output=True, text=True).stdout
     assert version.startswith(f"mlops-nb {wheel.name.split('-')[1]} "), version

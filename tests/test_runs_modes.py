@@ -295,10 +295,10 @@ def test_the_zygote_stays_warm_for_any_project_s_next_run_and_a_killed_run_loses
 def test_kept_zygotes_are_listed_stopped_and_leave_after_their_idle_time_even_with_a_dead_runs_lease(tmp_path):
     """`mlops-nb kernels` lists a kept zygote with its memory and `--stop` stops it, leaving no file; one left alone
     leaves after its idle time although a process the last run forked still holds that run's lease."""
-    import shutil, signal, tempfile
+    import shutil, signal, socket, tempfile
     home = Path(tempfile.mkdtemp(prefix="z"))  # a TMPDIR of the test's own (short: a unix socket's path is <108 bytes)
     folder, cli = home / f"mlops-nb-{os.getuid()}", str(Path(sys.executable).parent / "mlops-nb")
-    project, lingering = look_project(tmp_path / "a", "a"), None
+    project, lingering, held = look_project(tmp_path / "a", "a"), None, None
     kept = lambda: sorted(folder.glob("zygote-*.sock"))
 
     def run(keep: str):
@@ -325,7 +325,19 @@ def test_kept_zygotes_are_listed_stopped_and_leave_after_their_idle_time_even_wi
         deadline = time.monotonic() + 120  # 4 s idle after a lease check (every 5 s): ~10 s on an idle machine
         while sock.exists() and time.monotonic() < deadline: time.sleep(0.1)
         assert not sock.exists() and not list(folder.glob("*.lock")), sorted(folder.iterdir())
+        # the same when that process had ended before the zygote read its request (a busy machine: CI hung so)
+        env = run("4")
+        sock, ended = kept()[0], subprocess.Popen(["true"])
+        ended.wait()
+        held = socket.socket(socket.AF_UNIX)
+        held.connect(str(sock))
+        held.sendall(json.dumps({"lease": True, "folder": None, "pid": ended.pid}).encode() + b"\n")
+        deadline = time.monotonic() + 120
+        while sock.exists() and time.monotonic() < deadline: time.sleep(0.1)
+        assert not sock.exists() and not list(folder.glob("*.lock")), sorted(folder.iterdir())
     finally:
+        if held is not None:
+            held.close()
         if lingering is not None:
             os.killpg(lingering.pid, signal.SIGKILL)
         subprocess.run([cli, "kernels", "--stop"], env=clean_env(TMPDIR=str(home)), capture_output=True)

@@ -180,7 +180,8 @@ def test_a_kept_data_file_comes_back_and_reproduce_reads_it_after_the_file_chang
 
 @pytest.fixture(scope="module")
 def cluster(stack, tmp_path_factory):
-    "`dask scheduler` and two `dask worker`s, each in a folder of its own: they share nothing with a project but the server."
+    """`dask scheduler` and two `dask worker`s, each in a folder of its own (their scratch space too): they share nothing
+    with a project but the server."""
     import signal
     from distributed import Client
     from conftest import free_port
@@ -188,7 +189,7 @@ def cluster(stack, tmp_path_factory):
     address = f"tcp://127.0.0.1:{free_port()}"
     home = tmp_path_factory.mktemp("dask")
     scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                                  "--no-dashboard"], cwd=home, env=clean_env(), stdout=subprocess.DEVNULL,
+                                  "--no-dashboard"], cwd=home, env=clean_env(TMPDIR=str(home)), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
     workers = {}
     for name in ("w1", "w2"):

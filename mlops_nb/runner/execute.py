@@ -14,8 +14,8 @@ from ..core.errors import ConfigError
 from .results import RunOptions, StepError
 
 # %% auto #0
-__all__ = ['THREAD_VARIABLES', 'execute_notebook', 'failing_line', 'kernel_threads', 'execute_on_worker', 'Shipping',
-           'executor_for']
+__all__ = ['THREAD_VARIABLES', 'execute_notebook', 'failing_line', 'kernel_threads', 'execute_on_worker', 'local_cluster',
+           'Shipping', 'executor_for']
 
 # %% ../../notebooks/runner/08_execute.ipynb #03b08a73
 _STORAGE = ("pyarrow.fs", "gcsfs", "github", "boto3", "azure.datalake.store", "azure.storage.blob")
@@ -186,10 +186,7 @@ def _dask_executor(options: RunOptions, settings: Settings, stack: ExitStack):
         if not settings.is_local_store:
             return Shipping(client)  # the workers share nothing with us but the tracking server
     else:
-        cluster = LocalCluster(
-            n_workers=options.n_workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
-        )
-        client = stack.enter_context(Client(stack.enter_context(cluster)))
+        client = stack.enter_context(Client(local_cluster(LocalCluster, stack, options.n_workers)))
     env = settings.as_env()
 
     def execute(nb, out, params, step_env=None):
@@ -198,6 +195,18 @@ def _dask_executor(options: RunOptions, settings: Settings, stack: ExitStack):
     return execute
 
 # %% ../../notebooks/runner/08_execute.ipynb #2365662e
+def local_cluster(LocalCluster, stack: ExitStack, n_workers: int):
+    """A LocalCluster of `n_workers` one-thread processes on 127.0.0.1, closed with `stack`, and its scratch folder
+    removed after it (Dask's own, $TMPDIR/dask-scratch-space, outlives every cluster)."""
+    import shutil, tempfile, dask
+
+    scratch = tempfile.mkdtemp(prefix="mlops-nb-dask-")
+    stack.callback(shutil.rmtree, scratch, ignore_errors=True)  # runs after the cluster's close: last in, first out
+    stack.enter_context(dask.config.set({"temporary-directory": scratch}))  # the scheduler's and the workers'
+    kw = dict(threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1")
+    return stack.enter_context(LocalCluster(n_workers=n_workers, **kw))
+
+
 def _connect(Client, address: str):
     try:
         return Client(address, timeout="30s")

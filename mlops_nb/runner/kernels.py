@@ -375,16 +375,18 @@ class TrackedKernelManager(AsyncKernelManager):
         LIVE.discard(getattr(self, "_pid", None))
         await super()._async_cleanup_resources(restart)
 
-
+# %% ../../notebooks/runner/05_kernels.ipynb #6df91685
 class ForkedKernelManager(TrackedKernelManager):
     "A `TrackedKernelManager` whose kernels are forked from the zygote (socket in MLOPS_NB_ZYGOTE) when one is running."
 
     async def _async_pre_start_kernel(self, **kw):
-        if self.provisioner is None and os.environ.get(
-            "MLOPS_NB_ZYGOTE"
-        ):  # set before the base class makes a local one
+        # a provisioner of our own, before the base class makes one
+        if self.provisioner is None and (zygote := os.environ.get("MLOPS_NB_ZYGOTE")):
             self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
             self.provisioner = ForkedProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+            if not self.connection_file:  # in the run's folder, which goes with a killed run (not a temp file)
+                folder = PRESTARTED.folders.get(zygote, os.path.dirname(zygote))
+                self.connection_file = os.path.join(folder, f"kernel-{self.kernel_id}.json")
         return await super()._async_pre_start_kernel(**kw)
 
 # %% ../../notebooks/runner/05_kernels.ipynb #f821b607

@@ -276,7 +276,7 @@ def _on_dask(job: SearchJob, options: RunOptions, n: int) -> list[int]:
     "Trials on Dask workers: a LocalCluster, or `--scheduler`'s (whose workers reach the tracking server and study)."
     import os
     from contextlib import ExitStack
-    from mlops_nb.runner.execute import _connect
+    from mlops_nb.runner.execute import _connect, local_cluster
 
     try:
         from distributed import Client, LocalCluster
@@ -287,8 +287,7 @@ def _on_dask(job: SearchJob, options: RunOptions, n: int) -> list[int]:
             client = stack.enter_context(_connect(Client, options.scheduler))  # unreachable: one line saying so
         else:
             job = replace(job, threads=max(1, (os.cpu_count() or 1) // n))
-            kw = dict(threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1")
-            client = stack.enter_context(Client(stack.enter_context(LocalCluster(n_workers=n, **kw))))
+            client = stack.enter_context(Client(local_cluster(LocalCluster, stack, n)))
         jobs = [replace(job, worker=i) for i in range(n)]
         return client.gather([client.submit(run_trials, j, pure=False) for j in jobs])
 

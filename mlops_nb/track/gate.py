@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..core.errors import RegistryError
 from ..core.values import JsonValue
 from ..ml.metrics import higher_is_better, primary_metric
-from .registry import alias_version, check_writable, set_alias, version_file
+from .registry import alias_version, check_writable, load_model, set_alias, version_file
 from .client import Tag, mlflow_globals
 
 # %% auto #0
@@ -201,10 +201,8 @@ def load_version(
     version: str,  # the version to load
 ):
     "The scikit-learn model of version `version` of `name`, as registered."
-    import mlflow.sklearn
-
     with mlflow_globals(client):  # models:/ URIs resolve through MLflow's global registry
-        return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+        return load_model(f"models:/{name}/{version}")[0]
 
 # %% ../../notebooks/track/03_gate.ipynb #494005fe
 HISTORY_TAG = Tag.history

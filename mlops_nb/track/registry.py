@@ -357,12 +357,24 @@ def load_model(
     uri: str,  # models:/NAME/VERSION, runs:/RUN/PATH, or a model's folder
 ):
     "The scikit-learn model at `uri` and its MLflow description (`.signature`, `.run_id`)."
-    import mlflow.sklearn
+    import mlflow.artifacts, mlflow.sklearn
     from mlflow.models import Model, get_model_info
 
     if Path(uri).is_dir():  # the MLmodel file itself: get_model_info would ask a tracking server about the logged model
         return mlflow.sklearn.load_model(uri), Model.load(str(Path(uri) / "MLmodel"))
-    return mlflow.sklearn.load_model(uri), get_model_info(uri)
+    if not _stored_here(uri):  # a server's: a copy of our own, gone once loaded (MLflow's temporary folders stay)
+        with tempfile.TemporaryDirectory(prefix="mlops-nb-model-") as d:
+            return load_model(mlflow.artifacts.download_artifacts(uri, dst_path=d))
+    return mlflow.sklearn.load_model(uri), get_model_info(uri)  # a local store's files, loaded where they are
+
+
+def _stored_here(uri: str) -> bool:
+    "Whether the artifacts at `uri` (models:/, runs:/) are files on this machine, which MLflow reads in place."
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    repo = get_artifact_repository(uri)
+    return isinstance(getattr(repo, "repo", repo), LocalArtifactRepository)
 
 # %% ../../notebooks/track/02_registry.ipynb #cae99ad3
 def aliases_by_version(

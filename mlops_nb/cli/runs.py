@@ -24,7 +24,7 @@ from mlops_nb.cli.base import (
 
 # %% auto #0
 __all__ = ['StepProgress', 'print_summary', 'print_why', 'print_explanation', 'print_failure', 'run', 'registered_name', 'runs',
-           'show', 'reproduce', 'ui', 'kernels']
+           'show', 'diff', 'reproduce', 'ui', 'kernels']
 
 # %% ../../notebooks/cli/02_runs.ipynb #ebd3d81b
 class StepProgress:
@@ -482,6 +482,53 @@ def show(run_id: str = typer.Argument(..., help="a pipeline run id (see `mlops-n
     c.print("executed notebooks (open the HTML in a browser, the .ipynb beside it in JupyterLab):")
     for p in pages:
         c.print(p, soft_wrap=True)
+
+# %% ../../notebooks/cli/02_runs.ipynb #646384ff
+def _table(console, title: str, head: tuple, rows: list) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in head:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*map(str, row))
+    console.print(t)
+
+# %% ../../notebooks/cli/02_runs.ipynb #5050a6a8
+@app.command(rich_help_panel="Pipelines and runs")
+def diff(
+    run_a: str = typer.Argument(..., help="a pipeline run id, or a step run's (see `mlops-nb runs`, `mlops-nb show`)"),
+    run_b: str = typer.Argument(..., help="the run to compare it with"),
+    html: Optional[Path] = typer.Option(
+        None, "--html", help="write nbdime's diff of each changed step's notebook here, as pages that open offline"
+    ),
+):
+    "What changed between two runs: parameters, results, context, packages, project code, each step's notebook."
+    import os
+    from mlops_nb.runner.diff import diff_pages, run_diff
+
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    client, settings = reading_client()
+    d, c = run_diff(client, run_a, run_b, settings.root), make_console()
+    c.print(f"run {run_a} (A) vs run {run_b} (B)")
+    for title, rows, head in (
+        ("parameters", d.params, ("parameter", "A", "B")),
+        ("results", d.metrics, ("metric", "A", "B")),
+        ("context", d.context, ("", "A", "B")),
+        ("packages", d.packages, ("distribution", "A", "B")),
+    ):
+        _table(c, f"{title} that differ", head, rows) if rows else c.print(f"{title}: same")
+    for f, text in d.code:
+        c.print(f"project code changed: {f}", markup=False)
+        c.print(text, markup=False, highlight=False)
+    if not d.code:
+        c.print("project code: same")
+    _table(c, "steps", ("step", "notebook", "what changed"), [(s.step, s.status, s.change or "") for s in d.steps])
+    if html is not None:
+        later = max((run_a, run_b), key=lambda r: client.get_run(r).info.start_time)
+        index = diff_pages(d, html)
+        client.log_artifacts(later, str(html), f"diff/vs-{run_a if later == run_b else run_b}")
+        c.print(f"notebook diffs: {index} (open it in a browser; also logged to run {later} under diff/)", markup=False)
 
 # %% ../../notebooks/cli/02_runs.ipynb #8febccb6
 def _difference_tables(console, rep) -> None:

@@ -640,7 +640,7 @@ def git_state(
         return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10).stdout.strip()
 
     try:
-        commit = git("rev-parse", "HEAD")
+        commit = git("rev-parse", "--verify", "--quiet", "HEAD")  # nothing in a repository without a commit
         if not commit:
             return {}
         return {

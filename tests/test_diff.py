@@ -7,11 +7,12 @@ from conftest import make_project
 pytestmark = pytest.mark.slow
 
 
-def test_two_runs_that_differ_in_one_parameter_differ_in_it_its_results_and_the_steps_after_it(project, tmp_path, browser):
-    from mlops_nb.runner.diff import run_diff
-    project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "-p", "n_estimators=20", check=True)
-    project.run("run", "pipelines/train.yaml", "-p", "n_rows=1500", "-p", "n_estimators=60", check=True)
-    a, b = (r.info.run_id for r in project.pipeline_runs()[-2:])
+def test_two_runs_that_differ_in_one_parameter_differ_in_it_its_results_and_the_steps_after_it_and_compare_in_a_plot(project, tmp_path, browser):
+    from mlops_nb.runner.diff import compare_runs, run_diff
+    project.run("run", "pipelines/train.yaml", "--sweep", "n_estimators=20,60", "-p", "n_rows=1500", check=True)
+    members = {r.data.params["n_estimators"]: r for r in project.pipeline_runs()}  # the sweep's two pipeline runs
+    a, b = members["20"].info.run_id, members["60"].info.run_id
+    later = max(members.values(), key=lambda r: r.info.start_time).info.run_id
     d = run_diff(project.client(), a, b, project.root)
     assert d.params == [("n_estimators", "20", "60")]  # and no other
     assert "test_roc_auc" in {m[0] for m in d.metrics} and not d.code, (d.metrics, d.code)
@@ -24,8 +25,15 @@ def test_two_runs_that_differ_in_one_parameter_differ_in_it_its_results_and_the_
     out = tmp_path / "pages"
     r = project.run("diff", a, b, "--html", out, check=True)
     assert "n_estimators" in r.stdout and "test_roc_auc" in r.stdout and "project code: same" in r.stdout, r.stdout
-    logged = {f.path for f in project.client().list_artifacts(b, f"diff/vs-{a}")}  # b is the later run
-    assert f"diff/vs-{a}/index.html" in logged and f"diff/vs-{a}/train.html" in logged, logged
+    other = a if later == b else b
+    logged = {f.path for f in project.client().list_artifacts(later, f"diff/vs-{other}")}
+    assert f"diff/vs-{other}/index.html" in logged and f"diff/vs-{other}/train.html" in logged, logged
+    # the sweep's members compared: its id stands for them; only the parameter that varies is shown, with the metric
+    sweep = project.client().get_run(members["20"].data.tags["mlops_nb.sweep"]).info.run_id
+    table, metric, goal = compare_runs(project.client(), [sweep])
+    assert list(table.columns) == ["run_id", "n_estimators", "test_roc_auc"] and sorted(table["n_estimators"]) == [20, 60]
+    r = project.run("runs", "--compare", sweep, "--plot", tmp_path / "compare.png", check=True)
+    assert "2 runs by test_roc_auc (higher is better)" in r.stdout and (tmp_path / "compare.png").stat().st_size > 5000
     page = browser.new_page()
     try:
         page.goto((out / "index.html").as_uri())

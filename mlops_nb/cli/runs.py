@@ -400,12 +400,30 @@ def _run_search(spec, values, settings, options, tune, resume, console, events=N
     raise_if_failed(result.pipeline)
 
 # %% ../../notebooks/cli/02_runs.ipynb #0a12574a
+def _compare(ids: list[str], plot: Path | None) -> None:
+    "`runs --compare`: the runs' varied parameters and primary metric, best first, and the figure."
+    from mlops_nb.runner.diff import compare_plot, compare_runs
+
+    client, settings = reading_client()
+    ids = [i for v in ids for i in v.split(",") if i]
+    table, metric, goal = compare_runs(client, ids)
+    best, c = table.sort_values(metric, ascending=goal == "min"), make_console()
+    title = f"{len(table)} runs by {metric} ({'higher' if goal == 'max' else 'lower'} is better)"
+    _table(c, title, tuple(best.columns), best.round(4).astype(str).values.tolist())
+    out = compare_plot(best, metric, plot or settings.runs / f"compare-{ids[0][:8]}.png")
+    c.print(f"figure: {out} (the metric against each parameter that varies, and in parallel coordinates)", markup=False)
+
+# %% ../../notebooks/cli/02_runs.ipynb #e5780854
 @app.command(rich_help_panel="Pipelines and runs")
 def runs(
     limit: int = typer.Option(20, help="how many, newest first"),
     pipeline: Optional[str] = typer.Option(None, help="only runs of this pipeline"),
+    compare: Optional[list[str]] = typer.Option(None, help="compare these runs: ids (a,b,c), or a sweep's or search's"),
+    plot: Optional[Path] = typer.Option(None, help="where --compare draws its figure (default: runs/compare-ID.png)"),
 ):
-    "List recent pipeline runs."
+    "List recent pipeline runs; or compare some: the parameters that vary among them against the primary metric."
+    if compare:
+        return _compare(compare, plot)
     from rich.table import Table
     from mlops_nb.core.config import store_exists
     from mlops_nb.track.client import pipeline_runs

@@ -16,7 +16,7 @@ from ..track import client as tracking
 
 # %% auto #0
 __all__ = ['comparable', 'NotebookChange', 'notebook_change', 'diff_page', 'StepDiff', 'RunDiff', 'code_text', 'run_diff',
-           'diff_pages']
+           'diff_pages', 'compare_runs', 'compare_plot']
 
 # %% ../../notebooks/runner/19_diff.ipynb #c89a4e2b
 def comparable(
@@ -75,7 +75,10 @@ def notebook_change(
     import nbformat
     from nbdime import diff_notebooks
 
-    d = diff_notebooks(nbformat.from_dict(comparable(a)), nbformat.from_dict(comparable(b)))
+    a, b = comparable(a), comparable(b)
+    if a == b:  # a step re-run to the same outputs: nothing for nbdime to align (its cost is in aligning outputs)
+        return NotebookChange()
+    d = diff_notebooks(nbformat.from_dict(a), nbformat.from_dict(b))
     out = NotebookChange(diff=d)
     for entry in d:
         if entry["key"] != "cells":
@@ -134,6 +137,7 @@ def diff_page(
     out: Path | str,  # the HTML file to write (nbdime's scripts go into `static/` beside it)
     title: str = "Notebook diff",
     labels: tuple = ("A", "B"),  # what to call `a` and `b` above their columns
+    diff: list | None = None,  # nbdime's diff of them, if made already (`notebook_change`): not made twice
 ) -> Path:
     "Write nbdime's side-by-side view of how `b` differs from `a` as a page that opens offline, from a file."
     import html, nbdime.webapp, nbformat
@@ -154,7 +158,7 @@ def diff_page(
         "hideUnchanged": True,
         "collapseIdentical": 2,
     }
-    data = {"base": base, "diff": diff_notebooks(base, other)}
+    data = {"base": base, "diff": diff_notebooks(base, other) if diff is None else diff}
     page = _PAGE.format(
         title=html.escape(title),
         base=html.escape(labels[0]),
@@ -362,7 +366,7 @@ def diff_pages(
         name = html.escape(s.step)
         if s.status == "changed":
             title, labels = f"{s.step}: run {d.a[:8]} vs run {d.b[:8]}", (f"run {d.a}", f"run {d.b}")
-            diff_page(*s.notebooks, out / f"{s.step}.html", title, labels)
+            diff_page(*s.notebooks, out / f"{s.step}.html", title, labels, s.change.diff)
             name = f'<a href="{name}.html">{name}</a>'
         steps.append(
             f"<tr><td>{name}</td><td>{html.escape(s.status)}</td><td>{html.escape(str(s.change or ''))}</td></tr>"
@@ -382,3 +386,91 @@ def diff_pages(
     head = '<!DOCTYPE html><html><head><meta charset="utf-8"/><title>diff</title></head>'
     (out / "index.html").write_text(f"{head}<body>{body}</body></html>", encoding="utf-8")
     return out / "index.html"
+
+# %% ../../notebooks/runner/19_diff.ipynb #12915d3c
+def _members(client, run) -> list:
+    "The pipeline runs nested under a sweep or search run (its members or trials), oldest first."
+    flt = f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.{tracking.TAG}.kind = 'pipeline'"
+    return client.search_runs([run.info.experiment_id], flt, order_by=["attributes.start_time ASC"])
+
+
+def _numbers_if_all(col):
+    "A column of parameter values (MLflow keeps text) as numbers when each of them is one."
+    import pandas as pd
+
+    try:
+        return pd.to_numeric(col)
+    except (ValueError, TypeError):
+        return col
+
+
+def _primary(run) -> tuple[str, str]:
+    "(name, max or min) of a pipeline run's primary metric: the spec's, else its first test_ metric."
+    from mlops_nb.ml.metrics import higher_is_better
+
+    name = run.data.tags.get(tracking.Tag.metric) or next(
+        (k for k in sorted(run.data.metrics) if k.startswith("test_")), ""
+    )
+    return name, run.data.tags.get(tracking.Tag.metric_goal) or ("max" if higher_is_better(name) else "min")
+
+
+def compare_runs(
+    client,  # an MlflowClient (`track.client.connect`)
+    ids: list[str],  # pipeline run ids, or one sweep's or search's run id (its members)
+):
+    "(a table of the runs: id, each parameter that varies, the primary metric; the metric's name; max or min)."
+    import pandas as pd
+
+    runs = [tracking.get_run(client, i) for i in ids]
+    runs = [m for r in runs for m in (_members(client, r) or [r])] if len(runs) == 1 else runs
+    if len(runs) < 2:
+        raise MlopsNbError(f"nothing to compare: {', '.join(ids)} is one run with no members; name two or more runs.")
+    metric, goal = _primary(runs[0])
+    params = pd.DataFrame([r.data.params for r in runs])
+    varied = [c for c in params.columns if params[c].nunique(dropna=False) > 1 and c != "sweep"]
+    table = params[varied].apply(_numbers_if_all)
+    table.insert(0, "run_id", [r.info.run_id for r in runs])
+    table[metric] = [r.data.metrics.get(metric, float("nan")) for r in runs]
+    return table, metric, goal
+
+# %% ../../notebooks/runner/19_diff.ipynb #8ab10fcb
+def compare_plot(
+    table,  # from `compare_runs`
+    metric: str,  # the primary metric's name (a column of `table`)
+    out: Path | str,  # the PNG to write
+) -> Path:
+    "The metric against each varied parameter, and every run in parallel coordinates, in one PNG."
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    varied = [c for c in table.columns if c not in ("run_id", metric)]
+    fig, axes = plt.subplots(1, len(varied) + 1, figsize=(4 * (len(varied) + 1), 3.6), squeeze=False)
+    for ax, p in zip(axes[0], varied):
+        x = table[p] if pd.api.types.is_numeric_dtype(table[p]) else table[p].astype(str)
+        ax.scatter(x, table[metric])
+        ax.set_xlabel(p)
+        ax.set_ylabel(metric)
+    ax, cols = axes[0][-1], [*varied, metric]
+    scaled = table[cols].apply(
+        lambda c: (
+            pd.to_numeric(c, errors="coerce")
+            if pd.api.types.is_numeric_dtype(c)
+            else c.astype("category").cat.codes.astype(float)
+        )
+    )
+    scaled = (scaled - scaled.min()) / (scaled.max() - scaled.min()).replace(0, 1)
+    colours = plt.cm.viridis(scaled[metric].fillna(0))
+    for i in range(len(scaled)):
+        ax.plot(range(len(cols)), scaled.iloc[i], color=colours[i], alpha=0.8)
+    ax.set_xticks(range(len(cols)), cols, rotation=30)
+    ax.set_yticks([])
+    ax.set_title("parallel coordinates (scaled)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

@@ -65,6 +65,12 @@ def test_two_people_record_at_once_into_one_server_and_one_registry(stack, tmp_p
             assert e["previous"] == judged, (e, judged)
     promoted = [e for e in gated if e["action"] == "promote"]
     assert promoted and promoted[-1]["version"] == str(champion.version)
+    # what differs between ana's run and ben's, each step's executed notebook downloaded through the server
+    ana, ben = sorted(pipelines, key=lambda r: int(r.data.params["n_rows"]))
+    d = subprocess.run([MLOPS_NB, "diff", ana.info.run_id, ben.info.run_id], cwd=projects[0].root, capture_output=True,
+                       text=True, env=clean_env(MLOPS_NB_USER="ana", COLUMNS="160"))
+    assert d.returncode == 0, d.stdout[-3000:] + d.stderr[-3000:]
+    assert "n_rows" in d.stdout and "seed" in d.stdout and "│ ingest   │ changed" in d.stdout, d.stdout
 
 
 @pytest.fixture(scope="module")

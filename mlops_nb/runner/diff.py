@@ -148,7 +148,7 @@ def diff_page(
     if not (out.parent / "static" / "nbdime.js").is_file():
         static = Path(nbdime.webapp.__file__).parent / "static"
         shutil.copytree(static, out.parent / "static", ignore=shutil.ignore_patterns("*.map"), dirs_exist_ok=True)
-    base, other = nbformat.from_dict(comparable(a)), nbformat.from_dict(comparable(b))
+    base = nbformat.from_dict(comparable(a))
     config = {
         "base": labels[0],
         "remote": labels[1],
@@ -158,7 +158,7 @@ def diff_page(
         "hideUnchanged": True,
         "collapseIdentical": 2,
     }
-    data = {"base": base, "diff": diff_notebooks(base, other) if diff is None else diff}
+    data = {"base": base, "diff": diff_notebooks(base, nbformat.from_dict(comparable(b))) if diff is None else diff}
     page = _PAGE.format(
         title=html.escape(title),
         base=html.escape(labels[0]),
@@ -317,7 +317,10 @@ def _step(client, name: str, a, b) -> StepDiff:
     producers = [r.data.tags.get(tracking.Tag.cached_from) or r.info.run_id for r in (a, b)]
     if producers[0] == producers[1]:  # the step cache gave both runs the outputs of one run
         return StepDiff(name, f"same outputs, taken from run {producers[0]}")
-    notebooks = [_notebook(client, tracking.get_run(client, p)) for p in producers]
+    # a cached step's notebook is its producer's; a step that ran has its own (no second request for it)
+    notebooks = [
+        _notebook(client, r if p == r.info.run_id else tracking.get_run(client, p)) for r, p in zip((a, b), producers)
+    ]
     if None in notebooks:
         return StepDiff(name, "no notebook")
     change = notebook_change(*notebooks)

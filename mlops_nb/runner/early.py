@@ -11,8 +11,8 @@ from ..core.errors import ConfigError
 from ..core.values import private_folder
 
 # %% auto #0
-__all__ = ['ALWAYS', 'ZYGOTE_FOLDER', 'RUN_FOLDER', 'KEEP_WARM', 'IMPORT_VARIABLES', 'Started', 'spawn', 'keep_warm',
-           'shared_socket', 'lease', 'summon', 'release', 'wants_kernels', 'start', 'take', 'discard']
+__all__ = ['ALWAYS', 'ZYGOTE_FOLDER', 'RUN_FOLDER', 'SOCKETS', 'KEEP_WARM', 'IMPORT_VARIABLES', 'Started', 'run_folder', 'spawn',
+           'keep_warm', 'shared_socket', 'lease', 'summon', 'release', 'wants_kernels', 'start', 'take', 'discard']
 
 # %% ../../notebooks/runner/15_early.ipynb #2ce89cdc
 ALWAYS = ("ipykernel.kernelapp", "IPython.display")  # what every kernel needs, whatever its notebook imports
@@ -34,8 +34,25 @@ class Started:
 # %% ../../notebooks/runner/15_early.ipynb #1ce0cb05
 ZYGOTE_FOLDER = "mlops-nb-zygote-"  # a run's own zygote's folder (its socket, the kernels forked ahead)
 RUN_FOLDER = "mlops-nb-kernels-"  # a run's folder for its kernels' files, beside a zygote kept warm
+SOCKETS = 24  # bytes a run's folder's path needs after it for the unix sockets inside (`zygote.sock`, `ahead-...-N`)
 
 
+def run_folder(
+    prefix: str,  # ZYGOTE_FOLDER or RUN_FOLDER
+) -> str:
+    """A new folder for a run's zygote and kernels: in the temporary folder, or in /tmp if that one's path is too long
+    for the unix sockets inside (107 bytes at most); a kernel could not start there, and the run would fail."""
+    tmp = tempfile.gettempdir()
+    if len(os.path.join(tmp, prefix + "x" * 8)) + SOCKETS > 107:
+        if not os.access("/tmp", os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"the temporary folder {tmp} is too long a path for the warm kernels' unix sockets (107 bytes at "
+                "most): set TMPDIR to a shorter folder, or pass --cold."
+            )
+        tmp = "/tmp"
+    return tempfile.mkdtemp(prefix=prefix, dir=tmp)
+
+# %% ../../notebooks/runner/15_early.ipynb #172ad15a
 def spawn(
     modules,  # modules to import before answering
     later=(),  # modules to import between requests
@@ -44,7 +61,7 @@ def spawn(
     folder: str | None = None,  # the run's folder, if it has one already; None: a new one
 ) -> Started:
     "Start a zygote process (`runner.zygote.serve`): owned by this one, or kept warm on socket `shared`."
-    folder = folder or tempfile.mkdtemp(prefix=ZYGOTE_FOLDER if shared is None else RUN_FOLDER)
+    folder = folder or run_folder(ZYGOTE_FOLDER if shared is None else RUN_FOLDER)
     path = shared or os.path.join(folder, "zygote.sock")
     owner = 0 if shared else os.getpid()
     args = f"{path!r}, {tuple(modules)!r}, owner={owner}, later={tuple(later)!r}, idle={float(idle)!r}"
@@ -159,7 +176,7 @@ def summon(
     path = shared_socket() if idle else None
     if path is None:
         return spawn(modules, later)
-    folder = tempfile.mkdtemp(prefix=RUN_FOLDER)
+    folder = run_folder(RUN_FOLDER)
     if held := lease(path, folder):
         return Started(None, folder, path, True, held)
     return spawn(modules, later, path, idle, folder)

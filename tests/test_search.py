@@ -65,12 +65,15 @@ def test_a_search_nests_its_trials_and_registers_the_best_values_once(searched):
 
 
 def test_a_killed_search_resumes_without_redoing_its_finished_trials(tmp_path):
+    """...and what the killed one left in the temporary folder (the search notebook's cold kernel's connection file) is
+    gone once the resumed one ends: the two have a TMPDIR of their own, and a zygote of their own."""
     project = make_project(tmp_path / "p")
     tune = ["--tune", "n_trials=14", "--tune", "n_estimators=int 20..60"]
     args = [MLOPS_NB, "run", "pipelines/train.yaml", "-p", "n_rows=1200", *tune, "--workers", "1"]
-    log = tmp_path / "search.log"
+    log, own = tmp_path / "search.log", {"TMPDIR": str(tmp_path / "tmp"), "MLOPS_NB_KEEP_WARM": "0"}
+    (tmp_path / "tmp").mkdir()
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, cwd=project.root, env=clean_env(), stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(args, cwd=project.root, env=clean_env(**own), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
         deadline, name = time.monotonic() + 300, None
@@ -86,7 +89,8 @@ def test_a_killed_search_resumes_without_redoing_its_finished_trials(tmp_path):
         proc.wait(30)
         kill_left_behind(proc.pid)
     before = {t.number: t.params for t in study(project, name).trials if t.state.name in ("COMPLETE", "PRUNED")}
-    r = project.run("run", "pipelines/train.yaml", "-p", "n_rows=1200", *tune, "--resume", check=True)
+    r = project.run("run", "pipelines/train.yaml", "-p", "n_rows=1200", *tune, "--resume", check=True, env=own)
+    assert not list((tmp_path / "tmp").iterdir())  # the resumed search removed what the killed one left
     s = study(project, name)
     kept = {t.number: t.params for t in s.trials if t.number in before}
     assert kept == before  # the finished trials are kept as they were

@@ -14,9 +14,9 @@ from .early import keep_warm, lease, release, spawn, summon
 from .zygote import ANOTHER, FORK_TIMEOUT, PRELOAD, PRELOAD_LATER, discard_kernel, request
 
 # %% auto #0
-__all__ = ['PRESTARTED', 'LIVE', 'MEASURED', 'STOPPING', 'Zygote', 'ForkedProcess', 'Prestarted', 'ForkedProvisioner',
-           'QuickKernelClient', 'TrackedKernelManager', 'ForkedKernelManager', 'peak_memory_mb', 'KernelStopped',
-           'kill_live_kernels']
+__all__ = ['PRESTARTED', 'LIVE', 'COLD_FOLDER', 'MEASURED', 'STOPPING', 'Zygote', 'ForkedProcess', 'Prestarted',
+           'ForkedProvisioner', 'QuickKernelClient', 'cold_folder', 'sweep_cold_folders', 'TrackedKernelManager',
+           'ForkedKernelManager', 'peak_memory_mb', 'KernelStopped', 'kill_live_kernels']
 
 # %% ../../notebooks/runner/05_kernels.ipynb #64a792d5
 class Zygote:
@@ -344,6 +344,58 @@ class QuickKernelClient(AsyncKernelClient):
 
     wait_for_ready = _async_wait_for_ready
 
+# %% ../../notebooks/runner/05_kernels.ipynb #aefe12df
+COLD_FOLDER = "mlops-nb-cold-"  # a process's folder for its cold kernels' connection files, locked while it lives
+_COLD: dict = {}  # this process's folder and the lock it holds (by pid: a forked child makes its own)
+_COLD_MAKING = threading.Lock()
+
+
+def cold_folder() -> str:
+    """This process's folder for its cold kernels' connection files (each holds the kernel's key), made at the first
+    one, removed as the process exits; a process killed before that leaves it to the next one's `sweep_cold_folders`."""
+    import atexit, fcntl, shutil, tempfile
+
+    with _COLD_MAKING:
+        made = _COLD.get(os.getpid())
+        if made is None or not os.path.isdir(made[0]) or os.path.dirname(made[0]) != tempfile.gettempdir():
+            # the first cold kernel; or the temporary folder changed meanwhile (the docs' examples have their own)
+            if made is not None:
+                made[1].close()
+                shutil.rmtree(made[0], ignore_errors=True)
+            sweep_cold_folders()
+            folder = tempfile.mkdtemp(prefix=COLD_FOLDER)
+            lock = open(os.path.join(folder, "owner.new"), "w")
+            fcntl.flock(lock, fcntl.LOCK_EX)  # let go by the kernel as the process ends, however it ends
+            os.rename(lock.name, os.path.join(folder, "owner"))  # a sweeper sees it only once it is locked
+            _COLD[os.getpid()] = (folder, lock)
+            if made is None:
+                atexit.register(_remove_cold_folder, os.getpid())
+        return _COLD[os.getpid()][0]
+
+
+def _remove_cold_folder(pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked child that inherited the exit handler
+        import shutil
+
+        if made := _COLD.pop(pid, None):
+            shutil.rmtree(made[0], ignore_errors=True)
+
+# %% ../../notebooks/runner/05_kernels.ipynb #71507c75
+def sweep_cold_folders() -> list[str]:
+    "Remove the cold kernels' folders of processes that were killed (nobody holds their lock); returns them."
+    import fcntl, glob, shutil, tempfile
+
+    gone = []
+    for owner in glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), f"{COLD_FOLDER}*", "owner")):
+        with contextlib.suppress(OSError), open(owner) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its process is alive
+            shutil.rmtree(os.path.dirname(owner), ignore_errors=True)
+            gone.append(os.path.dirname(owner))
+    return gone
+
 # %% ../../notebooks/runner/05_kernels.ipynb #9012ec3e
 class TrackedKernelManager(AsyncKernelManager):
     "nbclient's kernel manager, listing every kernel it starts in `LIVE` (so an interrupted run can stop them)."
@@ -356,14 +408,21 @@ class TrackedKernelManager(AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw):
         if self.step_env:
             kw["env"] = {**kw.get("env", os.environ), **self.step_env}
+        if not self.connection_file:  # not a temp file that a killed run would leave behind
+            self.connection_file = os.path.join(cold_folder(), f"kernel-{uuid.uuid4()}.json")
         return await super()._async_pre_start_kernel(**kw)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        await super()._async_launch_kernel(kernel_cmd, **kw)
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        except BaseException:
+            self.cleanup_connection_file()  # nothing shuts down a kernel that never started
+            raise
         self._pid = self.provisioner.pid
         LIVE.add(self._pid)
         if STOPPING.is_set():  # the run was interrupted while this kernel started: it must not run the step
             kill_live_kernels()
+            self.cleanup_connection_file()
             raise KernelStopped("the run was interrupted while a step's kernel was starting")
 
     async def _async_interrupt_kernel(self):  # the first thing a shutdown does, while the kernel still lives

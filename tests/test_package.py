@@ -48,6 +48,24 @@ def test_the_checkout_builds_the_sdists_wheel_without_building_the_panel_again(w
     assert ours == sdists, sorted(set(ours.items()) ^ set(sdists.items()))[:10]
 
 
+def test_pip_installs_from_a_git_url_building_the_panel(tmp_path):
+    "`pip install git+URL`: pip clones the commit (no built panel in git) and the build backend builds the panel."
+    from conftest import REPO
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-v", "--no-deps",
+                        f"git+file://{REPO}@{head}"], capture_output=True, text=True, env=clean_env())
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "mlops-nb: building the JupyterLab panel" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+    panel = venv / PANEL
+    assert (panel / "package.json").is_file() and list((panel / "static").glob("remoteEntry.*.js")), panel
+    [module] = (venv / "lib").glob("python3*/site-packages/mlops_nb/__init__.py")
+    installed = subprocess.run(["git", "show", f"{head}:mlops_nb/runner/kernels.py"], cwd=REPO, capture_output=True,
+                               text=True, check=True).stdout
+    assert (module.parent / "runner" / "kernels.py").read_text() == installed  # the commit named, not the work tree
+
+
 def test_without_node_the_build_says_what_is_missing_in_one_line(tmp_path):
     src = clean_checkout(tmp_path / "src")  # no built panel: it must be built, and there is no Node to build it
     no_node = tmp_path / "bin"

@@ -137,6 +137,7 @@ bench: setup
 	$(BIN)/python bench/overload.py
 	$(BIN)/python bench/evidence_cost.py
 	$(BIN)/python bench/monitor_alarms.py
+	$(BIN)/python bench/diff.py
 
 ## the scoring servers side by side: mlops-nb (plain, every core, ONNX), the edge server, MLflow's, and MLServer and
 ## BentoML, each peer in a virtualenv of its own (.venv-serving/), made from bench/requirements-*.txt on first use

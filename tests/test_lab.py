@@ -2,7 +2,7 @@
 first step notebook run top to bottom with its defaults; and the mlops-nb panel: a form with a bad value, a run watched
 to its end, its executed notebook opened, two runs compared, a version promoted and rolled back; MLflow's UI as a
 launcher tile. Screenshots of each view go to test-artifacts/lab/."""
-import json, os, secrets, signal, subprocess, sys, time, urllib.request
+import json, os, secrets, shutil, signal, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 from conftest import ARTIFACTS, clean_env, free_port, make_project, wait_for_url
@@ -111,6 +111,21 @@ def test_the_panel_api_wants_the_token_checks_values_as_the_cli_does_and_bounds_
     assert api(url, token, "jobs", b"{not json")[1] == {"message": "the request body is not JSON"}
     assert api(url, token, "jobs", json.dumps({"pipeline": "x" * 70_000}).encode())[0] == 413
     assert api(url, token, "runs/0123abcd")[0] == 404 and api(url, token, "jobs/0123-ab")[0] == 404
+    status, e = api(url, token, "diffs/0123abcd/4567abcd")
+    assert status == 404 and "no run 0123abcd" in e["message"], e
+    assert api(url, token, "diffs/..%2Fx/4567abcd")[0] == 404
+    # a comparison's page: for the logged-in only, its scripts confined to a sandbox (no access to Jupyter's origin)
+    page = project.root / "runs" / ".diffs" / "a-vs-b" / "probe.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<p>secret outputs</p>")
+    req = lambda auth: urllib.request.Request(f"{url}/mlops-nb/api/diffs/pages/a-vs-b/probe.html",
+                                              headers={"Authorization": f"token {token}"} if auth else {})
+    with urllib.request.urlopen(req(True), timeout=60) as r:
+        assert r.read() == b"<p>secret outputs</p>" and "sandbox allow-scripts" in r.headers["Content-Security-Policy"]
+    try:
+        with urllib.request.urlopen(req(False), timeout=60) as r: assert b"secret outputs" not in r.read()  # the login page
+    except urllib.error.HTTPError as e: assert e.code == 403
+    shutil.rmtree(page.parent.parent)
     assert not list((project.root / "runs").glob(".lab/*"))  # nothing was started
     # a run that fails in a step: its progress names the step, the failing cell and the error, and the run is FAILED
     status, job = api(url, token, "jobs", {"pipeline": "pipelines/train.yaml", "params": {"target": "no_such_column"}})
@@ -187,7 +202,7 @@ def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_b
     statuses = dict(zip(page.locator(".mlops-step td:first-child").all_inner_texts(),
                         page.locator(".mlops-step .mlops-step-status").all_inner_texts()))
     assert statuses == {"ingest": "cached", "validate": "cached", "train": "done", "evaluate": "done", "register": "done",
-                        "gate": "done"}, statuses
+                        "gate": "done"}, (statuses, page.locator(".mlops-notes").inner_text())
     notes = page.locator(".mlops-notes").inner_text()  # what the steps said, and why train ran again
     assert "validate: timestamp: expanded into year" in notes and "train ran: parameter model: 'hgb' -> 'rf'" in notes
     shot(page, "panel-progress")
@@ -211,7 +226,19 @@ def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_b
     model_row.wait_for()
     assert model_row.locator("td").all_inner_texts()[1:] == ["rf", "hgb"]
     assert page.locator('.mlops-comparison .mlops-compare-row[data-key="n_rows"]:not(.mlops-differs)').count() == 1
+    # ... and their notebooks: the steps the cache gave both runs, the changed train step opening nbdime's diff in a tab
+    train = page.locator('.mlops-notebooks .mlops-nb-step[data-step="train"]')
+    train.wait_for(timeout=300_000)
+    status = dict(page.locator(".mlops-nb-step").evaluate_all("rows => rows.map(r => [r.dataset.step, r.dataset.status])"))
+    assert all(status[s].startswith("same outputs, taken from run ") for s in ("ingest", "validate")), status
+    assert status["train"] == "changed" and page.locator(".mlops-nb-step .mlops-open-diff").count() >= 1, status
     shot(page, "panel-compare")
+    train.locator(".mlops-open-diff").click()
+    frame = page.frame_locator(".mlops-diff-view iframe")
+    frame.locator(".jp-Cell-diff:not(.jp-Diff-unchanged)").first.wait_for(timeout=120_000)  # nbdime's app, sandboxed
+    shown = frame.locator("#nbdime-root").inner_text()
+    assert 'model = "rf"' in shown and 'model = "hgb"' in shown, shown[:2000]  # the injected parameters, side by side
+    shot(page, "panel-notebook-diff")
     rows.first.locator(".mlops-run-link").click()  # a run's steps, each with its executed notebook
     page.locator(".mlops-run-detail .mlops-run-step").nth(5).wait_for()
     assert page.locator('.mlops-run-detail .mlops-run-step[data-step="train"] .mlops-open').count() == 1

@@ -2,10 +2,10 @@
 // side-by-side comparison of two, and the models with promote and roll back. Everything it shows comes from the
 // server extension mlops_nb.lab.server (under /mlops-nb/api/), through JupyterLab's own authenticated requests.
 import { ILayoutRestorer } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
-import { LabIcon } from '@jupyterlab/ui-components';
+import { IFrame, LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 const ICON = new LabIcon({
@@ -357,14 +357,51 @@ class Panel extends Widget {
           ...keys.map(k => h(`tr.mlops-compare-row${String(x[k]) !== String(y[k]) ? '.mlops-differs' : ''}`, { dataset: { key: k } },
             h('td', {}, k), h('td', {}, number(x[k])), h('td', {}, number(y[k]))))];
       };
+      const notebooks = h('div.mlops-notebooks', {}, h('div.mlops-hint', {}, 'Comparing the steps\' executed notebooks…'));
       fill(this.detail,
         h('table.mlops-table.mlops-comparison', {},
           h('tr', {}, h('th', {}, ''), h('th', {}, `${a.run_id.slice(0, 8)} (${a.status})`), h('th', {}, `${b.run_id.slice(0, 8)} (${b.status})`)),
           section('parameters', a.params, b.params),
-          section('metrics', a.metrics, b.metrics)));
+          section('metrics', a.metrics, b.metrics)),
+        h('h3', {}, 'Notebooks'), notebooks);
+      await this.compareNotebooks(a.run_id, b.run_id, notebooks);
     } catch (e) {
       this.failure(this.detail, e);
     }
+  }
+
+  // The two runs' steps, notebook by notebook (what `mlops-nb diff` says): changed ones marked, each opening nbdime's
+  // side-by-side diff in JupyterLab; then the project files and packages that differ.
+  async compareNotebooks(a, b, el) {
+    let d;
+    try {
+      d = await api(`diffs/${a}/${b}`);
+    } catch (e) {
+      return this.failure(el, e);
+    }
+    const differ = (what, items) => items.length ? h('div.mlops-line', {}, `${what}: ${items.join(', ')}`) : null;
+    fill(el,
+      h('table.mlops-table', {}, h('tr', {}, ['step', 'its notebook', ''].map(c => h('th', {}, c))),
+        d.steps.map(s => h(`tr.mlops-nb-step${s.status === 'changed' ? '.mlops-differs' : ''}`, { dataset: { step: s.step, status: s.status } },
+          h('td', {}, s.step),
+          h('td', {}, s.status === 'changed' && s.change ? `changed: ${s.change}` : s.status),
+          h('td', {}, s.page ? h('a.mlops-open-diff', { href: '#', onclick: ev => (ev.preventDefault(), this.openDiff(d, s)) }, 'diff') : '')))),
+      differ('project files that differ', d.code),
+      differ('packages that differ', d.packages.map(([name, x, y]) => `${name} ${x} → ${y}`)));
+  }
+
+  // nbdime's diff of one step's notebooks, in a JupyterLab tab; the page's scripts run sandboxed (no access to Jupyter).
+  openDiff(d, step) {
+    // a referrer for Jupyter's check that the page is asked for from its own origin (the IFrame sends none by default)
+    const frame = new IFrame({ sandbox: ['allow-scripts'], referrerPolicy: 'same-origin' });
+    frame.url = URLExt.join(ServerConnection.makeSettings().baseUrl, 'mlops-nb/api/diffs/pages', step.page);
+    const widget = new MainAreaWidget({ content: frame });
+    widget.id = `mlops-diff-${d.a}-${d.b}-${step.step}`;
+    widget.title.label = `${step.step}: ${d.a.slice(0, 8)} vs ${d.b.slice(0, 8)}`;
+    widget.title.closable = true;
+    widget.addClass('mlops-diff-view');
+    this.app.shell.add(widget, 'main');
+    this.app.shell.activateById(widget.id);
   }
 
   // Models: versions, aliases and the gate's history; promote or roll back with a reason (recorded as the CLI does).

@@ -18,8 +18,9 @@ from ..track import client as tracking
 
 # %% auto #0
 __all__ = ['MAX_RUNNING', 'MAX_BODY', 'STATE', 'pipelines', 'assignments', 'searching', 'NotFound', 'Jobs', 'lab_path',
-           'recent_runs', 'run_detail', 'models', 'model_detail', 'move_champion', 'ProjectHandler', 'JobsHandler',
-           'JobHandler', 'RunsHandler', 'RunHandler', 'ModelsHandler', 'ModelHandler', 'MoveHandler', 'mlflow_ui']
+           'recent_runs', 'run_detail', 'diffs_folder', 'notebooks_diff', 'models', 'model_detail', 'move_champion',
+           'ProjectHandler', 'JobsHandler', 'JobHandler', 'RunsHandler', 'RunHandler', 'DiffHandler', 'ModelsHandler',
+           'ModelHandler', 'MoveHandler', 'mlflow_ui']
 
 # %% ../../notebooks/lab/03_server.ipynb #597e6e08
 def _param(p) -> dict:
@@ -281,6 +282,46 @@ def run_detail(
         "steps": steps,
     }
 
+# %% ../../notebooks/lab/03_server.ipynb #40e9e184
+def diffs_folder(settings) -> Path:
+    "Where the panel's notebook comparisons are written: nbdime's page of each changed step."
+    return settings.runs / ".diffs"
+
+
+def notebooks_diff(
+    settings,  # the workbench settings
+    a: str,  # a pipeline run
+    b: str,  # another
+    scripts: str,  # the URL of the folder whose `static/` serves nbdime's scripts (the server's `mlops-nb/`)
+) -> dict:
+    """Runs `a` and `b` compared step by step: each step's status, what changed in its notebook, and for a changed
+    one the page of nbdime's diff (a path under `diffs_folder`); with the project files and packages that differ."""
+    import re
+    from mlops_nb.runner.diff import diff_page, run_diff
+
+    if not all(re.fullmatch(r"[0-9a-f]{8,64}", x) for x in (a, b)):
+        raise NotFound(f"compare two runs by their ids (hex, as `mlops-nb runs` lists them), not {a!r} and {b!r}")
+    try:
+        d = run_diff(tracking.connect(settings), a, b, settings.root)
+    except MlopsNbError as e:
+        raise NotFound(str(e)) from None
+    steps = []
+    for s in d.steps:
+        page = None
+        if s.status == "changed":
+            page = f"{a}-vs-{b}/{re.sub(r'[^A-Za-z0-9_.-]', '_', s.step)}.html"
+            title, labels = f"{s.step}: run {a[:8]} vs run {b[:8]}", (f"run {a}", f"run {b}")
+            diff_page(*s.notebooks, diffs_folder(settings) / page, title, labels, s.change.diff, scripts)
+        steps.append({"step": s.step, "status": s.status, "change": str(s.change or ""), "page": page})
+    return {
+        "a": a,
+        "b": b,
+        "steps": steps,
+        "code": [f for f, _ in d.code],
+        "context": [list(row) for row in d.context],
+        "packages": [list(row) for row in d.packages],
+    }
+
 # %% ../../notebooks/lab/03_server.ipynb #b0e3405a
 def models(
     settings,  # the workbench settings
@@ -440,6 +481,12 @@ class RunHandler(_Handler):
         await self.answer(run_detail, self.settings_, run_id, self.state["lab_root"])
 
 
+class DiffHandler(_Handler):
+    @tornado.web.authenticated
+    async def get(self, a, b):
+        await self.answer(notebooks_diff, self.settings_, a, b, self.state["scripts"])
+
+
 class ModelsHandler(_Handler):
     @tornado.web.authenticated
     async def get(self):
@@ -472,8 +519,14 @@ def _jupyter_server_extension_points():
 def _load_jupyter_server_extension(server_app) -> None:
     lab_root = Path(server_app.root_dir).resolve()
     root = find_root(lab_root)
-    STATE.update(root=root, lab_root=lab_root, jobs=Jobs(root, lab_root))
-    base = url_path_join(server_app.web_app.settings["base_url"], "mlops-nb", "api")
+    import nbdime.webapp
+    from jupyter_server.base.handlers import AuthenticatedFileHandler
+
+    ours = url_path_join(server_app.web_app.settings["base_url"], "mlops-nb")
+    base, scripts = url_path_join(ours, "api"), ours + "/"
+    STATE.update(root=root, lab_root=lab_root, jobs=Jobs(root, lab_root), scripts=scripts)
+    # MLflow's downloads (`notebooks_diff`) draw no progress bars into JupyterLab's log
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     routes = [
         ("project", ProjectHandler),
         ("jobs", JobsHandler),
@@ -483,8 +536,22 @@ def _load_jupyter_server_extension(server_app) -> None:
         ("models", ModelsHandler),
         ("models/([^/]+)", ModelHandler),
         ("models/([^/]+)/(promote|rollback)", MoveHandler),
+        ("diffs/([^/]+)/([^/]+)", DiffHandler),
     ]
-    server_app.web_app.add_handlers(".*$", [(url_path_join(base, p), h, {"state": STATE}) for p, h in routes])
+    pages = [  # a changed step's nbdime page: logged-in users only, its scripts sandboxed (Jupyter's file policy)
+        (
+            url_path_join(base, "diffs/pages/(.*)"),
+            AuthenticatedFileHandler,
+            {"path": str(diffs_folder(load_settings(root)))},
+        ),
+        (
+            f"{scripts}static/(.*)",
+            tornado.web.StaticFileHandler,
+            {"path": str(Path(nbdime.webapp.__file__).parent / "static")},
+        ),
+    ]  # nbdime's scripts: a library's public files, as JupyterLab's own are served
+    routes = [(url_path_join(base, p), h, {"state": STATE}) for p, h in routes]
+    server_app.web_app.add_handlers(".*$", routes + pages)
     server_app.log.info(f"mlops-nb: the panel's API is at {base}/, on the project {root}")
 
 # %% ../../notebooks/lab/03_server.ipynb #84fa8aa8

@@ -97,7 +97,7 @@ def notebook_change(
 # %% ../../notebooks/runner/19_diff.ipynb #ced01bd9
 _PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1.0"/>
-<title>{title}</title></head>
+<title>{title}</title>{head}</head>
 <body>
 <div id="nbdime-header" class="nbdime-Diff">
   <h3>{title}</h3>
@@ -120,6 +120,9 @@ const answer = document.getElementById("mlops-nb-diff").textContent, served = wi
 window.fetch = (request, init) => /api\\/diff(\\?|$)/.test(typeof request === "string" ? request : request.url)
   ? Promise.resolve(new Response(answer, {{status: 200, headers: {{"Content-Type": "application/json"}}}}))
   : served(request, init);
+/* served sandboxed (no access to the server's origin), the page may not read cookies: nbdime asks for none it needs */
+try {{ document.cookie; }}
+catch (e) {{ Object.defineProperty(document, "cookie", {{get: () => "", set: () => true}}); }}
 </script>
 <script src="static/nbdime.js"></script>
 </body></html>
@@ -138,6 +141,7 @@ def diff_page(
     title: str = "Notebook diff",
     labels: tuple = ("A", "B"),  # what to call `a` and `b` above their columns
     diff: list | None = None,  # nbdime's diff of them, if made already (`notebook_change`): not made twice
+    served: str = "",  # the URL of a server's folder whose `static/` has nbdime's scripts; empty: copied beside it
 ) -> Path:
     "Write nbdime's side-by-side view of how `b` differs from `a` as a page that opens offline, from a file."
     import html, nbdime.webapp, nbformat
@@ -145,9 +149,9 @@ def diff_page(
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not (out.parent / "static" / "nbdime.js").is_file():
-        static = Path(nbdime.webapp.__file__).parent / "static"
-        shutil.copytree(static, out.parent / "static", ignore=shutil.ignore_patterns("*.map"), dirs_exist_ok=True)
+    if not served and not (out.parent / "static" / "nbdime.js").is_file():
+        scripts = Path(nbdime.webapp.__file__).parent / "static"
+        shutil.copytree(scripts, out.parent / "static", ignore=shutil.ignore_patterns("*.map"), dirs_exist_ok=True)
     base = nbformat.from_dict(comparable(a))
     config = {
         "base": labels[0],
@@ -165,6 +169,7 @@ def diff_page(
         remote=html.escape(labels[1]),
         config=_script_json(config),
         data=_script_json(data),
+        head=f'<base href="{html.escape(served)}"/>' if served else "",  # nbdime loads its parts from static/
     )
     out.write_text(page, encoding="utf-8")
     return out

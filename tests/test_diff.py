@@ -34,6 +34,11 @@ def test_two_runs_that_differ_in_one_parameter_differ_in_it_its_results_and_the_
     assert list(table.columns) == ["run_id", "n_estimators", "test_roc_auc"] and sorted(table["n_estimators"]) == [20, 60]
     r = project.run("runs", "--compare", sweep, "--plot", tmp_path / "compare.png", check=True)
     assert "2 runs by test_roc_auc (higher is better)" in r.stdout and (tmp_path / "compare.png").stat().st_size > 5000
+    # a run that failed before it had a metric: in the table, out of the figure, whatever the order of the ids
+    assert project.run("run", "pipelines/train.yaml", "-p", "target=no_such_column").returncode != 0
+    failed = project.pipeline_runs()[-1].info.run_id
+    r = project.run("runs", "--compare", f"{failed},{a},{b}", "--plot", tmp_path / "three.png", check=True)
+    assert "3 runs by test_roc_auc" in r.stdout and failed[:8] in r.stdout and (tmp_path / "three.png").is_file()
     page = browser.new_page()
     try:
         page.goto((out / "index.html").as_uri())

@@ -433,7 +433,7 @@ def compare_runs(
     runs = [m for r in runs for m in (_members(client, r) or [r])] if len(runs) == 1 else runs
     if len(runs) < 2:
         raise MlopsNbError(f"nothing to compare: {', '.join(ids)} is one run with no members; name two or more runs.")
-    metric, goal = _primary(runs[0])
+    metric, goal = next((m for m in map(_primary, runs) if m[0]), ("", "max"))  # a failed run may have none
     params = pd.DataFrame([r.data.params for r in runs])
     varied = [c for c in params.columns if params[c].nunique(dropna=False) > 1 and c != "sweep"]
     table = params[varied].apply(_numbers_if_all)
@@ -455,6 +455,9 @@ def compare_plot(
     import pandas as pd
 
     varied = [c for c in table.columns if c not in ("run_id", metric)]
+    table = table[table[metric].notna()]  # a run that failed before its metric is in the table, not in the figure
+    if table.empty:
+        raise MlopsNbError(f"none of these runs has a value of {metric or 'a primary metric'}: nothing to plot.")
     fig, axes = plt.subplots(1, len(varied) + 1, figsize=(4 * (len(varied) + 1), 3.6), squeeze=False)
     for ax, p in zip(axes[0], varied):
         x = table[p] if pd.api.types.is_numeric_dtype(table[p]) else table[p].astype(str)

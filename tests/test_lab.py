@@ -239,6 +239,15 @@ def test_the_panel_runs_a_pipeline_watches_it_compares_runs_promotes_and_rolls_b
     shown = frame.locator("#nbdime-root").inner_text()
     assert 'model = "rf"' in shown and 'model = "hgb"' in shown, shown[:2000]  # the injected parameters, side by side
     shot(page, "panel-notebook-diff")
+    # what varies among the runs picked, with the metric, best first, and the figure `runs --compare --plot` draws
+    many = page.locator(".mlops-many-row")
+    many.nth(1).wait_for(timeout=120_000)
+    assert many.count() == 2 and "model" in page.locator(".mlops-many-table th").all_inner_texts()
+    assert page.locator(".mlops-compare-plot").evaluate("img => img.complete && img.naturalWidth > 300")
+    ids = [r.info.run_id for r in project.pipeline_runs()]  # any number of runs (the API; the panel sends those picked)
+    status, c = api(url, token, f"compare?ids={','.join(ids)}")
+    assert status == 200 and len(c["rows"]) == len(ids) and c["plot"].startswith("data:image/png;base64,"), c
+    assert api(url, token, "compare?ids=../x")[0] == 400
     rows.first.locator(".mlops-run-link").click()  # a run's steps, each with its executed notebook
     page.locator(".mlops-run-detail .mlops-run-step").nth(5).wait_for()
     assert page.locator('.mlops-run-detail .mlops-run-step[data-step="train"] .mlops-open').count() == 1

@@ -300,7 +300,7 @@ class Panel extends Widget {
       return this.failure(view, e);
     }
     this.picked = this.picked.filter(id => runs.some(r => r.run_id === id));
-    this.compareButton = h('button.mlops-compare.jp-mod-styled', { onclick: () => this.compare(), disabled: this.picked.length !== 2 }, 'Compare');
+    this.compareButton = h('button.mlops-compare.jp-mod-styled', { onclick: () => this.compare(), disabled: this.picked.length < 2 }, 'Compare');
     this.detail = h('div.mlops-run-detail');
     // a run in two lines, to fit a sidebar: what it is and how it ended; then when, how long, its metric and version
     const rows = runs.map(r =>
@@ -317,18 +317,18 @@ class Panel extends Widget {
     fill(view,
       h('div.mlops-toolbar', {}, h('button.mlops-refresh.jp-mod-styled', { onclick: () => this.loadRuns() }, 'Refresh'), this.compareButton,
         h('a.mlops-mlflow-link', { href: this.mlflowUrl(), target: '_blank', rel: 'noopener' }, 'MLflow ↗')),
-      h('div.mlops-hint', {}, 'Pick two runs to compare them; a run\'s id opens its steps and notebooks.'),
+      h('div.mlops-hint', {}, 'Pick two runs to compare them side by side, or more to see how the metric moves with what varies; a run\'s id opens its steps and notebooks.'),
       runs.length ? h('div.mlops-run-list', {}, rows) : h('div.mlops-empty', {}, 'No pipeline runs yet: run one from the Pipelines tab.'),
       this.detail
     );
   }
 
   pick(runId, on) {
-    this.picked = on ? [...this.picked.filter(id => id !== runId), runId].slice(-2) : this.picked.filter(id => id !== runId);
+    this.picked = on ? [...this.picked.filter(id => id !== runId), runId] : this.picked.filter(id => id !== runId);
     this.views.runs.querySelectorAll('.mlops-run-row').forEach(row => {
       row.querySelector('.mlops-pick').checked = this.picked.includes(row.dataset.run);
     });
-    this.compareButton.disabled = this.picked.length !== 2;
+    this.compareButton.disabled = this.picked.length < 2;
   }
 
   async showRun(runId) {
@@ -349,6 +349,11 @@ class Panel extends Widget {
   }
 
   async compare() {
+    const varies = h('div.mlops-many', {}, h('div.mlops-hint', {}, 'Reading the runs…'));
+    if (this.picked.length > 2) {
+      fill(this.detail, h('h3', {}, `${this.picked.length} runs: what varies, and the metric`), varies);
+      return this.compareMany(this.picked, varies);
+    }
     try {
       const [a, b] = await Promise.all(this.picked.map(id => api(`runs/${id}`)));
       const section = (title, x, y) => {
@@ -363,8 +368,9 @@ class Panel extends Widget {
           h('tr', {}, h('th', {}, ''), h('th', {}, `${a.run_id.slice(0, 8)} (${a.status})`), h('th', {}, `${b.run_id.slice(0, 8)} (${b.status})`)),
           section('parameters', a.params, b.params),
           section('metrics', a.metrics, b.metrics)),
-        h('h3', {}, 'Notebooks'), notebooks);
-      await this.compareNotebooks(a.run_id, b.run_id, notebooks);
+        h('h3', {}, 'Notebooks'), notebooks,
+        h('h3', {}, 'What varies, and the metric'), varies);
+      await Promise.all([this.compareNotebooks(a.run_id, b.run_id, notebooks), this.compareMany(this.picked, varies)]);
     } catch (e) {
       this.failure(this.detail, e);
     }
@@ -388,6 +394,22 @@ class Panel extends Widget {
           h('td', {}, s.page ? h('a.mlops-open-diff', { href: '#', onclick: ev => (ev.preventDefault(), this.openDiff(d, s)) }, 'diff') : '')))),
       differ('project files that differ', d.code),
       differ('packages that differ', d.packages.map(([name, x, y]) => `${name} ${x} → ${y}`)));
+  }
+
+  // Runs picked (any number): each parameter that varies and the primary metric, best first, and the figure of the
+  // metric against each of them and in parallel coordinates (what `mlops-nb runs --compare --plot` draws).
+  async compareMany(ids, el) {
+    let c;
+    try {
+      c = await api(`compare?ids=${ids.join(',')}`);
+    } catch (e) {
+      return this.failure(el, e);
+    }
+    fill(el,
+      h('div.mlops-hint', {}, `${c.rows.length} runs by ${c.metric} (${c.goal === 'min' ? 'lower' : 'higher'} is better), best first`),
+      h('table.mlops-table.mlops-many-table', {}, h('tr', {}, c.columns.map(k => h('th', {}, k === 'run_id' ? 'run' : k))),
+        c.rows.map(r => h('tr.mlops-many-row', { dataset: { run: r[0] } }, r.map((v, i) => h('td', {}, i === 0 ? String(v).slice(0, 8) : number(v)))))),
+      h('img.mlops-compare-plot', { src: c.plot, alt: `${c.metric} against each parameter that varies, and in parallel coordinates` }));
   }
 
   // nbdime's diff of one step's notebooks, in a JupyterLab tab; the page's scripts run sandboxed (no access to Jupyter).

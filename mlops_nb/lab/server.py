@@ -18,9 +18,9 @@ from ..track import client as tracking
 
 # %% auto #0
 __all__ = ['MAX_RUNNING', 'MAX_BODY', 'STATE', 'pipelines', 'assignments', 'searching', 'NotFound', 'Jobs', 'lab_path',
-           'recent_runs', 'run_detail', 'diffs_folder', 'notebooks_diff', 'models', 'model_detail', 'move_champion',
-           'ProjectHandler', 'JobsHandler', 'JobHandler', 'RunsHandler', 'RunHandler', 'DiffHandler', 'ModelsHandler',
-           'ModelHandler', 'MoveHandler', 'mlflow_ui']
+           'recent_runs', 'run_detail', 'diffs_folder', 'notebooks_diff', 'many_runs', 'models', 'model_detail',
+           'move_champion', 'ProjectHandler', 'JobsHandler', 'JobHandler', 'RunsHandler', 'RunHandler', 'DiffHandler',
+           'CompareHandler', 'ModelsHandler', 'ModelHandler', 'MoveHandler', 'mlflow_ui']
 
 # %% ../../notebooks/lab/03_server.ipynb #597e6e08
 def _param(p) -> dict:
@@ -322,6 +322,31 @@ def notebooks_diff(
         "packages": [list(row) for row in d.packages],
     }
 
+# %% ../../notebooks/lab/03_server.ipynb #bde14354
+def many_runs(
+    settings,  # the workbench settings
+    ids: list[str],  # two or more pipeline run ids, or one sweep's or search's run id
+) -> dict:
+    "What varies among runs `ids` and their primary metric, best first, and the figure of it (a PNG as a data URL)."
+    import base64, re, tempfile
+    from mlops_nb.core.errors import ConfigError
+    from mlops_nb.runner.diff import compare_plot, compare_runs
+
+    if not 1 <= len(ids) <= 200 or not all(re.fullmatch(r"[0-9a-f]{8,64}", x) for x in ids):
+        raise ConfigError("send ?ids=RUN,RUN,...: one to 200 run ids (hex, as `mlops-nb runs` lists them)")
+    table, metric, goal = compare_runs(tracking.connect(settings), ids)
+    table = table.sort_values(metric, ascending=goal == "min", na_position="last")
+    with tempfile.TemporaryDirectory() as d:
+        png = base64.b64encode(compare_plot(table, metric, Path(d) / "compare.png").read_bytes()).decode()
+    rows = table.astype(object).where(table.notna(), None).values.tolist()
+    return {
+        "metric": metric,
+        "goal": goal,
+        "columns": list(table.columns),
+        "rows": rows,
+        "plot": f"data:image/png;base64,{png}",
+    }
+
 # %% ../../notebooks/lab/03_server.ipynb #b0e3405a
 def models(
     settings,  # the workbench settings
@@ -487,6 +512,13 @@ class DiffHandler(_Handler):
         await self.answer(notebooks_diff, self.settings_, a, b, self.state["scripts"])
 
 
+class CompareHandler(_Handler):
+    @tornado.web.authenticated
+    async def get(self):
+        ids = [x for x in self.get_argument("ids", "").split(",") if x]
+        await self.answer(many_runs, self.settings_, ids)
+
+# %% ../../notebooks/lab/03_server.ipynb #6092299a
 class ModelsHandler(_Handler):
     @tornado.web.authenticated
     async def get(self):
@@ -515,7 +547,7 @@ STATE: dict = {}  # the project of the server the extension was loaded in: the M
 def _jupyter_server_extension_points():
     return [{"module": "mlops_nb.lab.server"}]
 
-
+# %% ../../notebooks/lab/03_server.ipynb #50b5b765
 def _load_jupyter_server_extension(server_app) -> None:
     lab_root = Path(server_app.root_dir).resolve()
     root = find_root(lab_root)
@@ -537,6 +569,7 @@ def _load_jupyter_server_extension(server_app) -> None:
         ("models/([^/]+)", ModelHandler),
         ("models/([^/]+)/(promote|rollback)", MoveHandler),
         ("diffs/([^/]+)/([^/]+)", DiffHandler),
+        ("compare", CompareHandler),
     ]
     pages = [  # a changed step's nbdime page: logged-in users only, its scripts sandboxed (Jupyter's file policy)
         (

@@ -297,7 +297,7 @@ def notebooks_diff(
     """Runs `a` and `b` compared step by step: each step's status, what changed in its notebook, and for a changed
     one the page of nbdime's diff (a path under `diffs_folder`); with the project files and packages that differ."""
     import re
-    from mlops_nb.runner.diff import diff_page, run_diff
+    from mlops_nb.runner.diff import run_diff, step_page
 
     if not all(re.fullmatch(r"[0-9a-f]{8,64}", x) for x in (a, b)):
         raise NotFound(f"compare two runs by their ids (hex, as `mlops-nb runs` lists them), not {a!r} and {b!r}")
@@ -310,8 +310,7 @@ def notebooks_diff(
         page = None
         if s.status == "changed":
             page = f"{a}-vs-{b}/{re.sub(r'[^A-Za-z0-9_.-]', '_', s.step)}.html"
-            title, labels = f"{s.step}: run {a[:8]} vs run {b[:8]}", (f"run {a}", f"run {b}")
-            diff_page(*s.notebooks, diffs_folder(settings) / page, title, labels, s.change.diff, scripts)
+            step_page(d, s, diffs_folder(settings) / page, scripts)
         steps.append({"step": s.step, "status": s.status, "change": str(s.change or ""), "page": page})
     return {
         "a": a,
@@ -335,7 +334,6 @@ def many_runs(
     if not 1 <= len(ids) <= 200 or not all(re.fullmatch(r"[0-9a-f]{8,64}", x) for x in ids):
         raise ConfigError("send ?ids=RUN,RUN,...: one to 200 run ids (hex, as `mlops-nb runs` lists them)")
     table, metric, goal = compare_runs(tracking.connect(settings), ids)
-    table = table.sort_values(metric, ascending=goal == "min", na_position="last")
     with tempfile.TemporaryDirectory() as d:
         png = base64.b64encode(compare_plot(table, metric, Path(d) / "compare.png").read_bytes()).decode()
     rows = table.astype(object).where(table.notna(), None).values.tolist()

@@ -16,7 +16,7 @@ from ..track import client as tracking
 
 # %% auto #0
 __all__ = ['comparable', 'NotebookChange', 'notebook_change', 'diff_page', 'StepDiff', 'RunDiff', 'code_text', 'run_diff',
-           'diff_pages', 'compare_runs', 'compare_plot']
+           'step_page', 'diff_pages', 'compare_runs', 'compare_plot']
 
 # %% ../../notebooks/runner/19_diff.ipynb #c89a4e2b
 def comparable(
@@ -359,6 +359,17 @@ def _html_table(title: str, rows: list) -> str:
     cells = lambda row: "".join(f"<td>{html.escape(str(x))}</td>" for x in row)
     return f"<h2>{title}</h2><table>" + "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>" if rows else ""
 
+# %% ../../notebooks/runner/19_diff.ipynb #ef25a631
+def step_page(
+    d: RunDiff,  # from `run_diff`
+    s: StepDiff,  # one of its changed steps
+    out: Path | str,  # the HTML file to write
+    served: str = "",  # as `diff_page`'s: a server's folder of nbdime's scripts; empty: copied beside the page
+) -> Path:
+    "nbdime's page of how step `s`'s notebook differs between the two runs of `d`."
+    title, labels = f"{s.step}: run {d.a[:8]} vs run {d.b[:8]}", (f"run {d.a}", f"run {d.b}")
+    return diff_page(*s.notebooks, out, title, labels, s.change.diff, served)
+
 
 def diff_pages(
     d: RunDiff,  # from `run_diff`
@@ -373,8 +384,7 @@ def diff_pages(
     for s in d.steps:
         name = html.escape(s.step)
         if s.status == "changed":
-            title, labels = f"{s.step}: run {d.a[:8]} vs run {d.b[:8]}", (f"run {d.a}", f"run {d.b}")
-            diff_page(*s.notebooks, out / f"{s.step}.html", title, labels, s.change.diff)
+            step_page(d, s, out / f"{s.step}.html")
             name = f'<a href="{name}.html">{name}</a>'
         steps.append(
             f"<tr><td>{name}</td><td>{html.escape(s.status)}</td><td>{html.escape(str(s.change or ''))}</td></tr>"
@@ -426,7 +436,7 @@ def compare_runs(
     client,  # an MlflowClient (`track.client.connect`)
     ids: list[str],  # pipeline run ids, or one sweep's or search's run id (its members)
 ):
-    "(a table of the runs: id, each parameter that varies, the primary metric; the metric's name; max or min)."
+    "(a table of the runs, best first: id, each parameter that varies, the primary metric; its name; max or min)."
     import pandas as pd
 
     runs = [tracking.get_run(client, i) for i in ids]
@@ -439,7 +449,7 @@ def compare_runs(
     table = params[varied].apply(_numbers_if_all)
     table.insert(0, "run_id", [r.info.run_id for r in runs])
     table[metric] = [r.data.metrics.get(metric, float("nan")) for r in runs]
-    return table, metric, goal
+    return table.sort_values(metric, ascending=goal == "min", na_position="last"), metric, goal
 
 # %% ../../notebooks/runner/19_diff.ipynb #8ab10fcb
 def compare_plot(

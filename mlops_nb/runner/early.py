@@ -214,7 +214,10 @@ def start(
 ) -> None:
     "For a `mlops-nb run` that will fork warm kernels: find the warm zygote, or start one now, importing the kernel."
     if wants_kernels(argv) and not _STARTED:
-        _STARTED.append(summon(ALWAYS))
+        try:
+            _STARTED.append(summon(ALWAYS))
+        except ConfigError:  # no room for its sockets: the runner, trying again, says so as the command's one message
+            pass
 
 
 def take() -> Started | None:

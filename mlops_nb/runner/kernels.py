@@ -353,7 +353,7 @@ _COLD_MAKING = threading.Lock()
 def cold_folder() -> str:
     """This process's folder for its cold kernels' connection files (each holds the kernel's key), made at the first
     one, removed as the process exits; a process killed before that leaves it to the next one's `sweep_cold_folders`."""
-    import atexit, fcntl, shutil, tempfile
+    import atexit, fcntl, multiprocessing.util, shutil, tempfile
 
     with _COLD_MAKING:
         made = _COLD.get(os.getpid())
@@ -368,15 +368,16 @@ def cold_folder() -> str:
             fcntl.flock(lock, fcntl.LOCK_EX)  # let go by the kernel as the process ends, however it ends
             os.rename(lock.name, os.path.join(folder, "owner"))  # a sweeper sees it only once it is locked
             _COLD[os.getpid()] = (folder, lock)
-            if made is None:
+            if made is None:  # at exit; a multiprocessing worker ends with os._exit, after its own exit hooks
                 atexit.register(_remove_cold_folder, os.getpid())
+                multiprocessing.util.Finalize(None, _remove_cold_folder, args=(os.getpid(),), exitpriority=0)
         return _COLD[os.getpid()][0]
 
 
 def _remove_cold_folder(pid: int) -> None:
-    if os.getpid() == pid:  # not in a forked child that inherited the exit handler
-        import shutil
+    import os, shutil  # at exit: a notebook's namespace (where the examples define this) may be cleared already
 
+    if os.getpid() == pid:  # not in a forked child that inherited the exit handler
         if made := _COLD.pop(pid, None):
             shutil.rmtree(made[0], ignore_errors=True)
 

@@ -2,7 +2,7 @@
 first step notebook run top to bottom with its defaults; and the mlops-nb panel: a form with a bad value, a run watched
 to its end, its executed notebook opened, two runs compared, a version promoted and rolled back; MLflow's UI as a
 launcher tile. Screenshots of each view go to test-artifacts/lab/."""
-import json, os, secrets, shutil, signal, subprocess, sys, time, urllib.request
+import json, os, re, secrets, shutil, signal, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 from conftest import ARTIFACTS, clean_env, free_port, make_project, wait_for_url
@@ -314,6 +314,18 @@ def test_the_panel_searches_with_optuna_and_shows_the_trials_as_they_finish(lab,
     assert int(best) == study.best_trial.number
     runs = project.pipeline_runs()  # the best values trained, registered, gated: the newest pipeline run
     assert runs[-1].data.params["max_depth"] == str(study.best_params["max_depth"])
+    # Runs: the run the search trained links to its trials, compared on what varies and their cross-validated score
+    page.click(".mlops-tab[data-view='runs']")
+    link = page.locator(f'.mlops-run-row[data-run="{runs[-1].info.run_id}"] .mlops-group-link[data-kind="search"]')
+    link.click()
+    page.locator(".mlops-many-row").first.wait_for()
+    shown = {r.get_attribute("data-run") for r in page.locator(".mlops-many-row").all()}
+    trial_runs = project.client().search_runs(
+        [runs[-1].info.experiment_id], f"tags.mlflow.parentRunId = '{link.get_attribute('data-group')}' and tags.mlops_nb.kind = 'trial'")
+    assert shown == {t.info.run_id for t in trial_runs} and len(shown) == 4
+    assert re.match(r"4 trials by cv_\w+_mean", page.locator(".mlops-many .mlops-hint").inner_text())
+    assert page.locator(".mlops-many-table th", has_text="max_depth").count() == 1
+    assert page.locator("img.mlops-compare-plot").get_attribute("src").startswith("data:image/png;base64,")
     page.close()
 
 def test_the_wheel_alone_gives_a_working_panel_on_a_project_jupyterlab_was_started_on_from_elsewhere(wheel_venv, tmp_path, browser):

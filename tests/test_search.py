@@ -64,6 +64,22 @@ def test_a_search_nests_its_trials_and_registers_the_best_values_once(searched):
     assert len(study(project, search.data.tags["mlops_nb.search"]).trials) == 6  # the study beside the store
 
 
+def test_runs_compare_of_a_search_shows_its_trials_by_their_cross_validated_score(searched, tmp_path):
+    "The search's id stands for its trials, not for the pipeline runs it also nests (its data steps, the best values)."
+    from mlops_nb.runner.diff import compare_runs
+    project, _ = searched
+    c = project.client()
+    [search] = c.search_runs([c.get_experiment_by_name("mlops-nb").experiment_id], SEARCH)
+    trials = {t.info.run_id: t for t in children(c, search.info.run_id, "trial")}
+    table, metric, goal = compare_runs(c, [search.info.run_id])
+    assert (metric, goal) == ("cv_roc_auc_mean", "max") and set(table["run_id"]) == set(trials)
+    assert {"model", "max_depth", "n_estimators"} & set(table.columns) and "cv_folds" not in table.columns
+    scores = [trials[i].data.metrics["cv_roc_auc_mean"] for i in table["run_id"]]
+    assert list(table[metric]) == scores == sorted(scores, reverse=True)  # best first
+    r = project.run("runs", "--compare", search.info.run_id, "--plot", tmp_path / "trials.png", check=True)
+    assert "6 runs by cv_roc_auc_mean (higher is better)" in r.stdout and (tmp_path / "trials.png").stat().st_size > 5000
+
+
 def test_a_killed_search_resumes_without_redoing_its_finished_trials(tmp_path):
     """...and what the killed one left in the temporary folder (the search notebook's cold kernel's connection file) is
     gone once the resumed one ends: the two have a TMPDIR of their own, and a zygote of their own."""

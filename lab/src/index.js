@@ -310,7 +310,9 @@ class Panel extends Widget {
           h('a.mlops-run-link', { href: '#', title: 'its steps and notebooks', onclick: ev => (ev.preventDefault(), this.showRun(r.run_id)) }, r.run_id.slice(0, 8)),
           ` ${r.pipeline} `,
           h(`span.mlops-badge.mlops-status-${r.status.toLowerCase()}`, {}, r.status.toLowerCase()),
-          r.registered ? h('span.mlops-version-tag', {}, ` → ${r.registered}`) : null),
+          r.registered ? h('span.mlops-version-tag', {}, ` → ${r.registered}`) : null,
+          r.group ? h('a.mlops-group-link', { href: '#', dataset: { kind: r.group.kind, group: r.group.id }, onclick: ev => (ev.preventDefault(), this.compareGroup(r.group)) },
+            r.group.kind === 'search' ? ' its search\'s trials' : ' its sweep') : null),
         h('div.mlops-line.mlops-dim', {},
           [when(r.started), seconds(r.seconds), r.metric && r.value !== null && r.value !== undefined ? `${r.metric} ${number(r.value)}` : '']
             .filter(Boolean).join(' · '))));
@@ -396,9 +398,17 @@ class Panel extends Widget {
       differ('packages that differ', d.packages.map(([name, x, y]) => `${name} ${x} → ${y}`)));
   }
 
+  // A sweep's runs or a search's trials (the group's id stands for all of them): what varies, and the metric.
+  compareGroup(group) {
+    const varies = h('div.mlops-many', {}, h('div.mlops-hint', {}, 'Reading the runs…'));
+    const trials = group.kind === 'search';
+    fill(this.detail, h('h3', {}, `${group.kind} ${group.id.slice(0, 8)}: ${trials ? 'its trials' : 'its runs'}, what varies, and the metric`), varies);
+    return this.compareMany([group.id], varies, trials ? 'trials' : 'runs');
+  }
+
   // Runs picked (any number): each parameter that varies and the primary metric, best first, and the figure of the
   // metric against each of them and in parallel coordinates (what `mlops-nb runs --compare --plot` draws).
-  async compareMany(ids, el) {
+  async compareMany(ids, el, noun = 'runs') {
     let c;
     try {
       c = await api(`compare?ids=${ids.join(',')}`);
@@ -406,7 +416,7 @@ class Panel extends Widget {
       return this.failure(el, e);
     }
     fill(el,
-      h('div.mlops-hint', {}, `${c.rows.length} runs by ${c.metric} (${c.goal === 'min' ? 'lower' : 'higher'} is better), best first`),
+      h('div.mlops-hint', {}, `${c.rows.length} ${noun} by ${c.metric} (${c.goal === 'min' ? 'lower' : 'higher'} is better), best first`),
       h('table.mlops-table.mlops-many-table', {}, h('tr', {}, c.columns.map(k => h('th', {}, k === 'run_id' ? 'run' : k))),
         c.rows.map(r => h('tr.mlops-many-row', { dataset: { run: r[0] } }, r.map((v, i) => h('td', {}, i === 0 ? String(v).slice(0, 8) : number(v)))))),
       h('img.mlops-compare-plot', { src: c.plot, alt: `${c.metric} against each parameter that varies, and in parallel coordinates` }));

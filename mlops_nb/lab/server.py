@@ -231,7 +231,18 @@ def recent_runs(
         out.append(
             {**tracking.run_summary(r), "metric": metric, "value": r.data.metrics.get(metric), "params": r.data.params}
         )
+        out[-1]["group"] = _group(r)
     return out
+
+
+def _group(run) -> dict | None:
+    "The sweep a run is a member of, or the search that chose its values: {id, kind}, for compare to take all of it."
+    tags = run.data.tags
+    if tags.get(tracking.Tag.sweep):
+        return {"id": tags[tracking.Tag.sweep], "kind": "sweep"}
+    if tags.get(tracking.Tag.search) and tags.get("mlflow.parentRunId"):  # the search run holds its trials
+        return {"id": tags["mlflow.parentRunId"], "kind": "search"}
+    return None
 
 
 def _no_store(settings) -> bool:

@@ -405,13 +405,7 @@ def diff_pages(
     (out / "index.html").write_text(f"{head}<body>{body}</body></html>", encoding="utf-8")
     return out / "index.html"
 
-# %% ../../notebooks/runner/19_diff.ipynb #12915d3c
-def _members(client, run) -> list:
-    "The pipeline runs nested under a sweep or search run (its members or trials), oldest first."
-    flt = f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.{tracking.TAG}.kind = 'pipeline'"
-    return client.search_runs([run.info.experiment_id], flt, order_by=["attributes.start_time ASC"])
-
-
+# %% ../../notebooks/runner/19_diff.ipynb #1a9ff598
 def _numbers_if_all(col):
     "A column of parameter values (MLflow keeps text) as numbers when each of them is one."
     import pandas as pd
@@ -420,6 +414,14 @@ def _numbers_if_all(col):
         return pd.to_numeric(col)
     except (ValueError, TypeError):
         return col
+
+
+def _trials_metric(trials: list) -> tuple[str, str]:
+    "(name, max or min) of the cross-validated score a search's trials logged (`cv_METRIC_mean`)."
+    from mlops_nb.ml.metrics import higher_is_better
+
+    name = next((k for t in trials for k in sorted(t.data.metrics) if k.startswith("cv_") and k.endswith("_mean")), "")
+    return name, "max" if higher_is_better(name.removeprefix("cv_").removesuffix("_mean")) else "min"
 
 
 def _primary(run) -> tuple[str, str]:
@@ -431,6 +433,15 @@ def _primary(run) -> tuple[str, str]:
     )
     return name, run.data.tags.get(tracking.Tag.metric_goal) or ("max" if higher_is_better(name) else "min")
 
+# %% ../../notebooks/runner/19_diff.ipynb #12915d3c
+def _members(client, run) -> list:
+    "A sweep's pipeline runs or a search's trials, oldest first; none for another run."
+    kind = {"sweep": "pipeline", "search": "trial"}.get(run.data.tags.get(tracking.Tag.kind, ""))
+    if kind is None:  # (a search also nests the pipeline runs that prepared its data and trained its best values)
+        return []
+    flt = f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.{tracking.TAG}.kind = '{kind}'"
+    return client.search_runs([run.info.experiment_id], flt, order_by=["attributes.start_time ASC"])
+
 
 def compare_runs(
     client,  # an MlflowClient (`track.client.connect`)
@@ -440,10 +451,13 @@ def compare_runs(
     import pandas as pd
 
     runs = [tracking.get_run(client, i) for i in ids]
-    runs = [m for r in runs for m in (_members(client, r) or [r])] if len(runs) == 1 else runs
+    whole = runs[0] if len(runs) == 1 else None
+    runs = (_members(client, whole) or runs) if whole else runs
     if len(runs) < 2:
         raise MlopsNbError(f"nothing to compare: {', '.join(ids)} is one run with no members; name two or more runs.")
     metric, goal = next((m for m in map(_primary, runs) if m[0]), ("", "max"))  # a failed run may have none
+    if whole is not None and whole.data.tags.get(tracking.Tag.kind) == "search":  # its trials: cross-validated scores
+        metric, goal = _trials_metric(runs)
     params = pd.DataFrame([r.data.params for r in runs])
     varied = [c for c in params.columns if params[c].nunique(dropna=False) > 1 and c != "sweep"]
     table = params[varied].apply(_numbers_if_all)

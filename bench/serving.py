@@ -40,6 +40,12 @@ row of the graph in-process 0.24 ms (goal <= 1 ms). The scikit-learn pipeline it
 1.12x MLServer's best throughput at a third of its p99 (2.5x the floor). An earlier run the same day, on a less busy
 machine: ONNX 1,337 req/s (p99 23 ms), MLServer 16/10ms 330 (197 ms), the pipeline from 2 cores 363 (68 ms).
 
+Without the `[serve]` extra (uvicorn on asyncio's loop and h11's parser instead of uvloop and httptools; the row
+`mlops-nb serve, ONNX, no [serve]` hides them from the server), 2026-12-08, 3 rounds of 8 s with
+`--only "mlops-nb serve, ONNX;mlops-nb serve, ONNX, no [serve];mlops-nb serve;mlops-nb serve x2"`, on a quieter machine:
+ONNX with the extra 2,216 req/s (p99 16.8 ms), without it 1,627 req/s (p99 18.2 ms): 27 % fewer (one round of three
+went the other way: 1,718 against 1,827); the scikit-learn pipeline 560 req/s from one process, 578 from two.
+
     make bench-serving     # or: .venv/bin/python bench/serving.py --peers /path/to/venvs [--rounds 3 --seconds 10]
 """
 import argparse, asyncio, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time, urllib.request
@@ -163,6 +169,14 @@ def _mlops(root: Path, args: list, headers=None):
             "answer": lambda r: r["predictions"], "headers": headers or {}}
 
 
+def _without_serve_extra(root: Path) -> Path:
+    "A folder that, first on the path, hides uvloop and httptools, as when mlops-nb is installed without `[serve]`."
+    for name in ("uvloop", "httptools"):
+        (root / "no-serve-extra" / name).mkdir(parents=True, exist_ok=True)
+        (root / "no-serve-extra" / name / "__init__.py").write_text("raise ImportError('not installed: no [serve] extra')\n")
+    return root / "no-serve-extra"
+
+
 def servers(root: Path, peers: Path | None, cores: int) -> dict:
     token = root / "token"
     token.write_text(TOKEN); token.chmod(0o600)
@@ -176,6 +190,9 @@ def servers(root: Path, peers: Path | None, cores: int) -> dict:
         "mlops-nb serve": _mlops(root, ["--model", "models:/assembly-defect/1", "--workers", "1", *guarded], auth),
         f"mlops-nb serve x{cores}": _mlops(root, ["--model", "models:/assembly-defect/1", "--workers", str(cores), *guarded], auth),
         "mlops-nb serve, ONNX": _mlops(root, ["--model", str(root / "onnx"), "--workers", "1", *guarded], auth),
+        # the same without the `[serve]` extra: uvicorn then runs on asyncio's loop and h11's parser
+        "mlops-nb serve, ONNX, no [serve]": {**_mlops(root, ["--model", str(root / "onnx"), "--workers", "1", *guarded], auth),
+                                             "env": {"PYTHONPATH": str(_without_serve_extra(root))}},
         "edge server (ONNX)": {
             "start": lambda port: ([sys.executable, "-m", "mlops_nb_edge", "--port", str(port)], root / "onnx"),
             "ready": "/ping", "path": "/invocations", "body": _records, "answer": lambda r: r["predictions"]},
@@ -274,9 +291,9 @@ def report(runs: dict, floors: dict, cores: int, args) -> None:
            for n, rs in runs.items()}
     print(f"\n1-row requests, {args.concurrency} concurrent, {args.seconds:.0f} s each, {args.rounds} interleaved rounds "
           f"(medians), 100-tree random forest, {cores} cores")
-    print(f"{'server':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'server':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
     for name, m in med.items():
-        print(f"{name:<24}{m['rps']:>10.1f}{m['p50_ms']:>10.1f}{m['p99_ms']:>10.1f}{m['errors']:>8}")
+        print(f"{name:<34}{m['rps']:>10.1f}{m['p50_ms']:>10.1f}{m['p99_ms']:>10.1f}{m['errors']:>8}")
     print(f"floor: in-process predict of 1 row: the forest {floors['forest']:.2f} ms, its ONNX graph {floors['onnx']:.3f} ms "
           "(goal: <= 1 ms)")
     ours = {n: m for n, m in med.items() if n.startswith("mlops-nb")}

@@ -356,6 +356,11 @@ def test_the_wheel_alone_gives_a_working_panel_on_a_project_jupyterlab_was_start
         open_panel(page, url, token)
         assert page.locator(".mlops-field").count() > 5
         assert hosts == {"127.0.0.1"}, hosts  # every script and style came from JupyterLab's own server: no CDN
+        # without the `[lab]` extra, MLflow's UI is not proxied: the panel says how to get it instead of a dead link
+        assert p["mlflow_proxy"] is False
+        page.click('.mlops-tab[data-view="runs"]')
+        missing = page.locator(".mlops-toolbar .mlops-mlflow-missing")
+        assert "pip install 'mlops-nb[lab]'" in missing.inner_text() and page.locator(".mlops-mlflow-link").count() == 0
         page.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)

@@ -101,6 +101,14 @@ def test_a_project_made_where_mlops_nb_came_from_a_wheel_sets_itself_up_from_tha
     version = subprocess.run([str(venv / "bin" / "mlops-nb"), "--version"], capture_output=True, text=True).stdout
     assert version.startswith(f"mlops-nb {wheel.name.split('-')[1]} "), version
     assert "register" in r.stdout + r.stderr and (proj / "mlflow.db").is_file()
+    # the project asks for mlops-nb[lab,serve]: MLflow's UI in its JupyterLab, and the fast server; the wheel alone
+    # has neither, and `serve` says what it misses and the extra that brings it
+    note = "from mlops_nb.cli.serving import _slow_server_note as n; import importlib.util as u; "\
+           "print(u.find_spec('jupyter_server_proxy') is not None, repr(n()))"
+    got = subprocess.run([str(venv / "bin" / "python"), "-c", note], capture_output=True, text=True, env=user_env())
+    assert got.stdout.strip() == "True ''", got.stdout + got.stderr
+    got = subprocess.run([str(wheel_venv / "bin" / "python"), "-c", note], capture_output=True, text=True, env=user_env())
+    assert got.stdout.startswith("False ") and "pip install 'mlops-nb[serve]'" in got.stdout, got.stdout + got.stderr
     # the core has no Kubernetes schemas (~110 MB): the command that needs them names its extra, and writes nothing
     k8s = subprocess.run([str(venv / "bin" / "mlops-nb"), "deploy", "k8s", "k8s"], cwd=proj, capture_output=True,
                          text=True, env=user_env())

@@ -94,6 +94,15 @@ class Panel extends Widget {
     return base + page;
   }
 
+  // A link to MLflow's UI: the team's server, or the embedded store's UI proxied under JupyterLab (the `[lab]` extra)
+  mlflowLink(page, text) {
+    if (this.project && this.project.local && !this.project.mlflow_proxy) {
+      return h('span.mlops-mlflow-missing', { title: 'MLflow\'s UI inside JupyterLab needs jupyter-server-proxy' },
+        `${text.replace(' ↗', '')}: pip install 'mlops-nb[lab]', then restart JupyterLab`);
+    }
+    return h('a.mlops-mlflow-link', { href: this.mlflowUrl(page), target: '_blank', rel: 'noopener' }, text);
+  }
+
   open(path) {
     return this.app.commands.execute('docmanager:open', { path, factory: 'Notebook' });
   }
@@ -318,7 +327,7 @@ class Panel extends Widget {
             .filter(Boolean).join(' · '))));
     fill(view,
       h('div.mlops-toolbar', {}, h('button.mlops-refresh.jp-mod-styled', { onclick: () => this.loadRuns() }, 'Refresh'), this.compareButton,
-        h('a.mlops-mlflow-link', { href: this.mlflowUrl(), target: '_blank', rel: 'noopener' }, 'MLflow ↗')),
+        this.mlflowLink('', 'MLflow ↗')),
       h('div.mlops-hint', {}, 'Pick two runs to compare them side by side, or more to see how the metric moves with what varies; a run\'s id opens its steps and notebooks.'),
       runs.length ? h('div.mlops-run-list', {}, rows) : h('div.mlops-empty', {}, 'No pipeline runs yet: run one from the Pipelines tab.'),
       this.detail
@@ -338,7 +347,7 @@ class Panel extends Widget {
       const run = await api(`runs/${runId}`);
       fill(this.detail,
         h('h3', {}, `${run.pipeline} run ${run.run_id.slice(0, 12)}: ${run.status} `,
-          h('a.mlops-mlflow-link', { href: this.mlflowUrl(run.mlflow_page), target: '_blank', rel: 'noopener' }, 'in MLflow ↗')),
+          this.mlflowLink(run.mlflow_page, 'in MLflow ↗')),
         h('table.mlops-table', {}, h('tr', {}, ['step', 'status', 'metrics', ''].map(c => h('th', {}, c))),
           run.steps.map(s => h('tr.mlops-run-step', { dataset: { step: s.step } },
             h('td', {}, s.step),

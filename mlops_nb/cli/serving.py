@@ -76,7 +76,21 @@ def _say_serving(uri: str, host: str, port: int, settings, opts) -> None:
     who = f"; {guarded} need the token" if opts.token else "; no token: anyone who reaches it may send feedback"
     make_console().print(
         f"serving {uri} on http://{host}:{port} from {opts.workers} process(es) ({endpoints}); prediction log: "
-        f"{log}{who}. Ctrl-C stops."
+        f"{log}{who}. Ctrl-C stops.{_slow_server_note()}",
+        markup=False,
+    )
+
+# %% ../../notebooks/cli/04_serving.ipynb #5104353d
+def _slow_server_note() -> str:
+    "What serving misses without the `[serve]` extra (uvicorn then runs on asyncio's loop and h11's parser)."
+    import importlib.util
+
+    missing = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m) is None]
+    if not missing:
+        return ""
+    return (
+        f"\nwithout {' and '.join(missing)}, uvicorn serves on asyncio's loop and h11's parser: about a quarter "
+        "fewer requests a second (bench/serving.py). pip install 'mlops-nb[serve]' adds them."
     )
 
 # %% ../../notebooks/cli/04_serving.ipynb #3d039ddf

@@ -6,7 +6,7 @@ Docs: https://mlops-nb.github.io/mlops-nb/lab/server.html.md"""
 
 # %% ../../notebooks/lab/03_server.ipynb #e59f05de
 from __future__ import annotations
-import json, os, secrets, signal, subprocess, sys, threading, time
+import importlib.util, json, os, secrets, signal, subprocess, sys, threading, time
 from importlib.resources import files
 from pathlib import Path
 from fastcore.basics import patch
@@ -465,6 +465,7 @@ class ProjectHandler(_Handler):
     async def get(self):
         s = self.settings_
         out = {"root": str(s.root), "tracking": s.tracking, "local": s.is_local_store, "experiment": s.experiment}
+        out["mlflow_proxy"] = importlib.util.find_spec("jupyter_server_proxy") is not None  # the `[lab]` extra
         await self.answer(lambda: {**out, "model_name": s.model_name, "pipelines": pipelines(s.root)})
 
 

@@ -70,7 +70,8 @@ def server_requirements(
         for line in (req.read_text().splitlines() if req.exists() else [])
         if line.strip() and not line.startswith(("#", "-"))
     ]
-    ours = [f"{n}[{','.join(e)}]" for n, e in env.requires.get("mlops-nb", {}).get("", [])]  # the workbench's own
+    wb = env.requires.get("mlops-nb", {})  # the workbench's own requirements, and its fast server's (`[serve]`)
+    ours = [f"{n}[{','.join(e)}]" for extra in ("", "serve") for n, e in wb.get(extra, [])]
     return [p for p in env.pins([*model, *ours]) if not p.lower().startswith("mlops-nb==")]
 
 # %% ../../notebooks/ops/03_bundle.ipynb #da7f8dce

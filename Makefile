@@ -29,7 +29,10 @@ $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	@# uv installs what pip would (the same packages from the same index, bytecode compiled), in about a third of the time
 	$(BIN)/python -m pip install --quiet "uv>=0.5"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -e ".[dev]"
+	@# in a temporary folder of its own: uv leaves its build locks (uv-setuptools-*.lock) in the one it is given
+	mkdir -p $(abspath $(VENV))/.tmp
+	TMPDIR=$(abspath $(VENV))/.tmp $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -e ".[dev]"
+	rm -rf $(abspath $(VENV))/.tmp
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -67,8 +70,10 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/python .ci/check_rhythm.py
 
+## in a temporary folder of its own, removed after, as `mlops-nb docs` runs them: the examples' scratch folders go with it
 nbdev-test: setup
-	$(BIN)/nbdev-test --n-workers 2
+	@tmp=$$(mktemp -d /tmp/mlops-nb-nbdev-test.XXXXXX) && \
+	TMPDIR=$$tmp $(BIN)/nbdev-test --n-workers 2; code=$$?; rm -rf $$tmp; exit $$code
 
 ## the suite runs with a TMPDIR of its own (short: unix sockets live there; others may enter it, as /tmp: the team's
 ## PostgreSQL runs as postgres), checked empty and with no process left
@@ -138,6 +143,7 @@ bench: setup
 	$(BIN)/python bench/evidence_cost.py
 	$(BIN)/python bench/monitor_alarms.py
 	$(BIN)/python bench/diff.py
+	$(BIN)/python bench/install.py
 
 ## the scoring servers side by side: mlops-nb (plain, every core, ONNX), the edge server, MLflow's, and MLServer and
 ## BentoML, each peer in a virtualenv of its own (.venv-serving/), made from bench/requirements-*.txt on first use

@@ -301,6 +301,17 @@ def make_wheel_venv(where: Path, venv: Path) -> None:
     r = subprocess.run([str(uv), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
                         f"{wheel}[onnx]"], capture_output=True, text=True, env=clean_env())
     assert r.returncode == 0, r.stderr[-2000:]
+    # what the wheel alone brings, noted before any test installs more into this shared venv (a project's `make run
+    # VENV=...` adds its `mlops-nb[lab,serve]`): MLflow's proxy for JupyterLab, and what `serve` says without `[serve]`
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", ALONE], capture_output=True, text=True, env=clean_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    (where / "alone.json").write_text(r.stdout)
+
+
+ALONE = """import importlib.util, json
+from mlops_nb.cli.serving import _slow_server_note
+print(json.dumps({"proxy": importlib.util.find_spec("jupyter_server_proxy") is not None, "note": _slow_server_note()}))
+"""
 
 
 def user_env(**extra: str) -> dict[str, str]:

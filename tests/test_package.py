@@ -1,7 +1,7 @@
 """The package as a user builds it from source: `python -m build` (the sdist, then the wheel from it) and `pip wheel .`
 on a clean checkout build the JupyterLab panel themselves (buildsys/backend.py), without Node one line says so, and
 the sdist builds the same wheel as the checkout. The build itself is made once, by the `wheel_venv` fixture."""
-import hashlib, os, shutil, subprocess, sys, tarfile, tempfile, zipfile
+import hashlib, json, os, shutil, subprocess, sys, tarfile, tempfile, zipfile
 from pathlib import Path
 
 import pytest
@@ -102,13 +102,12 @@ def test_a_project_made_where_mlops_nb_came_from_a_wheel_sets_itself_up_from_tha
     assert version.startswith(f"mlops-nb {wheel.name.split('-')[1]} "), version
     assert "register" in r.stdout + r.stderr and (proj / "mlflow.db").is_file()
     # the project asks for mlops-nb[lab,serve]: MLflow's UI in its JupyterLab, and the fast server; the wheel alone
-    # has neither, and `serve` says what it misses and the extra that brings it
-    note = "from mlops_nb.cli.serving import _slow_server_note as n; import importlib.util as u; "\
-           "print(u.find_spec('jupyter_server_proxy') is not None, repr(n()))"
-    got = subprocess.run([str(venv / "bin" / "python"), "-c", note], capture_output=True, text=True, env=user_env())
-    assert got.stdout.strip() == "True ''", got.stdout + got.stderr
-    got = subprocess.run([str(wheel_venv / "bin" / "python"), "-c", note], capture_output=True, text=True, env=user_env())
-    assert got.stdout.startswith("False ") and "pip install 'mlops-nb[serve]'" in got.stdout, got.stdout + got.stderr
+    # had neither, and `serve` said what it misses and the extra that brings it (noted as the wheel's venv was made)
+    from conftest import ALONE
+    got = subprocess.run([str(venv / "bin" / "python"), "-c", ALONE], capture_output=True, text=True, env=user_env())
+    assert json.loads(got.stdout) == {"proxy": True, "note": ""}, got.stdout + got.stderr
+    alone = json.loads((wheel_venv.parent / "alone.json").read_text())
+    assert alone["proxy"] is False and "pip install 'mlops-nb[serve]'" in alone["note"], alone
     # the core has no Kubernetes schemas (~110 MB): the command that needs them names its extra, and writes nothing
     k8s = subprocess.run([str(venv / "bin" / "mlops-nb"), "deploy", "k8s", "k8s"], cwd=proj, capture_output=True,
                          text=True, env=user_env())

@@ -20,6 +20,14 @@ data steps (8 s when not cached), the best values trained, evaluated, registered
 the search's executed notebook (~5 s, beside the training), MLflow's first connection (~3 s). 2 workers 46.0 s:
 1.41x faster than 1, short of 1.7x because one worker's boosting already keeps 1.5 of the 2 cores busy (95 s of CPU
 in 65 s), and the steps around the trials run once either way.
+
+Again 2026-12-08, on a quieter machine, 2 rounds (medians): plain 27.8 s; --tune 1 worker 43.1 s (1.55x; its trials
+31.1 s, 1.12x the plain script; in round 2 it chose round 1's values, so its train..gate came from the step cache in
+0.2 s); 2 workers 45.0 s (0.96x faster than 1: trials 29.2 s, train..gate 16.8 s). One cold round before it: plain
+34.2 s, 1 worker 78.4 s (data steps 9 s, a first MLflow start 10.5 s), 2 workers 45.0 s (1.74x faster than 1). The
+2-worker ratio swings because 2 processes sample other trials than 1 (the seeded TPE is deterministic only in one
+process): other values, other costs, other pruning. Comparing the same trials (a fixed list, Optuna's
+`enqueue_trial`) would measure the scaling alone; this bench does not yet.
 Run: `.venv/bin/python bench/search.py [--rows 20000] [--trials 40] [--folds 5] [--rounds 1]` (about 10 min a round).
 """
 from __future__ import annotations

@@ -407,10 +407,10 @@ def _compare(ids: list[str], plot: Path | None) -> None:
     client, settings = reading_client()
     ids = [i for v in ids for i in v.split(",") if i]
     table, metric, goal = compare_runs(client, ids)
-    best, c = table, make_console()
+    c = make_console()
     title = f"{len(table)} runs by {metric} ({'higher' if goal == 'max' else 'lower'} is better)"
-    _table(c, title, tuple(best.columns), best.round(4).astype(str).values.tolist())
-    out = compare_plot(best, metric, plot or settings.runs / f"compare-{ids[0][:8]}.png")
+    _table(c, title, tuple(table.columns), table.round(4).astype(str).values.tolist())
+    out = compare_plot(table, metric, plot or settings.runs / f"compare-{ids[0][:8]}.png")
     c.print(f"figure: {out} (the metric against each parameter that varies, and in parallel coordinates)", markup=False)
 
 # %% ../../notebooks/cli/02_runs.ipynb #e5780854

@@ -90,7 +90,7 @@ def _slow_server_note() -> str:
         return ""
     return (
         f"\nwithout {' and '.join(missing)}, uvicorn serves on asyncio's loop and h11's parser: about a quarter "
-        "fewer requests a second (bench/serving.py). pip install 'mlops-nb[serve]' adds them."
+        "fewer requests a second. pip install 'mlops-nb[serve]' adds them."
     )
 
 # %% ../../notebooks/cli/04_serving.ipynb #3d039ddf

@@ -228,10 +228,8 @@ def recent_runs(
     out = []
     for r in [] if exp is None else tracking.pipeline_runs(client, exp.experiment_id, None, limit):
         metric = r.data.tags.get(tracking.Tag.metric) or _first_test_metric(r.data.metrics)
-        out.append(
-            {**tracking.run_summary(r), "metric": metric, "value": r.data.metrics.get(metric), "params": r.data.params}
-        )
-        out[-1]["group"] = _group(r)
+        value, params = r.data.metrics.get(metric), r.data.params
+        out.append({**tracking.run_summary(r), "metric": metric, "value": value, "params": params, "group": _group(r)})
     return out
 
 
@@ -240,8 +238,8 @@ def _group(run) -> dict | None:
     tags = run.data.tags
     if tags.get(tracking.Tag.sweep):
         return {"id": tags[tracking.Tag.sweep], "kind": "sweep"}
-    if tags.get(tracking.Tag.search) and tags.get("mlflow.parentRunId"):  # the search run holds its trials
-        return {"id": tags["mlflow.parentRunId"], "kind": "search"}
+    if tags.get(tracking.Tag.search) and tags.get(tracking.PARENT):  # the search run holds its trials
+        return {"id": tags[tracking.PARENT], "kind": "search"}
     return None
 
 

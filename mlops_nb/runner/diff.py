@@ -416,12 +416,13 @@ def _numbers_if_all(col):
         return col
 
 
-def _trials_metric(trials: list) -> tuple[str, str]:
-    "(name, max or min) of the cross-validated score a search's trials logged (`cv_METRIC_mean`)."
+def _trials_metric(search, trials: list) -> tuple[str, str]:
+    "(name, the search's max or min) of the cross-validated score a search's trials logged (`cv_METRIC_mean`)."
     from mlops_nb.ml.metrics import higher_is_better
 
     name = next((k for t in trials for k in sorted(t.data.metrics) if k.startswith("cv_") and k.endswith("_mean")), "")
-    return name, "max" if higher_is_better(name.removeprefix("cv_").removesuffix("_mean")) else "min"
+    base = name.removeprefix("cv_").removesuffix("_mean")
+    return name, search.data.tags.get(tracking.Tag.metric_goal) or ("max" if higher_is_better(base) else "min")
 
 
 def _primary(run) -> tuple[str, str]:
@@ -439,7 +440,7 @@ def _members(client, run) -> list:
     kind = {"sweep": "pipeline", "search": "trial"}.get(run.data.tags.get(tracking.Tag.kind, ""))
     if kind is None:  # (a search also nests the pipeline runs that prepared its data and trained its best values)
         return []
-    flt = f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.{tracking.TAG}.kind = '{kind}'"
+    flt = f"tags.{tracking.PARENT} = '{run.info.run_id}' and tags.{tracking.TAG}.kind = '{kind}'"
     return client.search_runs([run.info.experiment_id], flt, order_by=["attributes.start_time ASC"])
 
 
@@ -455,9 +456,10 @@ def compare_runs(
     runs = (_members(client, whole) or runs) if whole else runs
     if len(runs) < 2:
         raise MlopsNbError(f"nothing to compare: {', '.join(ids)} is one run with no members; name two or more runs.")
-    metric, goal = next((m for m in map(_primary, runs) if m[0]), ("", "max"))  # a failed run may have none
     if whole is not None and whole.data.tags.get(tracking.Tag.kind) == "search":  # its trials: cross-validated scores
-        metric, goal = _trials_metric(runs)
+        metric, goal = _trials_metric(whole, runs)
+    else:  # a failed run may have no metric: the first run's that has one
+        metric, goal = next((m for m in map(_primary, runs) if m[0]), ("", "max"))
     params = pd.DataFrame([r.data.params for r in runs])
     varied = [c for c in params.columns if params[c].nunique(dropna=False) > 1 and c != "sweep"]
     table = params[varied].apply(_numbers_if_all)
